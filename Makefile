@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make run` starts the platform, `make test` runs every test.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test unit integration e2e bench lint protos clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "installing into $(VENV) ..."
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+protos: $(STAMP)
+	@$(PY) tools/genproto.py
+
+run: protos
+	@$(PY) -m wuye run
+
+test: protos lint
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+unit: protos
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+integration: protos
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+e2e: protos
+	$(PY) -m pytest -q -p no:cacheprovider tests/e2e
+
+bench: protos
+	@$(PY) -m bench
+
+lint: $(STAMP)
+	@$(PY) -m ruff check --quiet services tests tools bench
+
+clean:
+	rm -rf $(VENV) .wuye services/*/v1

@@ -1,0 +1,1 @@
+"""Wuye (物业): the regulator's platform for property management."""

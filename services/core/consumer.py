@@ -1,0 +1,246 @@
+"""The event consumer: poll, handle each event in its own transaction, commit the offset after.
+
+Each handler's transaction also records the event id in the inbox, so a redelivered event
+changes nothing. A database outage is waited out (the event is retried from its offset); an
+event that keeps failing, or cannot be decoded, goes to `<topic>.dlq` with the error, and the
+consumer moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from google.protobuf.message import DecodeError, Message
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from wuye.core import metrics
+from wuye.core.events import inbox
+from wuye.core.kafka import header_map
+from wuye.core.logs import log
+
+logger = logging.getLogger("wuye.consumer")
+
+
+@dataclass(frozen=True)
+class EventMeta:
+    event_id: str
+    event_type: str
+    source: str
+    subject: str
+    district: str
+    time: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Handler:
+    message_type: type[Message]
+    handle: Callable[[Connection, Message, EventMeta], None]
+
+
+def _is_transient(error: Exception) -> bool:
+    return isinstance(error, DBAPIError) and (
+        error.connection_invalidated
+        or isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError)
+    )
+
+
+class Consumer:
+    def __init__(
+        self,
+        engine: Engine,
+        kafka: KafkaConsumer,
+        dead_letters: KafkaProducer,
+        *,
+        name: str,
+        handlers: dict[str, Handler],
+        max_attempts: int,
+        inbox_retention_days: int,
+    ) -> None:
+        self._engine = engine
+        self._kafka = kafka
+        self._dead_letters = dead_letters
+        self._name = name
+        self._handlers = handlers
+        self._max_attempts = max_attempts
+        self._retention_seconds = inbox_retention_days * 86400
+        self._failures: dict[tuple[str, int, int], int] = {}
+        self._housekeeping_at = 0.0
+
+    # -- one event
+
+    def _meta(self, record: ConsumerRecord) -> EventMeta:
+        headers = header_map(record.headers)
+        event_id = headers.get("ce_id") or f"{record.topic}/{record.partition}/{record.offset}"
+        return EventMeta(
+            event_id=event_id,
+            event_type=headers.get("ce_type", ""),
+            source=headers.get("ce_source", ""),
+            subject=headers.get("ce_subject", ""),
+            district=headers.get("ce_district", ""),
+            time=headers.get("ce_time", ""),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+
+    def process(self, record: ConsumerRecord) -> str:
+        """Handle one record; returns the outcome. Raises only on a transient failure."""
+        meta = self._meta(record)
+        handler = self._handlers.get(meta.event_type)
+        if handler is None:
+            return "ignored"
+        try:
+            message = handler.message_type.FromString(record.value or b"")
+        except DecodeError as e:
+            self._dead_letter(record, e, attempts=1)
+            return "dead_lettered"
+        position = (record.topic, record.partition, record.offset)
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    inbox.insert().values(
+                        consumer=self._name, event_id=meta.event_id, processed_at=time.time()
+                    )
+                )
+                handler.handle(connection, message, meta)
+        except IntegrityError as e:
+            if self._already_processed(meta.event_id):
+                return "duplicate"
+            return self._failed(record, position, e)
+        except Exception as e:
+            if _is_transient(e):
+                raise
+            return self._failed(record, position, e)
+        self._failures.pop(position, None)
+        return "handled"
+
+    def _already_processed(self, event_id: str) -> bool:
+        with self._engine.connect() as connection:
+            return (
+                connection.execute(
+                    sa.select(inbox.c.event_id).where(
+                        (inbox.c.consumer == self._name) & (inbox.c.event_id == event_id)
+                    )
+                ).first()
+                is not None
+            )
+
+    def _failed(self, record: ConsumerRecord, position, error: Exception) -> str:
+        attempts = self._failures.get(position, 0) + 1
+        if attempts < self._max_attempts:
+            self._failures[position] = attempts
+            log(
+                logger,
+                "handler failed, will retry",
+                logging.WARNING,
+                topic=record.topic,
+                offset=record.offset,
+                attempt=attempts,
+                error=repr(error)[:300],
+            )
+            raise _RetryLater(min(0.05 * 2**attempts, 2.0))
+        self._failures.pop(position, None)
+        self._dead_letter(record, error, attempts)
+        return "dead_lettered"
+
+    def _dead_letter(self, record: ConsumerRecord, error: Exception, attempts: int) -> None:
+        headers = [
+            *(record.headers or ()),
+            ("wuye_error", repr(error)[:1000].encode()),
+            ("wuye_source_topic", record.topic.encode()),
+            ("wuye_source_partition", str(record.partition).encode()),
+            ("wuye_source_offset", str(record.offset).encode()),
+            ("wuye_attempts", str(attempts).encode()),
+            ("wuye_consumer", self._name.encode()),
+        ]
+        self._dead_letters.send(
+            f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers
+        ).get(timeout=30)
+        log(
+            logger,
+            "event dead-lettered",
+            logging.ERROR,
+            topic=record.topic,
+            offset=record.offset,
+            error=repr(error)[:300],
+        )
+
+    # -- the loop
+
+    def poll_once(self, timeout_ms: int = 500) -> int:
+        """Handle what one poll returns and commit it; returns the records handled."""
+        batches = self._kafka.poll(timeout_ms=timeout_ms)
+        done = 0
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        retry_in = 0.0
+        for partition, records in batches.items():
+            for record in records:
+                try:
+                    outcome = self.process(record)
+                except (_RetryLater, DBAPIError, KafkaError) as e:
+                    # Come back to this record: later ones of the partition must wait for it.
+                    self._kafka.seek(partition, record.offset)
+                    retry_in = max(retry_in, e.delay if isinstance(e, _RetryLater) else 1.0)
+                    if not isinstance(e, _RetryLater):
+                        log(
+                            logger,
+                            "database or broker unavailable, will retry",
+                            logging.WARNING,
+                            error=repr(e)[:300],
+                        )
+                    break
+                metrics.CONSUMED.labels(record.topic, outcome).inc()
+                offsets[partition] = OffsetAndMetadata(record.offset + 1, "", -1)
+                done += 1
+        if offsets:
+            self._kafka.commit(offsets)
+        if retry_in:
+            time.sleep(retry_in)
+        return done
+
+    def _housekeeping(self) -> None:
+        now = time.time()
+        if now - self._housekeeping_at < 10:
+            return
+        self._housekeeping_at = now
+        for partition in self._kafka.assignment():
+            end = self._kafka.highwater(partition)
+            if end is not None:
+                lag = max(0, end - self._kafka.position(partition))
+                metrics.CONSUMER_LAG.labels(partition.topic, str(partition.partition)).set(lag)
+        with self._engine.begin() as connection:
+            connection.execute(
+                inbox.delete().where(
+                    (inbox.c.consumer == self._name)
+                    & (inbox.c.processed_at < now - self._retention_seconds)
+                )
+            )
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll_once()
+                self._housekeeping()
+            except (KafkaError, DBAPIError) as e:
+                log(logger, "consumer loop error, will retry", logging.WARNING, error=repr(e)[:300])
+                stop.wait(1.0)
+        self._kafka.close()
+
+
+class _RetryLater(Exception):
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"retry in {delay:.2f}s")
+        self.delay = delay

@@ -1,0 +1,148 @@
+"""The transactional outbox and its companions: events are rows written in the same transaction
+as the state they describe, so nothing is published that was not committed and nothing
+committed is lost while Kafka is away. Also the inbox (event ids a consumer has processed) and
+idempotency keys of Create-like calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import sqlalchemy as sa
+from google.protobuf.message import Message
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from wuye.core.context import current_or_none
+from wuye.core.errors import AlreadyExists
+
+_core = sa.MetaData()
+_big_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+outbox = sa.Table(
+    "outbox",
+    _core,
+    sa.Column("id", _big_id, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("topic", sa.String(200), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("event_type", sa.String(200), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("district", sa.String(12), nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+inbox = sa.Table(
+    "inbox",
+    _core,
+    sa.Column("consumer", sa.String(100), primary_key=True),
+    sa.Column("event_id", sa.String(100), primary_key=True),
+    sa.Column("processed_at", sa.Float, nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    _core,
+    sa.Column("method", sa.String(100), primary_key=True),
+    sa.Column("request_id", sa.String(100), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("response", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event to publish: `key` orders one aggregate's events; `subject` names the record."""
+
+    topic: str
+    key: str
+    subject: str
+    district: str
+    message: Message
+
+
+def add_events(connection: Connection, events: Iterable[Event]) -> None:
+    request = current_or_none()
+    trace_id = request.trace_id if request else ""
+    now = time.time()
+    rows = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "topic": e.topic,
+            "key": e.key,
+            "event_type": e.message.DESCRIPTOR.full_name,
+            "subject": e.subject,
+            "district": e.district,
+            "trace_id": trace_id,
+            "payload": e.message.SerializeToString(),
+            "created_at": now,
+        }
+        for e in events
+    ]
+    if rows:
+        connection.execute(outbox.insert(), rows)
+
+
+R = TypeVar("R", bound=Message)
+
+
+def run_idempotent(
+    engine: Engine,
+    *,
+    method: str,
+    request_id: str,
+    request: Message,
+    response_type: type[R],
+    command: Callable[[Connection], R],
+) -> R:
+    """Run `command` in one transaction, once per (method, request_id).
+
+    A retry with the same id and the same request gets the first response (AIP-155); the same id
+    with a different request is refused, since the caller has mixed up two requests.
+    """
+    subject = (current_or_none().principal.subject if current_or_none() else "").encode()
+    fingerprint = hashlib.sha256(
+        subject + b"\0" + request.SerializeToString(deterministic=True)
+    ).hexdigest()
+    key = (idempotency_keys.c.method == method) & (idempotency_keys.c.request_id == request_id)
+    for attempt in range(2):
+        try:
+            with engine.begin() as connection:
+                seen = connection.execute(
+                    sa.select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(
+                        key
+                    )
+                ).first()
+                if seen is not None:
+                    if seen.fingerprint != fingerprint:
+                        raise AlreadyExists(
+                            "REQUEST_ID_REUSED",
+                            f"request_id {request_id} was already used for a different request",
+                            request_id=request_id,
+                        )
+                    return response_type.FromString(seen.response)
+                response = command(connection)
+                connection.execute(
+                    idempotency_keys.insert().values(
+                        method=method,
+                        request_id=request_id,
+                        fingerprint=fingerprint,
+                        response=response.SerializeToString(),
+                        created_at=time.time(),
+                    )
+                )
+                return response
+        except IntegrityError:
+            # A concurrent request won a race on a unique key (this request_id, or a record's
+            # natural key). Once more: now its committed rows decide the answer.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,311 @@
+"""The gRPC server of every service: sync grpcio on a thread pool, health checking, reflection,
+/metrics, graceful stop on SIGTERM, and one interceptor for auth, district scope, error mapping,
+metrics and request logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import message as pb_message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from wuye.core import context, metrics
+from wuye.core.auth import ANONYMOUS, Policy, TokenVerifier
+from wuye.core.context import DistrictScope, RequestContext
+from wuye.core.errors import (
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    to_grpc_status,
+)
+from wuye.core.logs import log
+from wuye.core.settings import Settings
+
+logger = logging.getLogger("wuye.rpc")
+INTERNAL = grpc.StatusCode.INTERNAL
+
+
+@dataclass(frozen=True)
+class Route:
+    """Who may call one RPC, and where in its request the district it acts in is found.
+
+    `district_field` is a dotted path to a district code ("enterprise.district_code") or to an
+    id that starts with one ("project_id": "150602-..."); an empty value means "no district
+    named" (a list over every district in reach).
+    """
+
+    policy: Policy
+    district_field: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    full_name: str  # e.g. "wuye.registry.v1.RegistryService"
+    add_to_server: Callable[[Any, grpc.Server], None]
+    servicer: Any
+    routes: dict[str, Route]  # by method name
+
+
+def _field(message: pb_message.Message, path: str) -> str:
+    value: Any = message
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def district_of(request: pb_message.Message, path: str, city: dict[str, str]) -> str | None:
+    value = _field(request, path)
+    if not value:
+        return None
+    district = value[:6]
+    if district not in city or (len(value) > 6 and value[6] != "-"):
+        what = "district code" if path.endswith("district_code") else "id"
+        raise InvalidArgument([FieldViolation(path, f"{value!r} is not a known {what}")])
+    return district
+
+
+class Gateway(grpc.ServerInterceptor):
+    """Wraps every method of our services. Health and reflection pass through untouched."""
+
+    def __init__(
+        self,
+        *,
+        domain: str,
+        definitions: list[ServiceDefinition],
+        verifier: TokenVerifier,
+        scope: DistrictScope,
+    ) -> None:
+        self._domain = domain
+        self._verifier = verifier
+        self._scope = scope
+        self._routes = {
+            f"/{d.full_name}/{method}": route
+            for d in definitions
+            for method, route in d.routes.items()
+        }
+        self._prefixes = tuple(f"/{d.full_name}/" for d in definitions)
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._lock = threading.Lock()
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        if not method.startswith(self._prefixes):
+            return continuation(handler_call_details)
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = continuation(handler_call_details)
+            if handler is None:
+                return None
+            wrapped = self._wrap(method, handler)
+            with self._lock:
+                self._wrapped[method] = wrapped
+        return wrapped
+
+    # -- per call
+
+    def _call(self, route: Route, grpc_context: grpc.ServicerContext) -> RequestContext:
+        """Who calls, with which ids: read from the call's metadata in one pass."""
+        token = request_id = trace_id = ""
+        for key, value in grpc_context.invocation_metadata():
+            if key == "authorization":
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() != "bearer" or not token:
+                    raise Unauthenticated("TOKEN_INVALID", "authorization must be 'Bearer <token>'")
+            elif key == "x-request-id":
+                request_id = value[:64]
+            elif key == "traceparent":
+                # W3C trace context: version-traceid-parentid-flags
+                parts = value.split("-")
+                if len(parts) == 4 and len(parts[1]) == 32:
+                    trace_id = parts[1]
+        if token:
+            principal = self._verifier.verify(token)
+        elif route.policy.roles is None:
+            principal = ANONYMOUS
+        else:
+            raise Unauthenticated("TOKEN_MISSING", "this method needs a bearer token")
+        if not route.policy.admits(principal):
+            raise PermissionDenied(
+                "ROLE_NOT_ALLOWED",
+                f"role {principal.role} may not call this method",
+                role=str(principal.role),
+            )
+        return RequestContext(principal, self._scope, request_id or uuid.uuid4().hex, trace_id)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        route = self._routes.get(method)
+        service_name, _, method_name = method[1:].rpartition("/")
+        started = metrics.RPC_STARTED.labels(service_name, method_name)
+        latency = metrics.RPC_LATENCY.labels(service_name, method_name)
+        handled: dict[grpc.StatusCode, Any] = {}
+        parse = handler.request_deserializer
+        city = self._scope.city
+
+        def parse_request(raw: bytes) -> pb_message.Message:
+            # We parse here rather than in grpcio, which answers INTERNAL to undecodable bytes.
+            try:
+                return parse(raw)
+            except Exception as e:
+                raise InvalidArgument(
+                    [FieldViolation("request", f"not a valid message: {e.__class__.__name__}")],
+                    reason="MALFORMED_REQUEST",
+                ) from e
+
+        def finish(code: grpc.StatusCode, start: float, grpc_context, error: Exception | None):
+            elapsed = time.perf_counter() - start
+            latency.observe(elapsed)
+            counter = handled.get(code)
+            if counter is None:
+                counter = handled[code] = metrics.RPC_HANDLED.labels(
+                    service_name, method_name, code.name
+                )
+            counter.inc()
+            call = context.current_or_none()
+            fields: dict[str, object] = {
+                "method": method_name,
+                "code": code.name,
+                "duration_ms": round(elapsed * 1000, 3),
+                "subject": call.principal.subject if call else None,
+            }
+            if isinstance(error, DomainError):
+                fields["reason"] = error.reason
+            log(
+                logger,
+                "rpc",
+                logging.ERROR if error and code is INTERNAL else logging.INFO,
+                **fields,
+            )
+            if isinstance(error, DomainError):
+                grpc_context.abort_with_status(to_grpc_status(error, self._domain))
+            elif error is not None:
+                logger.error("unexpected error", exc_info=error)
+                ref = call.request_id if call else ""
+                grpc_context.abort(INTERNAL, f"internal error (request {ref})")
+
+        def run(behavior, raw: bytes, grpc_context: grpc.ServicerContext):
+            started.inc()
+            start = time.perf_counter()
+            token = response = error = None
+            code = grpc.StatusCode.OK
+            try:
+                if route is None:
+                    raise PermissionDenied(
+                        "METHOD_NOT_ROUTED", f"{method_name} has no access policy"
+                    )
+                call = self._call(route, grpc_context)
+                token = context.enter(call)
+                request = parse_request(raw)
+                if route.district_field:
+                    district = district_of(request, route.district_field, city)
+                    if district is not None:
+                        call.require_district(district)
+                response = behavior(request, grpc_context)
+            except DomainError as e:
+                code, error = e.code, e
+            except Exception as e:
+                code, error = INTERNAL, e
+            try:
+                finish(code, start, grpc_context, error)
+            finally:
+                if token is not None:
+                    context.leave(token)
+            return response
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+            return grpc.unary_unary_rpc_method_handler(
+                lambda raw, ctx: run(inner, raw, ctx),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner_stream = handler.unary_stream
+
+            def stream(raw: bytes, grpc_context) -> Iterator[Any]:
+                responses = run(lambda req, ctx: list(inner_stream(req, ctx)), raw, grpc_context)
+                yield from responses or ()
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, response_serializer=handler.response_serializer
+            )
+        raise NotImplementedError(f"{method}: client-streaming methods are not routed yet")
+
+
+def build_server(
+    settings: Settings, definitions: list[ServiceDefinition]
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    scope = DistrictScope(
+        service=settings.service,
+        served=settings.served_districts,
+        city=dict(settings.city_districts),
+        endpoint_template=settings.district_endpoint_template,
+    )
+    gateway = Gateway(
+        domain=f"wuye.{settings.service}",
+        definitions=definitions,
+        verifier=TokenVerifier(settings.token_secret.get_secret_value(), settings.token_issuer),
+        scope=scope,
+    )
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
+        interceptors=[gateway],
+        options=[
+            ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=settings.grpc_workers * 8,
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for definition in definitions:
+        definition.add_to_server(definition.servicer, server)
+    names = [d.full_name for d in definitions]
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {settings.grpc_host}:{settings.grpc_port}")
+    for name in ["", *names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, health_servicer
+
+
+def serve(settings: Settings, definitions: list[ServiceDefinition]) -> None:
+    """Run until SIGTERM or SIGINT, then stop taking calls and let running ones finish."""
+    server, port, health_servicer = build_server(settings, definitions)
+    metrics_port = metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
+    server.start()
+    log(
+        logging.getLogger("wuye"),
+        "serving",
+        service=settings.service,
+        grpc_port=port,
+        metrics_port=metrics_port,
+        districts=",".join(sorted(settings.served_districts)),
+    )
+    stopping = threading.Event()
+
+    def stop(signum, _frame) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        log(logging.getLogger("wuye"), "stopping", signal=signal.Signals(signum).name)
+        health_servicer.enter_graceful_shutdown()
+        server.stop(settings.shutdown_grace_seconds)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.wait_for_termination()

@@ -1,0 +1,65 @@
+"""Prometheus metrics shared by every service, and the /metrics endpoint on its own port.
+
+RPC metric names follow go-grpc-prometheus (grpc_server_*), which operations teams' dashboards
+already know; the event pipeline's are ours (wuye_*).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+RPC_STARTED = Counter(
+    "grpc_server_started", "RPCs started on the server.", ["grpc_service", "grpc_method"]
+)
+RPC_HANDLED = Counter(
+    "grpc_server_handled",
+    "RPCs completed on the server, by status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+RPC_LATENCY = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from receiving a request to sending its response.",
+    ["grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
+
+OUTBOX_PUBLISHED = Counter(
+    "wuye_outbox_published_events", "Outbox events published to Kafka.", ["topic"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "wuye_outbox_publish_failures", "Relay rounds that failed to publish and will retry."
+)
+OUTBOX_BACKLOG = Gauge("wuye_outbox_backlog_events", "Committed events not yet published.")
+OUTBOX_OLDEST_AGE = Gauge(
+    "wuye_outbox_oldest_event_age_seconds", "Age of the oldest committed event not yet published."
+)
+OUTBOX_LATENCY = Histogram(
+    "wuye_outbox_publish_latency_seconds",
+    "Time from an event's commit to Kafka acknowledging it.",
+    buckets=LATENCY_BUCKETS,
+)
+
+CONSUMED = Counter(
+    "wuye_consumer_events",
+    "Events taken from Kafka, by outcome (handled, duplicate, ignored, dead_lettered).",
+    ["topic", "outcome"],
+)
+CONSUMER_LAG = Gauge(
+    "wuye_consumer_lag_records",
+    "Records between the consumer's position and the end.",
+    ["topic", "partition"],
+)
+CONSUMER_HANDLE_SECONDS = Histogram(
+    "wuye_consumer_handle_seconds",
+    "Time to handle one event, transaction included.",
+    ["topic"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def serve_metrics(host: str, port: int) -> int:
+    """Start /metrics in a background thread; returns the bound port (0 picks a free one)."""
+    server, _thread = start_http_server(port, addr=host)
+    return server.server_address[1]

@@ -1,0 +1,82 @@
+"""Alembic migrations, one history per service, run by `python -m wuye.<service> migrate`
+(a Job in Kubernetes, a step of `make run`), never at server start.
+
+A service's migrations/env.py only calls `run_in_alembic()`; the tables every service shares
+(outbox, inbox, idempotency keys) are created by `create_event_tables`, called from each
+service's first revision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from wuye.core.db import create_service_engine, is_postgres
+from wuye.core.settings import Settings
+
+
+def upgrade(settings: Settings, migrations_dir: Path, revision: str = "head") -> None:
+    engine = create_service_engine(settings)
+    try:
+        with engine.begin() as connection:
+            schema = None
+            if is_postgres(engine):
+                schema = settings.schema
+                connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            config = Config()
+            config.set_main_option("script_location", str(migrations_dir))
+            config.attributes["connection"] = connection
+            config.attributes["version_table_schema"] = schema
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def run_in_alembic() -> None:
+    from alembic import context
+
+    config = context.config
+    context.configure(
+        connection=config.attributes["connection"],
+        version_table_schema=config.attributes.get("version_table_schema"),
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _big_id() -> sa.types.TypeEngine:
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def create_event_tables(op) -> None:
+    """Version 1 of the tables of wuye.core.events, for a service's first migration."""
+    op.create_table(
+        "outbox",
+        sa.Column("id", _big_id(), primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(36), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("subject", sa.String(200), nullable=False),
+        sa.Column("district", sa.String(12), nullable=False),
+        sa.Column("trace_id", sa.String(32), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+    )
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("event_id", sa.String(100), primary_key=True),
+        sa.Column("processed_at", sa.Float(), nullable=False, index=True),
+    )
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("method", sa.String(100), primary_key=True),
+        sa.Column("request_id", sa.String(100), primary_key=True),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("response", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+    )

@@ -1,0 +1,166 @@
+"""The outbox relay: publishes committed events to Kafka in commit order, then deletes them.
+
+At-least-once: a crash between Kafka's acknowledgement and the delete publishes a batch again;
+consumers drop the repeats by ce_id. On PostgreSQL one relay per schema is active at a time
+(an advisory lock), so replicas can stand by without reordering events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import zlib
+
+import sqlalchemy as sa
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from wuye.core import metrics
+from wuye.core.db import is_postgres
+from wuye.core.events import outbox
+from wuye.core.kafka import cloudevent_headers
+from wuye.core.logs import log
+
+logger = logging.getLogger("wuye.relay")
+
+_SELECT = sa.select(
+    outbox.c.id,
+    outbox.c.event_id,
+    outbox.c.topic,
+    outbox.c.key,
+    outbox.c.event_type,
+    outbox.c.subject,
+    outbox.c.district,
+    outbox.c.trace_id,
+    outbox.c.payload,
+    outbox.c.created_at,
+).order_by(outbox.c.id)
+
+
+class Relay:
+    def __init__(
+        self,
+        engine: Engine,
+        producer: KafkaProducer,
+        *,
+        source: str,
+        lock_name: str,
+        batch_size: int,
+        poll_seconds: float,
+        gauge_seconds: float = 1.0,
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._source = source
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._gauge_seconds = gauge_seconds
+        self._lock_key = zlib.crc32(f"wuye-outbox:{lock_name}".encode()) & 0x7FFFFFFF
+        self._leader: sa.Connection | None = None
+        self._gauges_at = 0.0
+
+    def publish_batch(self) -> int:
+        """Publish up to one batch; returns how many events Kafka acknowledged."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(_SELECT.limit(self._batch_size)).all()
+        if not rows:
+            return 0
+        futures = [
+            self._producer.send(
+                row.topic,
+                value=row.payload,
+                key=row.key.encode(),
+                headers=cloudevent_headers(
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    source=self._source,
+                    subject=row.subject,
+                    time=row.created_at,
+                    district=row.district,
+                    trace_id=row.trace_id,
+                ),
+            )
+            for row in rows
+        ]
+        self._producer.flush()
+        for future in futures:
+            future.get(timeout=0)  # raises the broker's error if any record failed
+        acknowledged = time.time()
+        with self._engine.begin() as connection:
+            connection.execute(outbox.delete().where(outbox.c.id.in_([row.id for row in rows])))
+        by_topic: dict[str, int] = {}
+        for row in rows:
+            by_topic[row.topic] = by_topic.get(row.topic, 0) + 1
+            metrics.OUTBOX_LATENCY.observe(max(0.0, acknowledged - row.created_at))
+        for topic, count in by_topic.items():
+            metrics.OUTBOX_PUBLISHED.labels(topic).inc(count)
+        return len(rows)
+
+    def update_gauges(self) -> None:
+        if self._leader is not None:
+            # The advisory lock lives as long as this session: make sure it still does.
+            self._leader.execute(sa.text("SELECT 1"))
+            self._leader.commit()
+        with self._engine.connect() as connection:
+            count, oldest = connection.execute(
+                sa.select(sa.func.count(), sa.func.min(outbox.c.created_at))
+            ).one()
+        metrics.OUTBOX_BACKLOG.set(count)
+        metrics.OUTBOX_OLDEST_AGE.set(time.time() - oldest if oldest else 0.0)
+
+    def _is_leader(self) -> bool:
+        if not is_postgres(self._engine):
+            return True
+        if self._leader is not None:
+            return True
+        connection = self._engine.connect()
+        acquired = connection.execute(
+            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key}
+        ).scalar()
+        connection.commit()
+        if acquired:
+            self._leader = connection
+            log(logger, "relay is the active one", lock=self._lock_key)
+            return True
+        connection.close()
+        return False
+
+    def _drop_leadership(self) -> None:
+        if self._leader is not None:
+            with contextlib.suppress(DBAPIError):
+                self._leader.close()
+            self._leader = None
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = self._poll_seconds
+        while not stop.is_set():
+            try:
+                if not self._is_leader():
+                    stop.wait(1.0)
+                    continue
+                if time.monotonic() - self._gauges_at >= self._gauge_seconds:
+                    self.update_gauges()
+                    self._gauges_at = time.monotonic()
+                published = self.publish_batch()
+                backoff = self._poll_seconds
+                if published < self._batch_size:
+                    stop.wait(self._poll_seconds)
+            except (KafkaError, DBAPIError) as e:
+                metrics.OUTBOX_PUBLISH_FAILURES.inc()
+                log(
+                    logger,
+                    "publish failed, will retry",
+                    logging.WARNING,
+                    error=repr(e)[:300],
+                    retry_in_s=round(backoff, 2),
+                )
+                if isinstance(e, DBAPIError):
+                    self._drop_leadership()
+                stop.wait(backoff)
+                backoff = min(backoff * 2 + 0.1, 5.0)
+        self._producer.flush(timeout=5)
+        self._drop_leadership()

@@ -1,0 +1,130 @@
+"""What every service's `python -m wuye.<service>` does: serve | relay | consume | migrate.
+
+A service describes itself once (`ServiceSpec`): its settings, migrations, gRPC servicers,
+topics and consumers; this module wires them to the database, Kafka and the process signals.
+Nothing is created at import time, so tests can wire the same parts to their own fixtures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka.errors import KafkaError
+from sqlalchemy import Engine
+
+from wuye.core import logs, metrics
+from wuye.core.consumer import Consumer, Handler
+from wuye.core.db import create_service_engine
+from wuye.core.grpcserver import ServiceDefinition, serve
+from wuye.core.kafka import ensure_topics, make_consumer, make_producer
+from wuye.core.logs import log
+from wuye.core.migrate import upgrade
+from wuye.core.relay import Relay
+from wuye.core.settings import Settings
+
+logger = logging.getLogger("wuye")
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """One consumer group: the topics it reads and a handler per event type (ce_type)."""
+
+    name: str
+    topics: tuple[str, ...]
+    handlers: Callable[[Settings], dict[str, Handler]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    settings_type: type[Settings]
+    migrations_dir: Path
+    definitions: Callable[[Settings, Engine], list[ServiceDefinition]]
+    topics: tuple[str, ...]
+    consumers: tuple[ConsumerSpec, ...] = field(default_factory=tuple)
+    topic_partitions: int = 6
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum, _frame) -> None:
+        log(logger, "stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def build_relay(spec: ServiceSpec, settings: Settings, engine: Engine) -> Relay:
+    return Relay(
+        engine,
+        make_producer(settings),
+        source=f"/wuye/{spec.name}",
+        lock_name=f"{settings.resolved_database_url()}#{settings.schema}",
+        batch_size=settings.relay_batch_size,
+        poll_seconds=settings.relay_poll_seconds,
+    )
+
+
+def build_consumer(consumer: ConsumerSpec, settings: Settings, engine: Engine) -> Consumer:
+    return Consumer(
+        engine,
+        make_consumer(
+            settings, group=f"wuye.{settings.service}.{consumer.name}", topics=consumer.topics
+        ),
+        make_producer(settings),
+        name=consumer.name,
+        handlers=consumer.handlers(settings),
+        max_attempts=settings.consumer_max_attempts,
+        inbox_retention_days=settings.inbox_retention_days,
+    )
+
+
+def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m wuye.{spec.name}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the gRPC server")
+    sub.add_parser("relay", help="publish committed outbox events to Kafka")
+    consume = sub.add_parser("consume", help="run one consumer group")
+    consume.add_argument("consumer", nargs="?", choices=[c.name for c in spec.consumers] or None)
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    args = parser.parse_args(argv)
+
+    settings = spec.settings_type()
+    logs.configure(settings.log_level, spec.name)
+    if args.command == "migrate":
+        upgrade(settings, spec.migrations_dir)
+        log(logger, "migrated", service=spec.name, schema=settings.schema)
+        return 0
+
+    engine = create_service_engine(settings)
+    if args.command == "serve":
+        serve(settings, spec.definitions(settings, engine))
+        return 0
+
+    metrics_port = metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
+    stop = _stop_on_signals()
+    if args.command == "relay":
+        try:
+            ensure_topics(settings, spec.topics, spec.topic_partitions)
+        except KafkaError as e:
+            # Topics also appear on first use where the broker auto-creates them.
+            log(logger, "could not create topics yet", logging.WARNING, error=repr(e)[:200])
+        log(logger, "relaying", service=spec.name, metrics_port=metrics_port)
+        build_relay(spec, settings, engine).run(stop)
+        return 0
+
+    if not spec.consumers:
+        parser.error(f"{spec.name} has no consumers")
+    chosen = next(c for c in spec.consumers if args.consumer in (None, c.name))
+    log(logger, "consuming", service=spec.name, consumer=chosen.name, metrics_port=metrics_port)
+    build_consumer(chosen, settings, engine).run(stop)
+    return 0

@@ -1,0 +1,97 @@
+"""Settings from WUYE_* environment variables (12-factor): one object per service.
+
+Each service subclasses `Settings` to add its own rules' defaults; Helm and `make run` set the
+environment, so there is no configuration file to template.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The nine banners/districts of Ordos (鄂尔多斯市). Another city sets WUYE_CITY_DISTRICTS.
+ORDOS_DISTRICTS: dict[str, str] = {
+    "150602": "东胜区",
+    "150603": "康巴什区",
+    "150621": "达拉特旗",
+    "150622": "准格尔旗",
+    "150623": "鄂托克前旗",
+    "150624": "鄂托克旗",
+    "150625": "杭锦旗",
+    "150626": "乌审旗",
+    "150627": "伊金霍洛旗",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WUYE_", extra="ignore", frozen=True)
+
+    # The service this process runs; each service's settings class fixes it.
+    service: str = "wuye"
+    # SQLAlchemy URL. Empty: a SQLite file per service under state_dir (the embedded default).
+    database_url: str = ""
+    # PostgreSQL schema holding this service's tables; empty: the service's name.
+    database_schema: str = ""
+    database_pool_size: int = Field(default=20, ge=1)
+    state_dir: str = ".wuye"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+
+    city_districts: dict[str, str] = ORDOS_DISTRICTS
+    # Districts this instance serves (comma-separated); empty: all of the city's.
+    districts: Annotated[tuple[str, ...], NoDecode] = ()
+    # How callers reach the instance serving another district, e.g. "registry-{district}:50051";
+    # named in the error a request for an unserved district gets.
+    district_endpoint_template: str = ""
+
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    grpc_workers: int = Field(default=16, ge=1)
+    grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    log_level: str = "INFO"
+
+    # HMAC key of bearer tokens, and the issuer they carry.
+    token_secret: SecretStr = SecretStr("")
+    token_issuer: str = "wuye"
+    # Key of the keyed hashes that stand in for resident ID numbers and phones.
+    pii_key: SecretStr = SecretStr("")
+
+    relay_batch_size: int = Field(default=2000, ge=1)
+    relay_poll_seconds: float = Field(default=0.02, gt=0)
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    # Processed event ids are remembered this long to drop redeliveries.
+    inbox_retention_days: int = Field(default=14, ge=1)
+
+    page_size_default: int = Field(default=50, ge=1)
+    page_size_max: int = Field(default=500, ge=1)
+
+    @field_validator("districts", mode="before")
+    @classmethod
+    def _split_districts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(code.strip() for code in value.split(",") if code.strip())
+        return value
+
+    @field_validator("districts")
+    @classmethod
+    def _known_districts(cls, value: tuple[str, ...], info) -> tuple[str, ...]:
+        city = info.data.get("city_districts", ORDOS_DISTRICTS)
+        unknown = [code for code in value if code not in city]
+        if unknown:
+            raise ValueError(f"unknown district codes {unknown}; the city has {sorted(city)}")
+        return value
+
+    @property
+    def served_districts(self) -> frozenset[str]:
+        return frozenset(self.districts or self.city_districts)
+
+    @property
+    def schema(self) -> str:
+        return self.database_schema or self.service
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir}/{self.service}.db"
