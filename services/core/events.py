@@ -21,12 +21,13 @@ from sqlalchemy.exc import IntegrityError
 from wuye.core.context import current_or_none
 from wuye.core.errors import AlreadyExists
 
-_core = sa.MetaData()
+# Created by each service's first migration (wuye.core.migrate.create_event_tables).
+event_metadata = sa.MetaData()
 _big_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 outbox = sa.Table(
     "outbox",
-    _core,
+    event_metadata,
     sa.Column("id", _big_id, primary_key=True, autoincrement=True),
     sa.Column("event_id", sa.String(36), nullable=False),
     sa.Column("topic", sa.String(200), nullable=False),
@@ -41,7 +42,7 @@ outbox = sa.Table(
 
 inbox = sa.Table(
     "inbox",
-    _core,
+    event_metadata,
     sa.Column("consumer", sa.String(100), primary_key=True),
     sa.Column("event_id", sa.String(100), primary_key=True),
     sa.Column("processed_at", sa.Float, nullable=False),
@@ -49,7 +50,7 @@ inbox = sa.Table(
 
 idempotency_keys = sa.Table(
     "idempotency_keys",
-    _core,
+    event_metadata,
     sa.Column("method", sa.String(100), primary_key=True),
     sa.Column("request_id", sa.String(100), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
