@@ -24,7 +24,7 @@ def make_producer(settings: Settings, **overrides) -> KafkaProducer:
         "linger_ms": 2,
         "batch_size": 512 * 1024,
         "max_request_size": 8 * 1024 * 1024,
-        "buffer_memory": 128 * 1024 * 1024,
+        # No buffer_memory: kafka-python 3 dropped that option and refuses unknown configs.
         # Bounded waits: the relay keeps events in the outbox and retries; it must not hang.
         "max_block_ms": 5000,
         "request_timeout_ms": 10000,

@@ -1,0 +1,537 @@
+"""`make run`: the whole platform on one machine, for a newcomer and for the e2e tests.
+
+Starts the development Kafka (unless WUYE_KAFKA_BOOTSTRAP names one), migrates each service's
+database, starts every part of every service (serve, relay, one process per consumer) as its own
+process, waits until each answers its health check, then prints where everything is. Ctrl-C or
+SIGTERM stops all of it; so does any part dying, which is reported with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from wuye.core.auth import Role, issue_token
+from wuye.core.devbroker import DevBroker, wait_for_port
+from wuye.core.ids import credit_code_check_char
+from wuye.core.service import ServiceSpec
+from wuye.core.settings import Settings
+
+# The services `make run` starts, in this order; a new service is one more name here.
+SERVICES: tuple[str, ...] = ("registry",)
+
+SECRETS_FILE = "secrets.env"
+# Written once every part is ready, removed at shutdown: addresses and pids for scripts and tests.
+PLATFORM_FILE = "platform.json"
+DEV_ADMIN_SUBJECT = "dev-admin"
+LOG_TAIL_LINES = 20
+MIGRATE_TIMEOUT_SECONDS = 120.0
+# A first-time example for the registry: a valid (made-up) enterprise of Dongsheng district.
+EXAMPLE_CREDIT_CODE = "91150602MA0N1K2L3" + credit_code_check_char("91150602MA0N1K2L3")
+
+
+class LaunchFailed(Exception):
+    """The platform cannot start or keep running; the message says why and where to look."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived while starting."""
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    # The dev broker's port when WUYE_KAFKA_BOOTSTRAP is unset; 0 (here and below): free ports.
+    kafka_port: int = 9092
+    # The first service's; the next services count up from it.
+    grpc_port: int = 50051
+    # The first process's; every serve, relay and consumer process has its own.
+    metrics_port: int = 9464
+    startup_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Part:
+    """One process of a service: `serve`, `relay` or `consume NAME`."""
+
+    service: str
+    args: tuple[str, ...]
+    metrics_port: int
+    grpc_port: int | None = None  # serve only
+
+    @property
+    def name(self) -> str:
+        return " ".join((self.service, *self.args))
+
+    @property
+    def log_name(self) -> str:
+        return "-".join((self.service, *self.args)) + ".log"
+
+
+@dataclass(frozen=True)
+class Child:
+    part: Part
+    process: subprocess.Popen
+    log_path: Path
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def read_secrets_file(state_dir: Path) -> dict[str, str]:
+    """WUYE_TOKEN_SECRET and WUYE_PII_KEY as `run` wrote them; empty if it never ran here."""
+    path = state_dir / SECRETS_FILE
+    if not path.exists():
+        return {}
+    pairs = (line.partition("=") for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def _ensure_secrets_file(state_dir: Path) -> None:
+    """Random keys made once and kept: tokens and pseudonymised data stay valid across runs."""
+    path = state_dir / SECRETS_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as out:
+        out.write(f"WUYE_TOKEN_SECRET={secrets.token_urlsafe(32)}\n")
+        out.write(f"WUYE_PII_KEY={secrets.token_urlsafe(32)}\n")
+
+
+def _secret_env(settings: Settings, state_dir: Path) -> dict[str, str]:
+    """The keys every part needs; WUYE_* variables in the environment win over the file."""
+    stored = read_secrets_file(state_dir)
+    chosen = {
+        "WUYE_TOKEN_SECRET": settings.token_secret.get_secret_value()
+        or stored.get("WUYE_TOKEN_SECRET", ""),
+        "WUYE_PII_KEY": settings.pii_key.get_secret_value() or stored.get("WUYE_PII_KEY", ""),
+    }
+    missing = [name for name, value in chosen.items() if not value]
+    if missing:
+        raise LaunchFailed(
+            f"{state_dir / SECRETS_FILE} lacks {', '.join(missing)}: delete it to get new keys"
+        )
+    return chosen
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _print_step(label: str, detail: str) -> None:
+    print(f"  {label:<24} {detail}", flush=True)
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    except FileNotFoundError:
+        return "    (no log written)"
+    return "\n".join(f"    {line}" for line in lines) or "    (log is empty)"
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        # As the servers do: a port with connections in TIME_WAIT is still usable.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _listens(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _signal_group(process: subprocess.Popen, signum: signal.Signals) -> None:
+    # Each part leads its own process group (start_new_session): this reaches anything it spawned.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def _stop_on_signals() -> threading.Event:
+    """Ctrl-C, SIGTERM and a closed terminal only set a flag: every step checks it, and the
+    shutdown that follows runs to the end however often the signal repeats."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    return stop
+
+
+def _health_is_serving(channel: grpc.Channel) -> bool:
+    try:
+        response = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=1.0
+        )
+    except grpc.RpcError:
+        return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# ---------------------------------------------------------------- the launcher
+
+
+class Launcher:
+    def __init__(self, options: LaunchOptions, settings: Settings) -> None:
+        self.options = options
+        self.settings = settings
+        self.state_dir = options.state_dir.resolve()
+        self.logs_dir = self.state_dir / "logs"
+        self.broker: DevBroker | None = None
+        self.kafka_bootstrap = ""
+        self.parts: list[Part] = []
+        self.children: list[Child] = []
+        self.base_env: dict[str, str] = {}
+
+    # -- starting
+
+    def start(self, stop: threading.Event) -> None:
+        started = time.monotonic()
+        print(f"wuye: starting the platform (state in {self.state_dir})", flush=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        _ensure_secrets_file(self.state_dir)
+        secret_env = _secret_env(self.settings, self.state_dir)
+        specs = [importlib.import_module(f"wuye.{name}.service").SPEC for name in SERVICES]
+        use_dev_broker = "kafka_bootstrap" not in self.settings.model_fields_set
+        kafka_port = self._plan(specs, use_dev_broker)
+
+        if use_dev_broker:
+            self._start_dev_broker(kafka_port)
+        else:
+            self._check_kafka(self.settings.kafka_bootstrap)
+        self.base_env = {
+            **os.environ,
+            **secret_env,
+            "WUYE_STATE_DIR": str(self.state_dir),
+            "WUYE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "WUYE_GRPC_HOST": self.options.host,
+            "WUYE_METRICS_HOST": self.options.host,
+            # Log lines reach the file as they happen, so a crash report shows the last ones.
+            "PYTHONUNBUFFERED": "1",
+        }
+        for spec in specs:
+            self._migrate(spec, stop)
+        for part in self.parts:
+            self._start_part(part)
+        self._wait_until_ready(stop)
+        _print_step("ready", f"in {time.monotonic() - started:.1f} s")
+
+    def _plan(self, specs: list[ServiceSpec], use_dev_broker: bool) -> int:
+        """Chooses every port and checks it is free before anything starts; returns Kafka's."""
+        part_args = [
+            [("serve",), ("relay",), *(("consume", c.name) for c in spec.consumers)]
+            for spec in specs
+        ]
+        with contextlib.ExitStack() as held:
+            kafka_port = (
+                self._ports(held, "kafka", self.options.kafka_port, 1)[0] if use_dev_broker else 0
+            )
+            grpc_ports = iter(self._ports(held, "grpc", self.options.grpc_port, len(specs)))
+            metrics_ports = iter(
+                self._ports(held, "metrics", self.options.metrics_port, sum(map(len, part_args)))
+            )
+        for spec, service_parts in zip(specs, part_args, strict=True):
+            for args in service_parts:
+                grpc_port = next(grpc_ports) if args == ("serve",) else None
+                self.parts.append(Part(spec.name, args, next(metrics_ports), grpc_port))
+        return kafka_port
+
+    def _ports(self, held: contextlib.ExitStack, kind: str, base: int, count: int) -> list[int]:
+        """`count` ports counting up from `base`; base 0: free ones, held open until the plan is
+        done so that no two parts get the same."""
+        host = self.options.host
+        if base == 0:
+            sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+            for sock in sockets:
+                sock.bind((host, 0))
+            return [sock.getsockname()[1] for sock in sockets]
+        ports = list(range(base, base + count))
+        busy = [port for port in ports if not _port_is_free(host, port)]
+        if busy:
+            raise LaunchFailed(
+                f"{kind} port(s) {', '.join(map(str, busy))} on {host} are in use (is another "
+                f"`make run` still running?); stop it, or pass --{kind}-port 0 for free ports"
+            )
+        return ports
+
+    def _start_dev_broker(self, port: int) -> None:
+        began = time.monotonic()
+        self.broker = DevBroker(port=port, host=self.options.host, log=self.logs_dir / "kafka.log")
+        try:
+            self.broker.start()
+        except TimeoutError as e:
+            log = self.logs_dir / "kafka.log"
+            raise LaunchFailed(f"the development Kafka did not start: {e}\n{_log_tail(log)}") from e
+        self.kafka_bootstrap = self.broker.bootstrap
+        _print_step(
+            "kafka",
+            f"Tansu (in memory) on {self.kafka_bootstrap}, {time.monotonic() - began:.1f} s",
+        )
+
+    def _check_kafka(self, bootstrap: str) -> None:
+        host, _, port = bootstrap.split(",")[0].rpartition(":")
+        try:
+            wait_for_port(host, int(port), timeout=10)
+        except (TimeoutError, ValueError) as e:
+            raise LaunchFailed(f"cannot reach Kafka at WUYE_KAFKA_BOOTSTRAP={bootstrap}") from e
+        self.kafka_bootstrap = bootstrap
+        _print_step("kafka", f"{bootstrap} (WUYE_KAFKA_BOOTSTRAP)")
+
+    def _database(self, service: str) -> str:
+        if self.settings.database_url:
+            return f"WUYE_DATABASE_URL, schema {service}"
+        return str(self.state_dir / f"{service}.db")
+
+    def _spawn(
+        self, service: str, args: tuple[str, ...], env: dict[str, str], log: Path
+    ) -> subprocess.Popen:
+        with log.open("wb") as output:
+            return subprocess.Popen(
+                [sys.executable, "-m", f"wuye.{service}", *args],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                # Out of the terminal's process group: Ctrl-C reaches only the launcher, which
+                # then stops each part in order.
+                start_new_session=True,
+            )
+
+    def _migrate(self, spec: ServiceSpec, stop: threading.Event) -> None:
+        began = time.monotonic()
+        log = self.logs_dir / f"{spec.name}-migrate.log"
+        migration = self._spawn(spec.name, ("migrate",), self.base_env, log)
+        try:
+            while migration.poll() is None:
+                if stop.wait(0.05):
+                    raise Interrupted
+                if time.monotonic() - began > MIGRATE_TIMEOUT_SECONDS:
+                    raise LaunchFailed(
+                        f"{spec.name} migrate took over {MIGRATE_TIMEOUT_SECONDS:.0f} s; "
+                        f"last lines of {log}:\n{_log_tail(log)}"
+                    )
+        finally:
+            if migration.poll() is None:
+                _signal_group(migration, signal.SIGKILL)
+                migration.wait()
+        if migration.returncode != 0:
+            raise LaunchFailed(
+                f"{spec.name} migrate failed (exit code {migration.returncode}); "
+                f"last lines of {log}:\n{_log_tail(log)}"
+            )
+        _print_step(
+            f"{spec.name} migrate",
+            f"{self._database(spec.name)}, {time.monotonic() - began:.1f} s",
+        )
+
+    def _start_part(self, part: Part) -> None:
+        env = {**self.base_env, "WUYE_METRICS_PORT": str(part.metrics_port)}
+        if part.grpc_port is not None:
+            env["WUYE_GRPC_PORT"] = str(part.grpc_port)
+        log = self.logs_dir / part.log_name
+        child = Child(part, self._spawn(part.service, part.args, env, log), log)
+        self.children.append(child)
+        _print_step(part.name, f"started, pid {child.process.pid}, log {log.name}")
+
+    def _wait_until_ready(self, stop: threading.Event) -> None:
+        """Every gRPC server answers SERVING to grpc.health.v1 and every /metrics listens."""
+        began = time.monotonic()
+        host = self.options.host
+        channels = {
+            part.name: grpc.insecure_channel(f"{host}:{part.grpc_port}")
+            for part in self.parts
+            if part.grpc_port is not None
+        }
+        metrics_waiting = {part.name: part.metrics_port for part in self.parts}
+        try:
+            while channels or metrics_waiting:
+                self._raise_if_a_child_died()
+                for name, channel in list(channels.items()):
+                    if _health_is_serving(channel):
+                        channel.close()
+                        del channels[name]
+                for name, port in list(metrics_waiting.items()):
+                    if _listens(host, port):
+                        del metrics_waiting[name]
+                if not (channels or metrics_waiting):
+                    break
+                if time.monotonic() - began > self.options.startup_timeout:
+                    waiting = sorted({*channels, *metrics_waiting})
+                    raise LaunchFailed(
+                        f"not ready after {self.options.startup_timeout:.0f} s: "
+                        f"{', '.join(waiting)}; see their logs in {self.logs_dir}"
+                    )
+                if stop.wait(0.1):
+                    raise Interrupted
+        finally:
+            for channel in channels.values():
+                channel.close()
+        _print_step("health", f"every service SERVING, {time.monotonic() - began:.1f} s")
+
+    # -- running
+
+    def _raise_if_a_child_died(self) -> None:
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None:
+                raise LaunchFailed(
+                    f"{child.part.name} (pid {child.process.pid}) exited with code {code}; "
+                    f"last lines of {child.log_path}:\n{_log_tail(child.log_path)}"
+                )
+        if self.broker is not None and not self.broker.running:
+            log = self.logs_dir / "kafka.log"
+            raise LaunchFailed(
+                f"the development Kafka exited; last lines of {log}:\n{_log_tail(log)}"
+            )
+
+    def supervise(self, stop: threading.Event) -> None:
+        """Returns when asked to stop; raises LaunchFailed when a part dies on its own."""
+        while not stop.wait(0.2):
+            self._raise_if_a_child_died()
+
+    # -- reporting
+
+    def _grpc_address(self, service: str) -> str:
+        port = next(p.grpc_port for p in self.parts if p.service == service and p.grpc_port)
+        return f"{self.options.host}:{port}"
+
+    def _table(self) -> str:
+        rows = [("service", "gRPC", "metrics", "Kafka")]
+        for service in SERVICES:
+            parts = [p for p in self.parts if p.service == service]
+            for index, part in enumerate(parts):
+                first = index == 0
+                rows.append(
+                    (
+                        service if first else "",
+                        self._grpc_address(service) if first else "",
+                        f"{self.options.host}:{part.metrics_port}  {' '.join(part.args)}",
+                        self.kafka_bootstrap if first else "",
+                    )
+                )
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = [
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(line.rstrip() for line in lines)
+
+    def print_ready(self) -> None:
+        token = issue_token(
+            self.base_env["WUYE_TOKEN_SECRET"],
+            subject=DEV_ADMIN_SUBJECT,
+            role=Role.ADMIN,
+            issuer=self.settings.token_issuer,
+        )
+        registry = self._grpc_address("registry")
+        filing = json.dumps(
+            {
+                "request_id": str(uuid.uuid4()),
+                "enterprise": {
+                    "credit_code": EXAMPLE_CREDIT_CODE,
+                    "name": "鄂尔多斯市示例物业服务有限公司",
+                    "district_code": "150602",
+                    "contact_phone": "13800000000",
+                },
+            },
+            ensure_ascii=False,
+        )
+        grpcurl = 'grpcurl -plaintext -H "authorization: Bearer $TOKEN"'
+        method = "wuye.registry.v1.RegistryService"
+        get = json.dumps({"credit_code": EXAMPLE_CREDIT_CODE})
+        lines = [
+            "",
+            self._table(),
+            "",
+            "Admin token (role admin, whole city, 12 h; `python -m wuye token --help` for others):",
+            f"  export TOKEN={token}",
+            "",
+            "Try it:",
+            f"  {grpcurl} -d '{filing}' {registry} {method}/FileEnterprise",
+            f"  {grpcurl} -d '{get}' {registry} {method}/GetEnterprise",
+            "",
+            f"Logs: {self.logs_dir}/<service>-<part>.log. Ctrl-C stops everything.",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def write_platform_file(self) -> None:
+        description = {
+            "launcher_pid": os.getpid(),
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "grpc": {service: self._grpc_address(service) for service in SERVICES},
+            "processes": [
+                {
+                    "name": child.part.name,
+                    "pid": child.process.pid,
+                    "metrics": f"{self.options.host}:{child.part.metrics_port}",
+                    "log": str(child.log_path),
+                }
+                for child in self.children
+            ],
+        }
+        (self.state_dir / PLATFORM_FILE).write_text(json.dumps(description, indent=2))
+
+    # -- stopping
+
+    def shutdown(self) -> None:
+        """SIGTERM to every part, a grace period, SIGKILL for stragglers, then the broker."""
+        (self.state_dir / PLATFORM_FILE).unlink(missing_ok=True)
+        running = [child for child in self.children if child.process.poll() is None]
+        if running or self.broker is not None:
+            print("wuye: stopping ...", flush=True)
+        for child in running:
+            _signal_group(child.process, signal.SIGTERM)
+        # Longer than a server's own grace for the calls it is finishing.
+        deadline = time.monotonic() + self.settings.shutdown_grace_seconds + 5
+        for child in running:
+            try:
+                child.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"  {child.part.name} did not stop in time; killed", flush=True)
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait()
+        if self.broker is not None:
+            self.broker.stop()
+        if running or self.broker is not None:
+            print("wuye: stopped", flush=True)
+
+
+def run(options: LaunchOptions) -> int:
+    """Starts the platform and keeps it up until Ctrl-C/SIGTERM (exit 0) or a failure (1)."""
+    stop = _stop_on_signals()
+    launcher = Launcher(options, Settings())
+    try:
+        launcher.start(stop)
+        launcher.print_ready()
+        launcher.write_platform_file()
+        launcher.supervise(stop)
+    except Interrupted:
+        pass
+    except LaunchFailed as e:
+        print(f"wuye: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        launcher.shutdown()
+    return 0

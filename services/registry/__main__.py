@@ -1,0 +1,8 @@
+"""python -m wuye.registry serve | relay | migrate"""
+
+import sys
+
+from wuye.core.service import main
+from wuye.registry.service import SPEC
+
+sys.exit(main(SPEC))

@@ -1,0 +1,765 @@
+"""Registry use cases. Each writes its state change and the events it causes in one
+transaction: the caller's (Create-like calls run inside the idempotency wrapper) or its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.type import date_pb2
+from sqlalchemy import Connection, Engine
+
+from wuye.core.auth import Role
+from wuye.core.context import current
+from wuye.core.errors import AlreadyExists, NotFound, PermissionDenied
+from wuye.core.events import Event, add_events
+from wuye.core.pii import Pseudonymizer, mask_id_number, mask_phone
+from wuye.registry import domain, store
+from wuye.registry.domain import (
+    Assignment,
+    Committee,
+    CommitteeKind,
+    CommitteeMember,
+    CommitteeRole,
+    CommitteeRules,
+    Decision,
+    Disclosure,
+    Enterprise,
+    EnterpriseStatus,
+    Filing,
+    FilingKind,
+    FilingState,
+    OwnerKind,
+    Particulars,
+    Practitioner,
+    Project,
+    ProjectType,
+    Unit,
+)
+from wuye.registry.settings import RegistrySettings
+from wuye.registry.v1 import events_pb2 as ev
+from wuye.registry.v1 import registry_service_pb2 as pb
+
+ENTERPRISE_TOPIC = "wuye.registry.enterprise.v1"
+PROJECT_TOPIC = "wuye.registry.project.v1"
+PRACTITIONER_TOPIC = "wuye.registry.practitioner.v1"
+TOPICS = (ENTERPRISE_TOPIC, PROJECT_TOPIC, PRACTITIONER_TOPIC)
+
+
+def _timestamp(moment: dt.datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _date(day: dt.date) -> date_pb2.Date:
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+def _enum(enum_type, prefix: str, value: str) -> int:
+    return enum_type.Value(f"{prefix}_{value}")
+
+
+# -- who may act on an enterprise's records
+
+
+def _require_enterprise_access(credit_code: str, district: str, *, reading: bool = False) -> None:
+    """Authorities act in their districts; an enterprise acts for itself; services read."""
+    call = current()
+    call.require_district(district)
+    principal = call.principal
+    if principal.is_authority or (reading and principal.role in (Role.SERVICE, Role.INSPECTOR)):
+        return
+    if principal.role is Role.ENTERPRISE and principal.subject == credit_code:
+        return
+    raise PermissionDenied(
+        "NOT_YOUR_ENTERPRISE",
+        f"the caller may not act for enterprise {credit_code}",
+        credit_code=credit_code,
+    )
+
+
+@dataclass(frozen=True)
+class ParticularsInput:
+    name: str
+    address: str
+    legal_representative: str
+    contact_phone: str
+
+
+@dataclass(frozen=True)
+class OwnerInput:
+    kind: OwnerKind
+    name: str
+    id_number: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class UnitInput:
+    number: str
+    exclusive_area_cm2: int
+    owner: OwnerInput
+
+
+@dataclass(frozen=True)
+class MemberInput:
+    name: str
+    role: CommitteeRole
+    affiliation: str
+    phone: str
+
+
+def _districts(requested: str) -> frozenset[str]:
+    """The districts a list covers: the one asked for (already checked by the gateway) or all
+    those in reach of this instance and the caller."""
+    return frozenset({requested}) if requested else current().visible_districts()
+
+
+class Registry:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: RegistrySettings,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._clock = clock
+        key = settings.pii_key.get_secret_value().encode()
+        self._identities = Pseudonymizer(key, purpose="identity")
+        self._phones = Pseudonymizer(key, purpose="phone")
+
+    def now(self) -> dt.datetime:
+        return self._clock()
+
+    def committee_rules(self, kind: CommitteeKind) -> CommitteeRules:
+        s = self.settings
+        if kind is CommitteeKind.OWNERS:
+            return CommitteeRules(
+                s.committee_min_members,
+                s.committee_max_members,
+                s.committee_odd_members,
+                s.committee_max_term_years,
+            )
+        return CommitteeRules(
+            s.transitional_min_members,
+            s.committee_max_members,
+            False,
+            s.transitional_max_term_years,
+        )
+
+    def _particulars(self, given: ParticularsInput) -> Particulars:
+        return Particulars(
+            name=given.name,
+            address=given.address,
+            legal_representative=given.legal_representative,
+            contact_phone_masked=mask_phone(given.contact_phone),
+            contact_phone_key=self._phones.key_of(given.contact_phone),
+        )
+
+    # ------------------------------------------------------------ enterprises and filings
+
+    def _enterprise(self, connection: Connection, credit_code: str) -> Enterprise:
+        enterprise = store.get_enterprise(connection, credit_code)
+        if enterprise is None:
+            raise NotFound(
+                "ENTERPRISE_NOT_FOUND", f"no enterprise {credit_code}", credit_code=credit_code
+            )
+        return enterprise
+
+    def get_enterprise(self, credit_code: str) -> Enterprise:
+        with self.engine.connect() as connection:
+            enterprise = self._enterprise(connection, credit_code)
+        current().require_district(enterprise.district_code)
+        return enterprise
+
+    def file_enterprise(
+        self, connection: Connection, credit_code: str, district: str, given: ParticularsInput
+    ) -> tuple[Enterprise, Filing]:
+        principal = current().principal
+        if principal.role is Role.ENTERPRISE and principal.subject != credit_code:
+            raise PermissionDenied("NOT_YOUR_ENTERPRISE", "an enterprise files only for itself")
+        existing = store.get_enterprise(connection, credit_code)
+        domain.check_may_file(
+            existing, FilingKind.INITIAL, store.pending_filing(connection, credit_code)
+        )
+        now = self.now()
+        enterprise = Enterprise(
+            credit_code=credit_code,
+            district_code=district,
+            particulars=self._particulars(given),
+            status=EnterpriseStatus.PENDING,
+            active_project_count=0,
+            created_at=existing.created_at if existing else now,
+            updated_at=now,
+        )
+        filing = Filing(
+            filing_id=domain.new_id(district, "F"),
+            credit_code=credit_code,
+            district_code=district,
+            kind=FilingKind.INITIAL,
+            state=FilingState.SUBMITTED,
+            submitted_at=now,
+        )
+        store.save_enterprise(connection, enterprise, new=existing is None)
+        store.save_filing(connection, filing, new=True)
+        self._emit_enterprise(
+            connection,
+            enterprise,
+            ev.EnterpriseFiled(
+                filing_id=filing.filing_id,
+                credit_code=credit_code,
+                name=given.name,
+                district_code=district,
+                occur_time=_timestamp(now),
+            ),
+        )
+        return enterprise, filing
+
+    def file_change(
+        self,
+        connection: Connection,
+        credit_code: str,
+        given: ParticularsInput,
+        fields: tuple[str, ...],
+    ) -> Filing:
+        enterprise = self._enterprise(connection, credit_code)
+        _require_enterprise_access(credit_code, enterprise.district_code)
+        domain.check_may_file(
+            enterprise, FilingKind.CHANGE, store.pending_filing(connection, credit_code)
+        )
+        now = self.now()
+        filing = Filing(
+            filing_id=domain.new_id(enterprise.district_code, "F"),
+            credit_code=credit_code,
+            district_code=enterprise.district_code,
+            kind=FilingKind.CHANGE,
+            state=FilingState.SUBMITTED,
+            submitted_at=now,
+            proposed=self._particulars(given),
+            changed_fields=fields,
+        )
+        store.save_filing(connection, filing, new=True)
+        self._emit_enterprise(
+            connection,
+            enterprise,
+            ev.EnterpriseChangeFiled(
+                filing_id=filing.filing_id,
+                credit_code=credit_code,
+                district_code=enterprise.district_code,
+                changed_fields=list(fields),
+                occur_time=_timestamp(now),
+            ),
+        )
+        return filing
+
+    def file_exit(self, connection: Connection, credit_code: str, reason: str) -> Filing:
+        enterprise = self._enterprise(connection, credit_code)
+        _require_enterprise_access(credit_code, enterprise.district_code)
+        domain.check_may_file(
+            enterprise, FilingKind.EXIT, store.pending_filing(connection, credit_code)
+        )
+        domain.check_exit_allowed(enterprise)
+        now = self.now()
+        filing = Filing(
+            filing_id=domain.new_id(enterprise.district_code, "F"),
+            credit_code=credit_code,
+            district_code=enterprise.district_code,
+            kind=FilingKind.EXIT,
+            state=FilingState.SUBMITTED,
+            submitted_at=now,
+            exit_reason=reason,
+        )
+        store.save_filing(connection, filing, new=True)
+        self._emit_enterprise(
+            connection,
+            enterprise,
+            ev.EnterpriseExitFiled(
+                filing_id=filing.filing_id,
+                credit_code=credit_code,
+                district_code=enterprise.district_code,
+                reason=reason,
+                occur_time=_timestamp(now),
+            ),
+        )
+        return filing
+
+    def review_filing(
+        self, filing_id: str, decision: Decision, reason: str
+    ) -> tuple[Filing, Enterprise]:
+        call = current()
+        with self.engine.begin() as connection:
+            filing = self._filing(connection, filing_id)
+            call.require_district(filing.district_code)
+            domain.check_reviewer(filing.district_code, call.principal.is_authority)
+            enterprise = self._enterprise(connection, filing.credit_code)
+            now = self.now()
+            enterprise, filing = domain.review(
+                enterprise, filing, decision, reason, call.principal.subject, now
+            )
+            store.save_filing(connection, filing, new=False)
+            store.save_enterprise(connection, enterprise, new=False)
+            kind = _enum(pb.FilingKind, "FILING_KIND", filing.kind.value)
+            if decision is Decision.APPROVE:
+                event = ev.FilingApproved(
+                    filing_id=filing.filing_id,
+                    kind=kind,
+                    credit_code=enterprise.credit_code,
+                    name=enterprise.particulars.name,
+                    district_code=enterprise.district_code,
+                    status=_enum(pb.EnterpriseStatus, "ENTERPRISE_STATUS", enterprise.status.value),
+                    reviewer=filing.reviewer,
+                    occur_time=_timestamp(now),
+                )
+            else:
+                event = ev.FilingRejected(
+                    filing_id=filing.filing_id,
+                    kind=kind,
+                    credit_code=enterprise.credit_code,
+                    district_code=enterprise.district_code,
+                    reason=reason,
+                    reviewer=filing.reviewer,
+                    occur_time=_timestamp(now),
+                )
+            self._emit_enterprise(connection, enterprise, event)
+        return filing, enterprise
+
+    def _filing(self, connection: Connection, filing_id: str) -> Filing:
+        filing = store.get_filing(connection, filing_id)
+        if filing is None:
+            raise NotFound("FILING_NOT_FOUND", f"no filing {filing_id}", filing_id=filing_id)
+        return filing
+
+    def get_filing(self, filing_id: str) -> Filing:
+        with self.engine.connect() as connection:
+            filing = self._filing(connection, filing_id)
+        _require_enterprise_access(filing.credit_code, filing.district_code, reading=True)
+        return filing
+
+    def _emit_enterprise(self, connection: Connection, enterprise: Enterprise, message) -> None:
+        add_events(
+            connection,
+            [
+                Event(
+                    topic=ENTERPRISE_TOPIC,
+                    key=enterprise.credit_code,
+                    subject=f"enterprises/{enterprise.credit_code}",
+                    district=enterprise.district_code,
+                    message=message,
+                )
+            ],
+        )
+
+    # ------------------------------------------------------------ projects
+
+    def _project(self, connection: Connection, project_id: str) -> Project:
+        project = store.get_project(connection, project_id)
+        if project is None:
+            raise NotFound("PROJECT_NOT_FOUND", f"no project {project_id}", project_id=project_id)
+        return project
+
+    def get_project(self, project_id: str) -> Project:
+        with self.engine.connect() as connection:
+            return self._project(connection, project_id)
+
+    def _emit_project(self, connection: Connection, project: Project, message) -> None:
+        add_events(
+            connection,
+            [
+                Event(
+                    topic=PROJECT_TOPIC,
+                    key=project.project_id,
+                    subject=f"projects/{project.project_id}",
+                    district=project.district_code,
+                    message=message,
+                )
+            ],
+        )
+
+    def register_project(
+        self,
+        connection: Connection,
+        *,
+        name: str,
+        project_type: ProjectType,
+        district: str,
+        sub_district: str,
+        address: str,
+        building_area_cm2: int,
+    ) -> Project:
+        now = self.now()
+        project = Project(
+            project_id=domain.new_id(district),
+            name=name,
+            type=project_type,
+            district_code=district,
+            sub_district=sub_district,
+            address=address,
+            building_area_cm2=building_area_cm2,
+            created_at=now,
+            updated_at=now,
+        )
+        store.insert_project(connection, project)
+        self._emit_project(
+            connection,
+            project,
+            ev.ProjectRegistered(
+                project_id=project.project_id,
+                name=name,
+                type=_enum(pb.ProjectType, "PROJECT_TYPE", project_type.value),
+                district_code=district,
+                sub_district=sub_district,
+                building_area_cm2=building_area_cm2,
+                occur_time=_timestamp(now),
+            ),
+        )
+        return project
+
+    def register_units(
+        self, connection: Connection, project_id: str, given: list[UnitInput]
+    ) -> list[Unit]:
+        project = self._project(connection, project_id)
+        taken = store.existing_unit_numbers(connection, project_id, [u.number for u in given])
+        if taken:
+            raise AlreadyExists(
+                "UNIT_ALREADY_REGISTERED",
+                f"project {project_id} already has units {', '.join(sorted(taken)[:10])}",
+                numbers=",".join(sorted(taken)[:10]),
+            )
+        now = self.now()
+        new_units = [
+            Unit(
+                unit_id=domain.new_id(project.district_code, "U"),
+                project_id=project_id,
+                number=u.number,
+                exclusive_area_cm2=u.exclusive_area_cm2,
+                owner=domain.Owner(
+                    kind=u.owner.kind,
+                    name=u.owner.name,
+                    id_masked=mask_id_number(u.owner.id_number),
+                    owner_key=self._identities.key_of(
+                        domain.owner_identity(u.owner.kind, u.owner.id_number, project_id)
+                    ),
+                    phone_masked=mask_phone(u.owner.phone) if u.owner.phone else "",
+                ),
+            )
+            for u in given
+        ]
+        store.insert_units(connection, new_units, now)
+        store.touch_project(connection, project_id, now)
+        self._emit_project(
+            connection,
+            project,
+            ev.UnitsRegistered(
+                project_id=project_id,
+                district_code=project.district_code,
+                units=[
+                    ev.RegisteredUnit(
+                        unit_id=u.unit_id,
+                        number=u.number,
+                        exclusive_area_cm2=u.exclusive_area_cm2,
+                        owner_kind=_enum(pb.OwnerKind, "OWNER_KIND", u.owner.kind.value),
+                        owner_key=u.owner.owner_key,
+                    )
+                    for u in new_units
+                ],
+                occur_time=_timestamp(now),
+            ),
+        )
+        return new_units
+
+    def assign_enterprise(
+        self, connection: Connection, project_id: str, assignment: Assignment
+    ) -> Project:
+        project = self._project(connection, project_id)
+        enterprise = store.get_enterprise(connection, assignment.credit_code)
+        domain.check_assignable(project, enterprise, assignment.credit_code)
+        now = self.now()
+        store.insert_assignment(
+            connection, domain.new_id(project.district_code, "A"), project_id, assignment, now
+        )
+        store.touch_project(connection, project_id, now)
+        self._emit_project(
+            connection,
+            project,
+            ev.EnterpriseAssigned(
+                project_id=project_id,
+                district_code=project.district_code,
+                credit_code=assignment.credit_code,
+                contract_start=_date(assignment.contract_start),
+                contract_end=_date(assignment.contract_end),
+                handover_items=len(assignment.handover.items),
+                handover_items_failed=assignment.handover.failed_items,
+                occur_time=_timestamp(now),
+            ),
+        )
+        return self._project(connection, project_id)
+
+    def exit_project(
+        self,
+        connection: Connection,
+        project_id: str,
+        credit_code: str,
+        *,
+        filed: bool,
+        exit_date: dt.date,
+        reason: str,
+    ) -> Project:
+        project = self._project(connection, project_id)
+        principal = current().principal
+        if principal.role is Role.ENTERPRISE and principal.subject != credit_code:
+            raise PermissionDenied("NOT_YOUR_ENTERPRISE", "an enterprise files only its own exit")
+        domain.check_exit(project, credit_code, filed, principal.is_authority)
+        now = self.now()
+        store.end_assignment(
+            connection, project_id, filed=filed, exit_date=exit_date, reason=reason, now=now
+        )
+        store.touch_project(connection, project_id, now)
+        self._emit_project(
+            connection,
+            project,
+            ev.EnterpriseExited(
+                project_id=project_id,
+                district_code=project.district_code,
+                credit_code=credit_code,
+                filed=filed,
+                exit_date=_date(exit_date),
+                reason=reason,
+                occur_time=_timestamp(now),
+            ),
+        )
+        return self._project(connection, project_id)
+
+    # ------------------------------------------------------------ disclosure
+
+    def get_disclosure(self, project_id: str) -> tuple[Disclosure, Project]:
+        with self.engine.connect() as connection:
+            project = self._project(connection, project_id)
+            disclosure = store.get_disclosure(connection, project_id)
+        if disclosure is None:
+            raise NotFound(
+                "DISCLOSURE_NOT_PUBLISHED",
+                f"project {project_id} has no public disclosure yet",
+                project_id=project_id,
+            )
+        return disclosure, project
+
+    def update_disclosure(
+        self, project_id: str, given: Disclosure, fields: tuple[str, ...]
+    ) -> tuple[Disclosure, Project]:
+        principal = current().principal
+        with self.engine.begin() as connection:
+            project = self._project(connection, project_id)
+            serving = project.assignment.credit_code if project.assignment else ""
+            if not principal.is_authority and not (
+                principal.role is Role.ENTERPRISE and principal.subject == serving
+            ):
+                raise PermissionDenied(
+                    "NOT_SERVING_ENTERPRISE",
+                    "only the serving enterprise or an authority updates the disclosure",
+                )
+            existing = store.get_disclosure(connection, project_id)
+            base = existing or domain.empty_disclosure(project_id)
+            updated = replace(base, **{f: getattr(given, f) for f in fields}, updated_at=self.now())
+            store.save_disclosure(connection, updated, new=existing is None)
+            self._emit_project(
+                connection,
+                project,
+                ev.DisclosureUpdated(
+                    project_id=project_id,
+                    district_code=project.district_code,
+                    credit_code=serving,
+                    occur_time=_timestamp(updated.updated_at),
+                ),
+            )
+        return updated, project
+
+    # ------------------------------------------------------------ practitioners
+
+    def register_practitioner(
+        self,
+        connection: Connection,
+        *,
+        credit_code: str,
+        name: str,
+        id_number: str,
+        position: str,
+        certificate_number: str,
+    ) -> Practitioner:
+        enterprise = self._enterprise(connection, credit_code)
+        _require_enterprise_access(credit_code, enterprise.district_code)
+        if enterprise.status is not EnterpriseStatus.FILED:
+            raise domain.FailedPrecondition(
+                "ENTERPRISE_NOT_FILED",
+                f"{credit_code} has no approved filing",
+                credit_code=credit_code,
+            )
+        person_key = self._identities.key_of(f"person:{id_number}")
+        existing = store.practitioner_of(connection, credit_code, person_key)
+        if existing is not None:
+            raise AlreadyExists(
+                "PRACTITIONER_ALREADY_REGISTERED",
+                f"this person is already registered with {credit_code}",
+                practitioner_id=existing.practitioner_id,
+            )
+        now = self.now()
+        practitioner = Practitioner(
+            practitioner_id=domain.new_id(enterprise.district_code, "P"),
+            credit_code=credit_code,
+            district_code=enterprise.district_code,
+            name=name,
+            id_masked=mask_id_number(id_number),
+            person_key=person_key,
+            position=position,
+            certificate_number=certificate_number,
+            created_at=now,
+        )
+        store.insert_practitioner(connection, practitioner)
+        add_events(
+            connection,
+            [
+                Event(
+                    topic=PRACTITIONER_TOPIC,
+                    key=practitioner.practitioner_id,
+                    subject=f"practitioners/{practitioner.practitioner_id}",
+                    district=enterprise.district_code,
+                    message=ev.PractitionerRegistered(
+                        practitioner_id=practitioner.practitioner_id,
+                        credit_code=credit_code,
+                        district_code=enterprise.district_code,
+                        person_key=person_key,
+                        position=position,
+                        occur_time=_timestamp(now),
+                    ),
+                )
+            ],
+        )
+        return practitioner
+
+    def get_practitioner(self, practitioner_id: str) -> Practitioner:
+        with self.engine.connect() as connection:
+            practitioner = store.get_practitioner(connection, practitioner_id)
+        if practitioner is None:
+            raise NotFound(
+                "PRACTITIONER_NOT_FOUND",
+                f"no practitioner {practitioner_id}",
+                practitioner_id=practitioner_id,
+            )
+        _require_enterprise_access(
+            practitioner.credit_code, practitioner.district_code, reading=True
+        )
+        return practitioner
+
+    def list_practitioners(
+        self, credit_code: str, after: str | None, limit: int
+    ) -> list[Practitioner]:
+        with self.engine.connect() as connection:
+            enterprise = self._enterprise(connection, credit_code)
+            _require_enterprise_access(credit_code, enterprise.district_code, reading=True)
+            return store.list_practitioners(connection, credit_code, after, limit)
+
+    # ------------------------------------------------------------ owners' committees
+
+    def form_committee(
+        self,
+        connection: Connection,
+        project_id: str,
+        kind: CommitteeKind,
+        members: list[MemberInput],
+        term_start: dt.date,
+        term_end: dt.date,
+    ) -> Committee:
+        project = self._project(connection, project_id)
+        acting = store.acting_committee(connection, project_id)
+        domain.check_may_form(kind, acting, term_start)
+        now = self.now()
+        if acting is not None:
+            store.end_committee(connection, acting.committee_id, now)
+        committee = Committee(
+            committee_id=domain.new_id(project.district_code, "C"),
+            project_id=project_id,
+            kind=kind,
+            members=tuple(
+                CommitteeMember(
+                    name=m.name,
+                    role=m.role,
+                    affiliation=m.affiliation,
+                    phone_masked=mask_phone(m.phone) if m.phone else "",
+                )
+                for m in members
+            ),
+            term_start=term_start,
+            term_end=term_end,
+            created_at=now,
+        )
+        store.insert_committee(connection, committee)
+        self._emit_project(
+            connection,
+            project,
+            ev.OwnersCommitteeFormed(
+                committee_id=committee.committee_id,
+                project_id=project_id,
+                district_code=project.district_code,
+                kind=_enum(pb.CommitteeKind, "COMMITTEE_KIND", kind.value),
+                member_count=len(members),
+                term_start=_date(term_start),
+                term_end=_date(term_end),
+                occur_time=_timestamp(now),
+            ),
+        )
+        return committee
+
+    # ------------------------------------------------------------ lists
+
+    def list_enterprises(
+        self, district: str, status: EnterpriseStatus | None, after: str | None, limit: int
+    ) -> list[Enterprise]:
+        with self.engine.connect() as connection:
+            return store.list_enterprises(connection, _districts(district), status, after, limit)
+
+    def list_filings(
+        self,
+        district: str,
+        state: FilingState | None,
+        credit_code: str,
+        after: str | None,
+        limit: int,
+    ) -> list[Filing]:
+        principal = current().principal
+        if principal.role is Role.ENTERPRISE and credit_code != principal.subject:
+            raise PermissionDenied(
+                "NOT_YOUR_ENTERPRISE", "an enterprise lists only its own filings (set credit_code)"
+            )
+        with self.engine.connect() as connection:
+            return store.list_filings(
+                connection, _districts(district), state, credit_code, after, limit
+            )
+
+    def list_projects(
+        self, district: str, project_type: ProjectType | None, credit_code: str, after, limit: int
+    ) -> list[Project]:
+        with self.engine.connect() as connection:
+            return store.list_projects(
+                connection, _districts(district), project_type, credit_code, after, limit
+            )
+
+    def list_units(self, project_id: str, after: str | None, limit: int) -> list[Unit]:
+        with self.engine.connect() as connection:
+            self._project(connection, project_id)
+            return store.list_units(connection, project_id, after, limit)
+
+    def acting_committee(self, project_id: str) -> Committee:
+        with self.engine.connect() as connection:
+            self._project(connection, project_id)
+            committee = store.acting_committee(connection, project_id)
+        if committee is None:
+            raise NotFound(
+                "NO_ACTING_COMMITTEE",
+                f"project {project_id} has neither an owners' nor a transitional committee",
+                project_id=project_id,
+            )
+        return committee

@@ -1,0 +1,24 @@
+"""Registry settings: the core's plus the registry's rules, each a default other cities change."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from wuye.core.settings import Settings
+
+
+class RegistrySettings(Settings):
+    service: str = "registry"
+
+    max_units_per_request: int = Field(default=1000, ge=1)
+    max_text_length: int = Field(default=200, ge=10)
+    max_list_items: int = Field(default=50, ge=1)
+    # Owners' committees: 5 to 11 members, an odd number, terms of at most 5 years (common local
+    # rules under the Property Management Regulations).
+    committee_min_members: int = Field(default=5, ge=1)
+    committee_max_members: int = Field(default=11, ge=1)
+    committee_odd_members: bool = True
+    committee_max_term_years: int = Field(default=5, ge=1)
+    # The transitional community property management committee.
+    transitional_min_members: int = Field(default=3, ge=1)
+    transitional_max_term_years: int = Field(default=1, ge=1)
