@@ -16,7 +16,7 @@ protos: $(STAMP)
 	@$(PY) tools/genproto.py
 
 run: protos
-	@$(PY) -m wuye run
+	@$(PY) -m wuye run $(ARGS)
 
 test: protos lint
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -22,15 +22,18 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from wuye.core.auth import Role, issue_token
-from wuye.core.devbroker import DevBroker, wait_for_port
+from wuye.core.devbroker import DevBroker, terminate_with_parent, wait_for_port
 from wuye.core.ids import credit_code_check_char
-from wuye.core.service import ServiceSpec
 from wuye.core.settings import Settings
+
+if TYPE_CHECKING:
+    from wuye.core.service import ServiceSpec
 
 # The services `make run` starts, in this order; a new service is one more name here.
 SERVICES: tuple[str, ...] = ("registry",)
@@ -136,6 +139,12 @@ def _secret_env(settings: Settings, state_dir: Path) -> dict[str, str]:
 
 def _print_step(label: str, detail: str) -> None:
     print(f"  {label:<24} {detail}", flush=True)
+
+
+def _announce(message: str) -> None:
+    """For the shutdown: a terminal that went away (SIGHUP) must not keep it from finishing."""
+    with contextlib.suppress(OSError):
+        print(message, flush=True)
 
 
 def _log_tail(path: Path) -> str:
@@ -272,7 +281,8 @@ class Launcher:
         if busy:
             raise LaunchFailed(
                 f"{kind} port(s) {', '.join(map(str, busy))} on {host} are in use (is another "
-                f"`make run` still running?); stop it, or pass --{kind}-port 0 for free ports"
+                f"`make run` still running?); stop it, or start with `python -m wuye run "
+                f"--{kind}-port 0` to pick free ones"
             )
         return ports
 
@@ -301,7 +311,7 @@ class Launcher:
 
     def _database(self, service: str) -> str:
         if self.settings.database_url:
-            return f"WUYE_DATABASE_URL, schema {service}"
+            return f"WUYE_DATABASE_URL (on PostgreSQL: schema {service})"
         return str(self.state_dir / f"{service}.db")
 
     def _spawn(
@@ -317,6 +327,7 @@ class Launcher:
                 # Out of the terminal's process group: Ctrl-C reaches only the launcher, which
                 # then stops each part in order.
                 start_new_session=True,
+                preexec_fn=terminate_with_parent,
             )
 
     def _migrate(self, spec: ServiceSpec, stop: threading.Event) -> None:
@@ -360,13 +371,16 @@ class Launcher:
         began = time.monotonic()
         host = self.options.host
         channels = {
-            part.name: grpc.insecure_channel(f"{host}:{part.grpc_port}")
+            # Retry soon after a refused connection: by default gRPC backs off for seconds.
+            part.name: grpc.insecure_channel(
+                f"{host}:{part.grpc_port}", options=[("grpc.max_reconnect_backoff_ms", 200)]
+            )
             for part in self.parts
             if part.grpc_port is not None
         }
         metrics_waiting = {part.name: part.metrics_port for part in self.parts}
         try:
-            while channels or metrics_waiting:
+            while True:
                 self._raise_if_a_child_died()
                 for name, channel in list(channels.items()):
                     if _health_is_serving(channel):
@@ -388,7 +402,7 @@ class Launcher:
         finally:
             for channel in channels.values():
                 channel.close()
-        _print_step("health", f"every service SERVING, {time.monotonic() - began:.1f} s")
+        _print_step("health", f"gRPC SERVING, /metrics up, {time.monotonic() - began:.1f} s")
 
     # -- running
 
@@ -396,8 +410,13 @@ class Launcher:
         for child in self.children:
             code = child.process.poll()
             if code is not None:
+                how = (
+                    f"was killed by {signal.Signals(-code).name}"
+                    if code < 0
+                    else f"exited ({code})"
+                )
                 raise LaunchFailed(
-                    f"{child.part.name} (pid {child.process.pid}) exited with code {code}; "
+                    f"{child.part.name} (pid {child.process.pid}) {how}; "
                     f"last lines of {child.log_path}:\n{_log_tail(child.log_path)}"
                 )
         if self.broker is not None and not self.broker.running:
@@ -491,7 +510,10 @@ class Launcher:
                 for child in self.children
             ],
         }
-        (self.state_dir / PLATFORM_FILE).write_text(json.dumps(description, indent=2))
+        # Whole or absent, never half-written, for whoever waits for it to appear.
+        written = self.state_dir / f".{PLATFORM_FILE}.tmp"
+        written.write_text(json.dumps(description, indent=2))
+        written.replace(self.state_dir / PLATFORM_FILE)
 
     # -- stopping
 
@@ -500,7 +522,7 @@ class Launcher:
         (self.state_dir / PLATFORM_FILE).unlink(missing_ok=True)
         running = [child for child in self.children if child.process.poll() is None]
         if running or self.broker is not None:
-            print("wuye: stopping ...", flush=True)
+            _announce("wuye: stopping ...")
         for child in running:
             _signal_group(child.process, signal.SIGTERM)
         # Longer than a server's own grace for the calls it is finishing.
@@ -509,13 +531,13 @@ class Launcher:
             try:
                 child.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(f"  {child.part.name} did not stop in time; killed", flush=True)
+                _announce(f"  {child.part.name} did not stop in time; killed")
                 _signal_group(child.process, signal.SIGKILL)
                 child.process.wait()
         if self.broker is not None:
             self.broker.stop()
         if running or self.broker is not None:
-            print("wuye: stopped", flush=True)
+            _announce("wuye: stopped")
 
 
 def run(options: LaunchOptions) -> int:

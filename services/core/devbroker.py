@@ -6,12 +6,22 @@ A restarted Tansu starts empty: durability across broker restarts is the real Ka
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+# prctl(2) option: the signal a process gets when its parent dies (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def terminate_with_parent() -> None:
+    """For Popen's preexec_fn: should the parent be killed outright (SIGKILL), the kernel sends
+    the child SIGTERM, so no development process outlives the one that started it."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -61,6 +71,7 @@ class DevBroker:
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             start_new_session=True,
+            preexec_fn=terminate_with_parent,
         )
         if output is not subprocess.DEVNULL:
             output.close()

@@ -1,0 +1,259 @@
+"""The platform as `make run` starts it: `python -m wuye run` in a subprocess, with a temporary
+state dir, free ports and its own Tansu, reached only over sockets.
+
+Every platform a test starts is stopped with a signal at the end, and the stop must leave no
+process behind: the launcher and every process it started (found in /proc while it ran) are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from wuye.core.auth import Role, issue_token
+from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char
+from wuye.launcher import PLATFORM_FILE, read_secrets_file
+from wuye.registry.v1 import registry_service_pb2 as pb
+from wuye.registry.v1 import registry_service_pb2_grpc as pb_grpc
+
+STARTUP_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process: a pid alone may be reused by another once the first one is gone."""
+
+    pid: int
+    start_ticks: int
+
+
+@dataclass(frozen=True)
+class _Entry:
+    parent: int
+    state: str
+    process: Process
+
+
+def _process_table() -> dict[int, _Entry]:
+    table = {}
+    for path in Path("/proc").iterdir():
+        if not path.name.isdigit():
+            continue
+        try:
+            stat = (path / "stat").read_text()
+        except OSError:  # exited while we looked
+            continue
+        # "pid (command) state ppid ... starttime(22nd) ...": the command may hold spaces and ")".
+        fields = stat.rpartition(")")[2].split()
+        pid = int(path.name)
+        table[pid] = _Entry(int(fields[1]), fields[0], Process(pid, int(fields[19])))
+    return table
+
+
+def descendants(pid: int) -> set[Process]:
+    """Every process below `pid`, which must still be running (not yet waited for)."""
+    table = _process_table()
+    found: set[Process] = set()
+    parents = {pid}
+    while parents:
+        children = {entry.process for entry in table.values() if entry.parent in parents}
+        found |= children
+        parents = {child.pid for child in children}
+    return found
+
+
+def alive(processes: set[Process]) -> set[Process]:
+    """Those still running (a zombie has exited: only its exit status is left)."""
+    table = _process_table()
+    return {
+        p
+        for p in processes
+        if p.pid in table and table[p.pid].process == p and table[p.pid].state != "Z"
+    }
+
+
+class RunningPlatform:
+    def __init__(
+        self,
+        state_dir: Path,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.output_path = state_dir.parent / f"{state_dir.name}-launcher.out"
+        # Hermetic: no WUYE_* setting of the machine (a Kafka, a database, keys) leaks in.
+        launcher_env = {k: v for k, v in os.environ.items() if not k.startswith("WUYE_")}
+        with self.output_path.open("wb") as output:
+            self.launcher = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "wuye",
+                    "run",
+                    "--state-dir",
+                    str(state_dir),
+                    "--kafka-port",
+                    "0",
+                    "--grpc-port",
+                    "0",
+                    "--metrics-port",
+                    "0",
+                    *extra_args,
+                ],
+                env={**launcher_env, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        self.started: set[Process] = set()
+        self.description: dict = {}
+        self._channels: list[grpc.Channel] = []
+
+    @property
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+    def wait_until_ready(self) -> RunningPlatform:
+        """The launcher writes its platform file after it printed the table: that is ready."""
+        platform_file = self.state_dir / PLATFORM_FILE
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not platform_file.exists():
+            if self.launcher.poll() is not None:
+                pytest.fail(f"the launcher exited with {self.launcher.returncode}:\n{self.output}")
+            if time.monotonic() > deadline:
+                self.stop(signal.SIGTERM, check=False)
+                pytest.fail(f"not ready in {STARTUP_TIMEOUT_SECONDS} s:\n{self.output}")
+            time.sleep(0.05)
+        self.description = json.loads(platform_file.read_text())
+        self.started = descendants(self.launcher.pid)
+        recorded = {p["pid"] for p in self.description["processes"]}
+        assert recorded <= {p.pid for p in self.started}, "the platform file names strangers"
+        return self
+
+    # -- what it offers
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.description["kafka_bootstrap"]
+
+    @property
+    def registry_address(self) -> str:
+        return self.description["grpc"]["registry"]
+
+    @property
+    def metrics_addresses(self) -> dict[str, str]:
+        return {p["name"]: p["metrics"] for p in self.description["processes"]}
+
+    def pid_of(self, part: str) -> int:
+        return next(p["pid"] for p in self.description["processes"] if p["name"] == part)
+
+    def channel(self) -> grpc.Channel:
+        channel = grpc.insecure_channel(self.registry_address)
+        self._channels.append(channel)
+        return channel
+
+    def registry(self) -> pb_grpc.RegistryServiceStub:
+        return pb_grpc.RegistryServiceStub(self.channel())
+
+    def token(self, role: Role = Role.ADMIN, districts: list[str] | None = None) -> str:
+        """A token signed with the key the launcher keeps in the state dir."""
+        secret = read_secrets_file(self.state_dir)["WUYE_TOKEN_SECRET"]
+        return issue_token(secret, subject=f"e2e-{role.value}", role=role, districts=districts)
+
+    def auth(self, token: str | None = None) -> tuple[tuple[str, str], ...]:
+        """Call metadata with a bearer token: the one given, else an admin's."""
+        return (("authorization", f"Bearer {token or self.token()}"),)
+
+    # -- stopping
+
+    def leftovers(self) -> set[Process]:
+        """The processes the launcher started that still run (the launcher must have exited)."""
+        assert self.launcher.returncode is not None, "the launcher is still running"
+        return alive(self.started)
+
+    def stop(self, signum: signal.Signals = signal.SIGTERM, *, check: bool = True) -> int:
+        """Signals the launcher and waits for it; with `check`, asserts a clean exit and that
+        nothing it started is left. Whatever is left is killed either way."""
+        for channel in self._channels:
+            channel.close()
+        self._channels.clear()
+        if self.launcher.poll() is None:
+            self.started |= descendants(self.launcher.pid)
+            self.launcher.send_signal(signum)
+        try:
+            code = self.launcher.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            code = None
+            self.launcher.kill()
+            self.launcher.wait()
+        left = self.leftovers()
+        for process in left:
+            os.kill(process.pid, signal.SIGKILL)
+        if check:
+            assert code is not None, f"the launcher did not exit:\n{self.output}"
+            assert not left, f"processes left behind: {sorted(left)}\n{self.output}"
+            assert code == 0, f"the launcher exited with {code}:\n{self.output}"
+        return self.launcher.returncode
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    """One platform for a whole test module; its teardown checks that SIGTERM stops it all."""
+    running = RunningPlatform(tmp_path_factory.mktemp("platform") / "state").wait_until_ready()
+    yield running
+    running.stop(signal.SIGTERM)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., RunningPlatform]]:
+    """Starts platforms for one test (`launch(state_dir=, extra_args=, env=)`). At its end, any
+    still running are stopped with SIGTERM, and checked; what an exited one left is killed."""
+    platforms: list[RunningPlatform] = []
+
+    def start(
+        state_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> RunningPlatform:
+        running = RunningPlatform(state_dir or tmp_path / f"state{len(platforms)}", extra_args, env)
+        platforms.append(running)
+        return running
+
+    yield start
+    for running in platforms:
+        running.stop(signal.SIGTERM, check=running.launcher.poll() is None)
+
+
+@pytest.fixture
+def credit_code() -> str:
+    """A fresh, valid unified social credit code of an enterprise in Dongsheng (150602)."""
+    first17 = "91150602" + "".join(random.choices(CREDIT_CODE_ALPHABET, k=9))
+    return first17 + credit_code_check_char(first17)
+
+
+@pytest.fixture
+def new_filing(credit_code: str) -> pb.FileEnterpriseRequest:
+    return pb.FileEnterpriseRequest(
+        request_id=str(uuid.uuid4()),
+        enterprise=pb.Enterprise(
+            credit_code=credit_code,
+            name="鄂尔多斯市测试物业服务有限公司",
+            district_code="150602",
+            address="东胜区天骄路 1 号",
+            legal_representative="张三",
+            contact_phone="13912345678",
+        ),
+    )
