@@ -1,9 +1,10 @@
 """`make run`: the whole platform on one machine, for a newcomer and for the e2e tests.
 
 Starts the development Kafka (unless WUYE_KAFKA_BOOTSTRAP names one), migrates each service's
-database, starts every part of every service (serve, relay, one process per consumer) as its own
-process, waits until each answers its health check, then prints where everything is. Ctrl-C or
-SIGTERM stops all of it; so does any part dying, which is reported with the tail of its log.
+database, starts every part of every service (serve, relay, one process per consumer, timers) as
+its own process, waits until each answers its health check, then prints where everything is.
+Ctrl-C or SIGTERM stops all of it; so does any part dying, which is reported with the tail of
+its log.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from wuye.core.service import ServiceSpec
 
 # The services `make run` starts, in this order; a new service is one more name here.
-SERVICES: tuple[str, ...] = ("registry",)
+SERVICES: tuple[str, ...] = ("registry", "credit")
 
 SECRETS_FILE = "secrets.env"
 # Written once every part is ready, removed at shutdown: addresses and pids for scripts and tests.
@@ -71,7 +72,7 @@ class LaunchOptions:
 
 @dataclass(frozen=True)
 class Part:
-    """One process of a service: `serve`, `relay` or `consume NAME`."""
+    """One process of a service: `serve`, `relay`, `consume NAME` or `timers`."""
 
     service: str
     args: tuple[str, ...]
@@ -250,7 +251,12 @@ class Launcher:
     def _plan(self, specs: list[ServiceSpec], use_dev_broker: bool) -> int:
         """Chooses every port and checks it is free before anything starts; returns Kafka's."""
         part_args = [
-            [("serve",), ("relay",), *(("consume", c.name) for c in spec.consumers)]
+            [
+                ("serve",),
+                ("relay",),
+                *(("consume", c.name) for c in spec.consumers),
+                *((("timers",),) if spec.timers else ()),
+            ]
             for spec in specs
         ]
         with contextlib.ExitStack() as held:

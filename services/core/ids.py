@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 # GB 32100-2015: the code alphabet leaves out I, O, S, V and Z.
 CREDIT_CODE_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -57,3 +58,9 @@ def resident_id_problem(number: str, today: dt.date | None = None) -> str | None
     if number[17] != resident_id_check_char(number[:17]):
         return "the check character does not match"
     return None
+
+
+def new_id(district: str, prefix: str = "") -> str:
+    """Ids start with the district code, so a request that names only an id can be routed and
+    authorised before anything is read."""
+    return f"{district}-{prefix}{secrets.token_hex(6)}"

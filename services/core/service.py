@@ -11,12 +11,14 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka.errors import KafkaError
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from wuye.core import logs, metrics
 from wuye.core.consumer import Consumer, Handler
@@ -33,11 +35,21 @@ logger = logging.getLogger("wuye")
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """One consumer group: the topics it reads and a handler per event type (ce_type)."""
+    """One consumer group: `build` gives the topics it reads and a handler per event type
+    (ce_type); both may depend on settings (rules that plug other services' events in)."""
 
     name: str
-    topics: tuple[str, ...]
-    handlers: Callable[[Settings], dict[str, Handler]]
+    build: Callable[[Settings, Engine], tuple[tuple[str, ...], dict[str, Handler]]]
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    """Work done on a clock rather than on a request or an event (expiries, overdue checks).
+    `run` returns how many things it acted on; it must be safe to run in several replicas."""
+
+    name: str
+    every_seconds: Callable[[Settings], float]
+    run: Callable[[Settings, Engine], int]
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class ServiceSpec:
     definitions: Callable[[Settings, Engine], list[ServiceDefinition]]
     topics: tuple[str, ...]
     consumers: tuple[ConsumerSpec, ...] = field(default_factory=tuple)
+    timers: tuple[TimerSpec, ...] = field(default_factory=tuple)
     topic_partitions: int = 6
 
 
@@ -75,17 +88,40 @@ def build_relay(spec: ServiceSpec, settings: Settings, engine: Engine) -> Relay:
 
 
 def build_consumer(consumer: ConsumerSpec, settings: Settings, engine: Engine) -> Consumer:
+    topics, handlers = consumer.build(settings, engine)
     return Consumer(
         engine,
-        make_consumer(
-            settings, group=f"wuye.{settings.service}.{consumer.name}", topics=consumer.topics
-        ),
+        make_consumer(settings, group=f"wuye.{settings.service}.{consumer.name}", topics=topics),
         make_producer(settings),
         name=consumer.name,
-        handlers=consumer.handlers(settings),
+        handlers=handlers,
         max_attempts=settings.consumer_max_attempts,
         inbox_retention_days=settings.inbox_retention_days,
     )
+
+
+def run_timers(
+    timers: tuple[TimerSpec, ...], settings: Settings, engine: Engine, stop: threading.Event
+) -> None:
+    due = dict.fromkeys((t.name for t in timers), 0.0)
+    while not stop.is_set():
+        for timer in timers:
+            if time.monotonic() < due[timer.name]:
+                continue
+            try:
+                acted = timer.run(settings, engine)
+                if acted:
+                    log(logger, "timer acted", timer=timer.name, count=acted)
+            except DBAPIError as e:
+                log(
+                    logger,
+                    "timer failed, will retry",
+                    logging.WARNING,
+                    timer=timer.name,
+                    error=repr(e)[:300],
+                )
+            due[timer.name] = time.monotonic() + timer.every_seconds(settings)
+        stop.wait(max(0.05, min(due.values()) - time.monotonic()))
 
 
 def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
@@ -95,6 +131,7 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
     sub.add_parser("relay", help="publish committed outbox events to Kafka")
     consume = sub.add_parser("consume", help="run one consumer group")
     consume.add_argument("consumer", nargs="?", choices=[c.name for c in spec.consumers] or None)
+    sub.add_parser("timers", help="run the service's timers (expiries, overdue checks)")
     sub.add_parser("migrate", help="bring the database schema up to date")
     args = parser.parse_args(argv)
 
@@ -120,6 +157,13 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
             log(logger, "could not create topics yet", logging.WARNING, error=repr(e)[:200])
         log(logger, "relaying", service=spec.name, metrics_port=metrics_port)
         build_relay(spec, settings, engine).run(stop)
+        return 0
+
+    if args.command == "timers":
+        if not spec.timers:
+            parser.error(f"{spec.name} has no timers")
+        log(logger, "timers", service=spec.name, metrics_port=metrics_port)
+        run_timers(spec.timers, settings, engine, stop)
         return 0
 
     if not spec.consumers:

@@ -16,6 +16,7 @@ from wuye.core.auth import Role
 from wuye.core.context import current
 from wuye.core.errors import AlreadyExists, NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
+from wuye.core.ids import new_id
 from wuye.core.pii import Pseudonymizer, mask_id_number, mask_phone
 from wuye.registry import domain, store
 from wuye.registry.domain import (
@@ -198,7 +199,7 @@ class Registry:
             updated_at=now,
         )
         filing = Filing(
-            filing_id=domain.new_id(district, "F"),
+            filing_id=new_id(district, "F"),
             credit_code=credit_code,
             district_code=district,
             kind=FilingKind.INITIAL,
@@ -234,7 +235,7 @@ class Registry:
         )
         now = self.now()
         filing = Filing(
-            filing_id=domain.new_id(enterprise.district_code, "F"),
+            filing_id=new_id(enterprise.district_code, "F"),
             credit_code=credit_code,
             district_code=enterprise.district_code,
             kind=FilingKind.CHANGE,
@@ -266,7 +267,7 @@ class Registry:
         domain.check_exit_allowed(enterprise)
         now = self.now()
         filing = Filing(
-            filing_id=domain.new_id(enterprise.district_code, "F"),
+            filing_id=new_id(enterprise.district_code, "F"),
             credit_code=credit_code,
             district_code=enterprise.district_code,
             kind=FilingKind.EXIT,
@@ -393,7 +394,7 @@ class Registry:
     ) -> Project:
         now = self.now()
         project = Project(
-            project_id=domain.new_id(district),
+            project_id=new_id(district),
             name=name,
             type=project_type,
             district_code=district,
@@ -433,7 +434,7 @@ class Registry:
         now = self.now()
         new_units = [
             Unit(
-                unit_id=domain.new_id(project.district_code, "U"),
+                unit_id=new_id(project.district_code, "U"),
                 project_id=project_id,
                 number=u.number,
                 exclusive_area_cm2=u.exclusive_area_cm2,
@@ -480,7 +481,7 @@ class Registry:
         domain.check_assignable(project, enterprise, assignment.credit_code)
         now = self.now()
         store.insert_assignment(
-            connection, domain.new_id(project.district_code, "A"), project_id, assignment, now
+            connection, new_id(project.district_code, "A"), project_id, assignment, now
         )
         store.touch_project(connection, project_id, now)
         self._emit_project(
@@ -608,7 +609,7 @@ class Registry:
             )
         now = self.now()
         practitioner = Practitioner(
-            practitioner_id=domain.new_id(enterprise.district_code, "P"),
+            practitioner_id=new_id(enterprise.district_code, "P"),
             credit_code=credit_code,
             district_code=enterprise.district_code,
             name=name,
@@ -680,7 +681,7 @@ class Registry:
         if acting is not None:
             store.end_committee(connection, acting.committee_id, now)
         committee = Committee(
-            committee_id=domain.new_id(project.district_code, "C"),
+            committee_id=new_id(project.district_code, "C"),
             project_id=project_id,
             kind=kind,
             members=tuple(

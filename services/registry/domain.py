@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -137,12 +136,6 @@ class Filing:
     rejection_reason: str = ""
     reviewer: str = ""
     reviewed_at: dt.datetime | None = None
-
-
-def new_id(district: str, prefix: str = "") -> str:
-    """Ids start with the district code, so a request that names only an id can be routed and
-    authorised before anything is read."""
-    return f"{district}-{prefix}{secrets.token_hex(6)}"
 
 
 def check_may_file(existing: Enterprise | None, kind: FilingKind, pending: Filing | None) -> None:
@@ -465,6 +458,8 @@ def check_may_form(kind: CommitteeKind, acting: Committee | None, term_start: dt
 
 
 def add_years(day: dt.date, years: int) -> dt.date:
+    if day.year + years > dt.MAXYEAR:
+        return dt.date.max
     try:
         return day.replace(year=day.year + years)
     except ValueError:  # 29 February
@@ -473,11 +468,12 @@ def add_years(day: dt.date, years: int) -> dt.date:
 
 # ---------------------------------------------------------------- field checks
 
-_MOBILE = re.compile(r"1[3-9]\d{9}")
-_LANDLINE = re.compile(r"0\d{2,3}-?\d{7,8}")
-_HOTLINE = re.compile(r"(1\d{4}|[48]00-?\d{3}-?\d{4})")  # 12345, 400-xxx-xxxx
+# re.ASCII: \d would otherwise admit every script's digits (٨, ８), which Decimal then reads.
+_MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)
+_LANDLINE = re.compile(r"0\d{2,3}-?\d{7,8}", re.ASCII)
+_HOTLINE = re.compile(r"(1\d{4}|[48]00-?\d{3}-?\d{4})", re.ASCII)  # 12345, 400-xxx-xxxx
 _UNIT_NUMBER = re.compile(r"[0-9A-Za-z\u4e00-\u9fff][0-9A-Za-z\u4e00-\u9fff\-#/]{0,39}")
-_AREA = re.compile(r"\d{1,9}(\.\d{1,2})?")
+_AREA = re.compile(r"\d{1,9}(\.\d{1,2})?", re.ASCII)
 CM2_PER_M2 = 10_000
 
 
@@ -518,7 +514,9 @@ def check_district(v: Violations, field_name: str, code: str, city: dict[str, st
     if not code:
         v.add(field_name, "is required")
     elif code not in city:
-        v.add(field_name, f"{code!r} is not a district of the city ({', '.join(sorted(city))})")
+        v.add(
+            field_name, f"{code[:10]!r} is not a district of the city ({', '.join(sorted(city))})"
+        )
 
 
 def check_phone(v: Violations, field_name: str, phone: str, *, public: bool = False) -> None:
