@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from wuye.core.service import ServiceSpec
 
 # The services `make run` starts, in this order; a new service is one more name here.
-SERVICES: tuple[str, ...] = ("registry", "credit")
+SERVICES: tuple[str, ...] = ("registry", "credit", "inspections")
 
 SECRETS_FILE = "secrets.env"
 # Written once every part is ready, removed at shutdown: addresses and pids for scripts and tests.

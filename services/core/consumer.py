@@ -8,6 +8,7 @@ consumer moves on.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -48,6 +49,18 @@ class EventMeta:
 class Handler:
     message_type: type[Message]
     handle: Callable[[Connection, Message, EventMeta], None]
+
+
+def message_class(full_name: str) -> type[Message] | None:
+    """The generated class of another service's event type, if that service's protos are
+    installed (wuye.<service>.v1.<Event> lives in wuye.<service>.v1.events_pb2): rules naming
+    events of services not yet deployed wait instead of failing."""
+    package, _, name = full_name.rpartition(".")
+    try:
+        module = importlib.import_module(f"{package}.events_pb2")
+    except ImportError:
+        return None
+    return getattr(module, name, None)
 
 
 def _is_transient(error: Exception) -> bool:

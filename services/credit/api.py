@@ -13,7 +13,7 @@ from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
-from wuye.core.standards import checklist
+from wuye.core.standards import checklist, score_against
 from wuye.credit import domain
 from wuye.credit.commands import Credit, grade_number, subject_message
 from wuye.credit.domain import (
@@ -250,7 +250,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
                 )
                 scores[item.item_id] = score
             if not v:
-                base = domain.base_score(checklist(standard), scores, v, "assessment.scores")
+                base = score_against(checklist(standard), scores, v, "assessment.scores")
         v.raise_if_any()
 
         def build(connection):

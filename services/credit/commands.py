@@ -5,7 +5,6 @@ through the outbox in that transaction too."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -15,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
-from wuye.core.consumer import EventMeta, Handler
+from wuye.core.consumer import EventMeta, Handler, message_class
 from wuye.core.context import current
 from wuye.core.errors import NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
@@ -295,7 +294,8 @@ class Credit:
             subject_key=subject.key,
             record_type=record_type,
             direction=Direction(rule.direction),
-            points=rule.points,
+            # As stored (tenths), so the record answered now reads as it will be read back.
+            points=store.from_tenths(store.to_tenths(rule.points)),
             severity=severity,
             occurred_at=occurred_at,
             expires_at=domain.expiry(severity, occurred_at, rule.validity_days),
@@ -403,6 +403,8 @@ class Credit:
             if not domain.event_matches(message, rule.when, rule.when_below):
                 return
             credit_code = getattr(message, rule.subject_field)
+            if not credit_code:
+                return  # e.g. a check of a project no enterprise serves
             key = domain.subject_key(SubjectKind.ENTERPRISE, credit_code)
             subject = store.get_subject(connection, key, lock=True)
             if subject is None:
@@ -438,7 +440,7 @@ class Credit:
             ),
         }
         for rule in self.settings.event_rules:
-            message_type = _message_type(rule.event)
+            message_type = message_class(rule.event)
             if message_type is None:
                 log(
                     logger,
@@ -472,14 +474,3 @@ def _require_reader(subject: SubjectFile) -> None:
     principal = call.principal
     if principal.role is Role.ENTERPRISE and principal.subject != subject.subject_id:
         raise PermissionDenied("NOT_YOUR_REPORT", "an enterprise reads only its own credit report")
-
-
-def _message_type(full_name: str):
-    """The generated class of an event type of another service, if that service's protos are
-    installed: wuye.<service>.v1.<Message> lives in wuye.<service>.v1.events_pb2."""
-    package, _, name = full_name.rpartition(".")
-    try:
-        module = importlib.import_module(f"{package}.events_pb2")
-    except ImportError:
-        return None
-    return getattr(module, name, None)

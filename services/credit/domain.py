@@ -14,7 +14,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from wuye.core.errors import FailedPrecondition, Violations
-from wuye.core.standards import Checklist
 
 ONE_DECIMAL = Decimal("0.1")
 
@@ -234,26 +233,6 @@ def expiry(severity: Severity, occurred_at: dt.datetime, validity_days: int) -> 
 
 
 # ---------------------------------------------------------------- assessments
-
-
-def base_score(
-    checklist: Checklist, scores: dict[str, Decimal], v: Violations, field: str
-) -> Decimal:
-    """An assessment scores every item of the checklist; the base is the share of the maximum,
-    out of 100."""
-    for item_id, score in scores.items():
-        item = checklist.items.get(item_id)
-        if item is None:
-            v.add(field, f"{item_id!r} is not an item of the {checklist.standard} checklist")
-        elif not Decimal(0) <= score <= item.max_points:
-            v.add(field, f"{item_id} scores 0 to {item.max_points}, got {score}")
-    missing = sorted(set(checklist.items) - set(scores))
-    if missing:
-        v.add(field, f"items not scored: {', '.join(missing)}")
-    if v:
-        return Decimal(0)
-    total = sum(scores.values(), Decimal(0))
-    return (total * 100 / checklist.max_total).quantize(ONE_DECIMAL, ROUND_HALF_UP)
 
 
 def check_assessors(units: list[AssessorUnit], minimum: int, v: Violations, field: str) -> None:

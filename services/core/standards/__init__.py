@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
+
+from wuye.core.errors import Violations
 
 STANDARDS = ("residential", "office", "commercial", "hospital")
 
@@ -37,3 +39,23 @@ def checklist(standard: str) -> Checklist:
         for item in data["items"]
     }
     return Checklist(standard=data["standard"], items=items)
+
+
+def score_against(
+    checklist: Checklist, scores: dict[str, Decimal], v: Violations, field: str
+) -> Decimal:
+    """Every item of the checklist is scored, each between 0 and its maximum; the result is the
+    share of the maximum, out of 100, to one decimal."""
+    for item_id, score in scores.items():
+        item = checklist.items.get(item_id)
+        if item is None:
+            v.add(field, f"{item_id[:40]!r} is not an item of the {checklist.standard} checklist")
+        elif not Decimal(0) <= score <= item.max_points:
+            v.add(field, f"{item_id} scores 0 to {item.max_points}, got {score}")
+    missing = sorted(set(checklist.items) - set(scores))
+    if missing:
+        v.add(field, f"items not scored: {', '.join(missing)}")
+    if v:
+        return Decimal(0)
+    total = sum(scores.values(), Decimal(0))
+    return (total * 100 / checklist.max_total).quantize(Decimal("0.1"), ROUND_HALF_UP)

@@ -1,0 +1,428 @@
+"""The gRPC face of inspections: requests in, use cases run, responses out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+
+from google.type import date_pb2
+
+from wuye.core.auth import AUTHORITIES, Role, allow, public
+from wuye.core.errors import Violations
+from wuye.core.events import run_idempotent
+from wuye.core.grpcserver import Route
+from wuye.core.ids import credit_code_problem
+from wuye.core.paging import next_token, read_page
+from wuye.core.standards import checklist, score_against
+from wuye.inspections import domain
+from wuye.inspections.commands import Inspections, timestamp
+from wuye.inspections.domain import (
+    Inspector,
+    Rectification,
+    RectificationState,
+    RoundSpec,
+    RoundState,
+)
+from wuye.inspections.v1 import inspections_service_pb2 as pb
+from wuye.inspections.v1 import inspections_service_pb2_grpc as pb_grpc
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InspectionsService"].full_name
+
+_AUTHORITY = tuple(AUTHORITIES)
+
+ROUTES: dict[str, Route] = {
+    "RegisterInspector": Route(allow(*_AUTHORITY)),
+    "ListInspectors": Route(allow(*_AUTHORITY, Role.INSPECTOR), "district_code"),
+    "CreateRound": Route(allow(*_AUTHORITY)),
+    "DrawRound": Route(allow(*_AUTHORITY), "round_id"),
+    # The draw is public (一公开): anyone may fetch and verify a round.
+    "GetRound": Route(public(), "round_id"),
+    "TriggerInspection": Route(allow(*_AUTHORITY, Role.SUB_DISTRICT), "project_id"),
+    "RecordCheck": Route(allow(*_AUTHORITY, Role.INSPECTOR), "check_id"),
+    "RecordReinspection": Route(allow(*_AUTHORITY, Role.INSPECTOR), "order_id"),
+    "ListRectifications": Route(allow(*_AUTHORITY, Role.INSPECTOR, Role.SERVICE), "district_code"),
+    "ListPublishedResults": Route(public(), "district_code"),
+    "GetAssessmentReport": Route(public(), "district_code"),
+}
+
+
+def _decimal(v: Violations, field: str, text: str, low: Decimal, high: Decimal) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not text.isascii() or not value.is_finite() or not low <= value <= high:
+        v.add(field, f"must be a decimal number from {low} to {high}")
+        return low
+    return value
+
+
+def _date(v: Violations, field: str, value: date_pb2.Date) -> dt.date | None:
+    try:
+        return dt.date(value.year, value.month, value.day)
+    except ValueError:
+        v.add(field, "is not a valid calendar date")
+        return None
+
+
+def _score(tenths: int) -> str:
+    return str((Decimal(tenths) / 10).quantize(Decimal("0.1")))
+
+
+def _to_date(day: dt.date) -> date_pb2.Date:
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+class InspectionsApi(pb_grpc.InspectionsServiceServicer):
+    def __init__(self, inspections: Inspections) -> None:
+        self._inspections = inspections
+        self._settings = inspections.settings
+        self._city = dict(inspections.settings.city_districts)
+
+    def _text(
+        self, v: Violations, field: str, value: str, required: bool = True, limit: int = 200
+    ) -> None:
+        if required and not value.strip():
+            v.add(field, "is required")
+        elif len(value) > limit or not value.isprintable():
+            v.add(field, f"must be at most {limit} printable characters")
+
+    def _districts(self, v: Violations, field: str, codes) -> tuple[str, ...]:
+        v.check(0 < len(codes) <= len(self._city), field, "name at least one district")
+        for i, code in enumerate(codes):
+            v.check(code in self._city, f"{field}[{i}]", f"{code[:10]!r} is not a district")
+        return tuple(dict.fromkeys(codes))
+
+    def _page(self, request, filters):
+        return read_page(
+            request.page_size,
+            request.page_token,
+            filters,
+            self._settings.page_size_default,
+            self._settings.page_size_max,
+        )
+
+    # ------------------------------------------------------------ inspectors
+
+    def RegisterInspector(self, request: pb.RegisterInspectorRequest, context):
+        v = Violations()
+        i = request.inspector
+        self._text(v, "inspector.inspector_id", i.inspector_id, limit=64)
+        self._text(v, "inspector.name", i.name)
+        self._text(v, "inspector.unit", i.unit)
+        districts = self._districts(v, "inspector.district_codes", i.district_codes)
+        for n, code in enumerate(i.conflicts[:200]):
+            problem = credit_code_problem(code)
+            v.check(
+                problem is None, f"inspector.conflicts[{n}]", f"is not a credit code: {problem}"
+            )
+        v.check(len(i.conflicts) <= 200, "inspector.conflicts", "at most 200")
+        v.raise_if_any()
+        inspector = self._inspections.register_inspector(
+            Inspector(i.inspector_id, i.name, i.unit, districts, tuple(dict.fromkeys(i.conflicts)))
+        )
+        return pb.RegisterInspectorResponse(inspector=_inspector(inspector))
+
+    def ListInspectors(self, request: pb.ListInspectorsRequest, context):
+        page = self._page(request, [request.district_code])
+        found = self._inspections.list_inspectors(request.district_code, page.after, page.size + 1)
+        return pb.ListInspectorsResponse(
+            inspectors=[_inspector(i) for i in found[: page.size]],
+            next_page_token=next_token(page, [i.inspector_id for i in found]),
+        )
+
+    # ------------------------------------------------------------ rounds
+
+    def CreateRound(self, request: pb.CreateRoundRequest, context) -> pb.CreateRoundResponse:
+        v = Violations()
+        if not request.request_id or len(request.request_id) > 100:
+            v.add("request_id", "is required (a UUID chosen by the caller, reused on retries)")
+        districts = self._districts(v, "district_codes", request.district_codes)
+        domain.check_period(request.period, v, "period")
+        rates = dict(self._settings.sampling_rates)
+        for n, rate in enumerate(request.rates):
+            v.check(
+                rate.grade in rates,
+                f"rates[{n}].grade",
+                f"must be one of {', '.join(sorted(rates))}",
+            )
+            rates[rate.grade] = _decimal(v, f"rates[{n}].rate", rate.rate, Decimal(0), Decimal(1))
+        floor = domain.floor_for_period(request.period, self._settings.yearly_floor_rate)
+        if request.floor_rate:
+            floor = _decimal(v, "floor_rate", request.floor_rate, floor, Decimal(1))
+        per_check = request.inspectors_per_check or self._settings.inspectors_per_check
+        v.check(2 <= per_check <= 10, "inspectors_per_check", "a check needs 2 to 10 inspectors")
+        v.raise_if_any()
+
+        def build(connection):
+            spec, commitment, state, seed = self._inspections.create_round(
+                connection,
+                districts=districts,
+                period=request.period,
+                rates=rates,
+                floor_rate=floor,
+                inspectors_per_check=per_check,
+            )
+            return pb.CreateRoundResponse(round=_round(spec, commitment, state, seed, []))
+
+        return run_idempotent(
+            self._inspections.engine,
+            method="CreateRound",
+            request_id=request.request_id,
+            request=request,
+            response_type=pb.CreateRoundResponse,
+            command=build,
+        )
+
+    def DrawRound(self, request: pb.DrawRoundRequest, context) -> pb.DrawRoundResponse:
+        return pb.DrawRoundResponse(round=_round(*self._inspections.draw_round(request.round_id)))
+
+    def GetRound(self, request: pb.GetRoundRequest, context) -> pb.GetRoundResponse:
+        return pb.GetRoundResponse(round=_round(*self._inspections.get_round(request.round_id)))
+
+    def TriggerInspection(self, request: pb.TriggerInspectionRequest, context):
+        v = Violations()
+        self._text(v, "reason", request.reason)
+        v.raise_if_any()
+        pending = self._inspections.trigger(request.project_id, request.reason)
+        return pb.TriggerInspectionResponse(project_id=request.project_id, pending_triggers=pending)
+
+    # ------------------------------------------------------------ checks
+
+    def RecordCheck(self, request: pb.RecordCheckRequest, context) -> pb.RecordCheckResponse:
+        check = self._inspections.check(request.check_id)
+        standard = checklist(check.project_type.lower())
+        v = Violations()
+        scores: dict[str, Decimal] = {}
+        for n, item in enumerate(request.scores[: len(standard.items) + 1]):
+            v.check(item.item_id not in scores, f"scores[{n}].item_id", "is scored twice")
+            scores[item.item_id] = _decimal(
+                v, f"scores[{n}].score", item.score, Decimal(0), Decimal(100)
+            )
+        score = score_against(standard, scores, v, "scores") if not v else Decimal(0)
+        today = self._inspections.now().date()
+        findings = []
+        v.check(
+            len(request.findings) <= self._settings.max_findings,
+            "findings",
+            f"at most {self._settings.max_findings}",
+        )
+        for n, finding in enumerate(request.findings[: self._settings.max_findings]):
+            v.check(
+                finding.item_id in standard.items,
+                f"findings[{n}].item_id",
+                f"is not an item of the {standard.standard} checklist",
+            )
+            self._text(v, f"findings[{n}].description", finding.description, limit=500)
+            by = None
+            if finding.HasField("rectify_by"):
+                by = _date(v, f"findings[{n}].rectify_by", finding.rectify_by)
+                if by is not None:
+                    v.check(by > today, f"findings[{n}].rectify_by", "must be after today")
+            findings.append((finding.item_id, finding.description, by))
+        v.raise_if_any()
+        recorded, orders = self._inspections.record_check(
+            request.check_id, scores=scores, score=score, findings=findings
+        )
+        return pb.RecordCheckResponse(
+            check=_check(recorded), rectifications=[_order(o) for o in orders]
+        )
+
+    def RecordReinspection(self, request: pb.RecordReinspectionRequest, context):
+        v = Violations()
+        self._text(v, "note", request.note, required=False, limit=500)
+        deadline = None
+        if not request.rectified and v.check(
+            request.HasField("rectify_by"),
+            "rectify_by",
+            "a new deadline is required when not rectified",
+        ):
+            deadline = _date(v, "rectify_by", request.rectify_by)
+            if deadline is not None:
+                v.check(
+                    deadline > self._inspections.now().date(),
+                    "rectify_by",
+                    "must be after today",
+                )
+        v.raise_if_any()
+        order = self._inspections.reinspect(request.order_id, request.rectified, deadline)
+        return pb.RecordReinspectionResponse(rectification=_order(order))
+
+    def ListRectifications(self, request: pb.ListRectificationsRequest, context):
+        v = Violations()
+        name = (
+            pb.RectificationState.Name(request.state)
+            if request.state in pb.RectificationState.values()
+            else ""
+        )
+        v.check(bool(name), "state", "is not a rectification state")
+        v.raise_if_any()
+        state = (
+            None
+            if request.state == 0
+            else RectificationState(name.removeprefix("RECTIFICATION_STATE_"))
+        )
+        page = self._page(request, [request.district_code, request.state])
+        found = self._inspections.list_orders(
+            request.district_code, state, page.after, page.size + 1
+        )
+        return pb.ListRectificationsResponse(
+            rectifications=[_order(o) for o in found[: page.size]],
+            next_page_token=next_token(page, [o.order_id for o in found]),
+        )
+
+    # ------------------------------------------------------------ publication
+
+    def ListPublishedResults(self, request: pb.ListPublishedResultsRequest, context):
+        v = Violations()
+        if request.credit_code:
+            problem = credit_code_problem(request.credit_code)
+            v.check(problem is None, "credit_code", f"is not a credit code: {problem}")
+        v.raise_if_any()
+        page = self._page(request, [request.district_code, request.credit_code])
+        rows = self._inspections.published(
+            request.district_code, request.credit_code, page.after, page.size + 1
+        )
+        return pb.ListPublishedResultsResponse(
+            results=[
+                pb.PublishedResult(
+                    check_id=r.check_id,
+                    project_id=r.project_id,
+                    project_type=r.project_type,
+                    district_code=r.district_code,
+                    credit_code=r.credit_code,
+                    score=_score(r.score_tenths),
+                    findings=len(r.findings),
+                    findings_summary=" ".join(sorted({f["item_id"] for f in r.findings})),
+                    record_time=timestamp(r.recorded_at),
+                )
+                for r in rows[: page.size]
+            ],
+            next_page_token=next_token(page, [r.check_id for r in rows]),
+        )
+
+    def GetAssessmentReport(self, request: pb.GetAssessmentReportRequest, context):
+        v = Violations()
+        v.check(request.district_code in self._city, "district_code", "is required: a district")
+        domain.check_period(request.period, v, "period")
+        v.raise_if_any()
+        checks, average, findings, opened, closed, overdue, enterprises = (
+            self._inspections.assessment_report(request.district_code, request.period)
+        )
+        return pb.GetAssessmentReportResponse(
+            report=pb.AssessmentReport(
+                district_code=request.district_code,
+                period=request.period,
+                checks=checks,
+                average_score=str(average),
+                findings=findings,
+                rectifications_opened=opened,
+                rectifications_closed=closed,
+                rectifications_overdue=overdue,
+                enterprises=[
+                    pb.EnterpriseSummary(
+                        credit_code=e.credit_code,
+                        checks=e.checks,
+                        average_score=str(e.average),
+                        findings=e.findings,
+                        rectifications_overdue=e.overdue,
+                    )
+                    for e in enterprises
+                ],
+            )
+        )
+
+
+# ---------------------------------------------------------------- domain -> wire
+
+
+def _inspector(i: Inspector) -> pb.Inspector:
+    return pb.Inspector(
+        inspector_id=i.inspector_id,
+        name=i.name,
+        unit=i.unit,
+        district_codes=list(i.districts),
+        conflicts=list(i.conflicts),
+    )
+
+
+def round_message(
+    spec: RoundSpec, commitment: str, state: RoundState, seed: str, checks: list
+) -> pb.Round:
+    message = pb.Round(
+        round_id=spec.round_id,
+        district_codes=list(spec.districts),
+        period=spec.period,
+        rates=[pb.SamplingRate(grade=g, rate=str(r)) for g, r in sorted(spec.rates.items())],
+        floor_rate=str(spec.floor_rate),
+        inspectors_per_check=spec.inspectors_per_check,
+        state=pb.RoundState.Value(f"ROUND_STATE_{state.value}"),
+        seed_commitment=commitment,
+        seed=seed,
+        entities=[
+            pb.Entity(
+                project_id=e.project_id,
+                project_type=e.project_type,
+                district_code=e.district_code,
+                credit_code=e.credit_code,
+                grade=e.grade,
+                triggered=e.triggered,
+            )
+            for e in spec.entities
+        ],
+        inspectors=[_inspector(i) for i in spec.inspectors],
+        selections=[
+            pb.Selection(
+                project_id=c.project_id,
+                reason=c.reason,
+                inspector_ids=list(c.inspector_ids),
+                check_id=c.check_id,
+            )
+            for c in checks
+        ],
+        algorithm_version=spec.algorithm_version,
+    )
+    message.create_time.FromJsonString(spec.created_at)
+    return message
+
+
+_round = round_message
+
+
+def _check(row) -> pb.Check:
+    return pb.Check(
+        check_id=row.check_id,
+        round_id=row.round_id,
+        project_id=row.project_id,
+        credit_code=row.credit_code,
+        district_code=row.district_code,
+        inspector_ids=list(row.inspector_ids),
+        scores=[pb.ItemScore(item_id=k, score=s) for k, s in sorted((row.scores or {}).items())],
+        findings=[
+            pb.Finding(
+                item_id=f["item_id"],
+                description=f["description"],
+                rectify_by=_to_date(dt.date.fromisoformat(f["rectify_by"]))
+                if f["rectify_by"]
+                else None,
+            )
+            for f in row.findings or []
+        ],
+        score=_score(row.score_tenths) if row.score_tenths is not None else "",
+        record_time=timestamp(row.recorded_at) if row.recorded_at else None,
+    )
+
+
+def _order(o: Rectification) -> pb.Rectification:
+    return pb.Rectification(
+        order_id=o.order_id,
+        check_id=o.check_id,
+        project_id=o.project_id,
+        credit_code=o.credit_code,
+        district_code=o.district_code,
+        item_id=o.item_id,
+        description=o.description,
+        rectify_by=_to_date(o.rectify_by),
+        state=pb.RectificationState.Value(f"RECTIFICATION_STATE_{o.state.value}"),
+        close_time=timestamp(o.closed_at) if o.closed_at else None,
+    )
