@@ -17,6 +17,8 @@ import jwt
 from wuye.core.errors import Unauthenticated
 
 ALL_DISTRICTS = "*"
+# Subjects are recorded (a filing's reviewer, a record's source): keep them short.
+MAX_SUBJECT_LENGTH = 128
 
 
 class Role(StrEnum):
@@ -138,6 +140,10 @@ class TokenVerifier:
             role = Role(claims["role"])
         except ValueError as e:
             raise Unauthenticated("TOKEN_INVALID", f"unknown role {claims['role']!r}") from e
+        if not isinstance(claims["sub"], str) or not 0 < len(claims["sub"]) <= MAX_SUBJECT_LENGTH:
+            raise Unauthenticated(
+                "TOKEN_INVALID", f"the subject must be 1 to {MAX_SUBJECT_LENGTH} characters"
+            )
         districts = claims.get("districts") or [ALL_DISTRICTS]
         if not isinstance(districts, list) or not all(isinstance(d, str) for d in districts):
             raise Unauthenticated("TOKEN_INVALID", "the districts claim must be a list of codes")

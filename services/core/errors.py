@@ -34,12 +34,20 @@ class DomainError(Exception):
         return []
 
 
+# The status travels in trailers, which a gRPC client drops above its metadata limit (8 KiB soft,
+# 16 KiB hard), answering RESOURCE_EXHAUSTED instead: report the first violations only.
+MAX_REPORTED_VIOLATIONS = 10
+
+
 class InvalidArgument(DomainError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(self, violations: Iterable[FieldViolation], reason: str = "INVALID_ARGUMENT"):
         self.violations = list(violations)
-        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        reported = self.violations[:MAX_REPORTED_VIOLATIONS]
+        summary = "; ".join(f"{v.field}: {v.description}" for v in reported)
+        if len(self.violations) > len(reported):
+            summary += f"; and {len(self.violations) - len(reported)} more"
         super().__init__(reason, summary or "invalid request")
 
     def details(self) -> list[any_pb2.Any]:
@@ -48,7 +56,7 @@ class InvalidArgument(DomainError):
                 error_details_pb2.BadRequest.FieldViolation(
                     field=v.field, description=v.description
                 )
-                for v in self.violations
+                for v in self.violations[:MAX_REPORTED_VIOLATIONS]
             ]
         )
         packed = any_pb2.Any()

@@ -6,6 +6,7 @@ metrics and request logs.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -66,14 +67,24 @@ def _field(message: pb_message.Message, path: str) -> str:
     return value
 
 
+# What follows the district code in an id ("150602-F0a1b2c3d4e5f"): ids reach SQL and error
+# messages, so nothing else (no NUL, no megabytes) gets past the gateway.
+_ID_TAIL = re.compile(r"[0-9A-Za-z_-]{1,64}", re.ASCII)
+
+
 def district_of(request: pb_message.Message, path: str, city: dict[str, str]) -> str | None:
     value = _field(request, path)
     if not value:
         return None
     district = value[:6]
-    if district not in city or (len(value) > 6 and value[6] != "-"):
+    if path.endswith("district_code"):
+        known = value in city
+    else:
+        known = district in city and value[6:7] == "-" and bool(_ID_TAIL.fullmatch(value[7:]))
+    if not known:
         what = "district code" if path.endswith("district_code") else "id"
-        raise InvalidArgument([FieldViolation(path, f"{value!r} is not a known {what}")])
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        raise InvalidArgument([FieldViolation(path, f"{shown!r} is not a known {what}")])
     return district
 
 
@@ -210,7 +221,10 @@ class Gateway(grpc.ServerInterceptor):
                 request = parse_request(raw)
                 if route.district_field:
                     district = district_of(request, route.district_field, city)
-                    if district is not None:
+                    if district is not None and route.policy.roles is None:
+                        # Public: anyone reads, whatever districts a token names (or none).
+                        self._scope.check_served(district)
+                    elif district is not None:
                         call.require_district(district)
                 response = behavior(request, grpc_context)
             except DomainError as e:

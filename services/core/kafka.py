@@ -33,6 +33,8 @@ def make_producer(settings: Settings, **overrides) -> KafkaProducer:
         "reconnect_backoff_max_ms": 2000,
     }
     config.update(overrides)
+    # Building a producer waits for a broker this long (30 s by default): no longer than a send.
+    config.setdefault("bootstrap_timeout_ms", config["max_block_ms"])
     return KafkaProducer(**config)
 
 

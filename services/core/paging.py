@@ -35,6 +35,8 @@ def read_page(page_size: int, page_token: str, filters: object, default: int, ma
     try:
         decoded = json.loads(base64.urlsafe_b64decode(page_token.encode() + b"=="))
         after, made_for = str(decoded["a"]), decoded["f"]
+        if not after.isprintable() or len(after) > 200:  # keys are ids: a forged token's is not
+            raise ValueError("not a key of ours")
     except (ValueError, KeyError, TypeError) as e:
         raise InvalidArgument(
             [FieldViolation("page_token", "is not a token this API issued")]

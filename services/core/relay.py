@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import zlib
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from kafka import KafkaProducer
@@ -45,7 +46,7 @@ class Relay:
     def __init__(
         self,
         engine: Engine,
-        producer: KafkaProducer,
+        new_producer: Callable[[], KafkaProducer],
         *,
         source: str,
         lock_name: str,
@@ -54,7 +55,8 @@ class Relay:
         gauge_seconds: float = 1.0,
     ) -> None:
         self._engine = engine
-        self._producer = producer
+        self._new_producer = new_producer
+        self._producer: KafkaProducer | None = None
         self._source = source
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
@@ -69,8 +71,9 @@ class Relay:
             rows = connection.execute(_SELECT.limit(self._batch_size)).all()
         if not rows:
             return 0
+        producer = self._ready_producer()
         futures = [
-            self._producer.send(
+            producer.send(
                 row.topic,
                 value=row.payload,
                 key=row.key.encode(),
@@ -86,7 +89,7 @@ class Relay:
             )
             for row in rows
         ]
-        self._producer.flush()
+        producer.flush()
         for future in futures:
             future.get(timeout=0)  # raises the broker's error if any record failed
         acknowledged = time.time()
@@ -131,6 +134,11 @@ class Relay:
 
     def _drop_leadership(self) -> None:
         if self._leader is not None:
+            # The advisory lock belongs to the database session: end the session itself. Merely
+            # closing would return it to the pool still holding the lock, and no other relay
+            # could take over until this process exits.
+            with contextlib.suppress(DBAPIError):
+                self._leader.invalidate()
             with contextlib.suppress(DBAPIError):
                 self._leader.close()
             self._leader = None
@@ -160,7 +168,28 @@ class Relay:
                 )
                 if isinstance(e, DBAPIError):
                     self._drop_leadership()
+                else:
+                    self._discard_producer()
                 stop.wait(backoff)
                 backoff = min(backoff * 2 + 0.1, 5.0)
-        self._producer.flush(timeout=5)
+        self.close()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
         self._drop_leadership()
+
+    def _ready_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = self._new_producer()
+        return self._producer
+
+    def _discard_producer(self) -> None:
+        """After a failure start afresh: a new producer re-reads the cluster's metadata and
+        opens a new idempotent session, where the old one may stay fenced for good (a broker
+        that restarted does not know its producer id)."""
+        if self._producer is not None:
+            with contextlib.suppress(KafkaError, OSError):
+                self._producer.close(timeout=0)
+            self._producer = None

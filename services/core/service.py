@@ -79,7 +79,7 @@ def _stop_on_signals() -> threading.Event:
 def build_relay(spec: ServiceSpec, settings: Settings, engine: Engine) -> Relay:
     return Relay(
         engine,
-        make_producer(settings),
+        lambda: make_producer(settings),
         source=f"/wuye/{spec.name}",
         lock_name=f"{settings.resolved_database_url()}#{settings.schema}",
         batch_size=settings.relay_batch_size,

@@ -1,0 +1,23 @@
+"""The tables every service's first migration creates are the tables the core's code uses."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+
+from wuye.core.db import create_service_engine
+from wuye.core.events import event_metadata
+from wuye.core.migrate import create_event_tables
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_migrated_event_tables_match_the_metadata_the_core_uses(make_settings) -> None:
+    engine = create_service_engine(make_settings(service="coretest"))
+    try:
+        with engine.begin() as connection:
+            create_event_tables(Operations(MigrationContext.configure(connection)))
+            differences = compare_metadata(MigrationContext.configure(connection), event_metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
