@@ -188,10 +188,15 @@ def _partitions(consumer: ConfluentConsumer, topic: str, deadline: float) -> lis
 
 
 def read_records(
-    bootstrap: str, topic: str, count: int, timeout: float = 20.0
+    bootstrap: str,
+    topic: str,
+    count: int,
+    timeout: float = 20.0,
+    key: bytes | None = None,
 ) -> list[KafkaRecord]:
     """Read `topic` from the beginning with librdkafka (confluent-kafka), independently of our
-    kafka-python code, until `count` records or `timeout` seconds; returns what was read.
+    kafka-python code, until `count` records (of `key`, if given: other tests may share the
+    topic) or `timeout` seconds; returns what was read.
 
     Partitions are assigned by hand: no consumer group, whose joins are slow on Tansu.
     """
@@ -225,6 +230,8 @@ def read_records(
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(error)
+            if key is not None and message.key() != key:
+                continue
             records.append(
                 KafkaRecord(
                     topic=message.topic(),
@@ -245,12 +252,16 @@ def read_records(
 
 @pytest.fixture
 def read_topic(broker: DevBroker) -> Callable[..., list[KafkaRecord]]:
-    """read_topic(topic, count, timeout=20.0, bootstrap=<session broker>) -> [KafkaRecord]."""
+    """read_topic(topic, count, timeout=20.0, bootstrap=<session broker>, key=None)."""
 
     def read(
-        topic: str, count: int, timeout: float = 20.0, bootstrap: str | None = None
+        topic: str,
+        count: int,
+        timeout: float = 20.0,
+        bootstrap: str | None = None,
+        key: bytes | None = None,
     ) -> list[KafkaRecord]:
-        return read_records(bootstrap or broker.bootstrap, topic, count, timeout)
+        return read_records(bootstrap or broker.bootstrap, topic, count, timeout, key)
 
     return read
 

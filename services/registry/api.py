@@ -122,7 +122,7 @@ def _to_date(day: dt.date) -> date_pb2.Date:
 def _mask_paths(
     v: Violations, field: str, paths: list[str], allowed: tuple[str, ...]
 ) -> tuple[str, ...]:
-    unknown = [p for p in paths if p not in allowed]
+    unknown = [p[:40] for p in paths if p not in allowed][:5]  # the message stays short
     if unknown:
         v.add(field, f"unknown paths {unknown}; allowed: {', '.join(allowed)}")
     return tuple(dict.fromkeys(p for p in paths if p in allowed))
@@ -396,13 +396,15 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
     def _owner(self, v: Violations, at: str, owner: pb.Owner, today: dt.date) -> OwnerInput | None:
         kind = _from_enum(v, f"{at}.kind", pb.OwnerKind, "OWNER_KIND", owner.kind, OwnerKind)
         self._text(v, f"{at}.name", owner.name)
+        # Cards print the check character X; people type it in either case.
+        id_number = owner.id_number.upper()
         if kind is OwnerKind.PERSON:
-            domain.check_resident_id(v, f"{at}.id_number", owner.id_number, today)
+            domain.check_resident_id(v, f"{at}.id_number", id_number, today)
         elif kind is not None:
-            domain.check_credit_code(v, f"{at}.id_number", owner.id_number)
+            domain.check_credit_code(v, f"{at}.id_number", id_number)
         if owner.phone:
             domain.check_phone(v, f"{at}.phone", owner.phone)
-        return OwnerInput(kind, owner.name, owner.id_number, owner.phone) if kind else None
+        return OwnerInput(kind, owner.name, id_number, owner.phone) if kind else None
 
     def ListUnits(self, request: pb.ListUnitsRequest, context) -> pb.ListUnitsResponse:
         v = Violations()
@@ -561,7 +563,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
         domain.check_credit_code(v, "practitioner.credit_code", p.credit_code)
         self._text(v, "practitioner.name", p.name)
         domain.check_resident_id(
-            v, "practitioner.id_number", p.id_number, self._registry.now().date()
+            v, "practitioner.id_number", p.id_number.upper(), self._registry.now().date()
         )
         self._text(v, "practitioner.position", p.position)
         self._text(v, "practitioner.certificate_number", p.certificate_number, required=False)
@@ -572,7 +574,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
                 connection,
                 credit_code=p.credit_code,
                 name=p.name,
-                id_number=p.id_number,
+                id_number=p.id_number.upper(),
                 position=p.position,
                 certificate_number=p.certificate_number,
             )

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
 from wuye.core.context import current
+from wuye.core.db import reader
 from wuye.core.errors import AlreadyExists, NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
@@ -128,10 +129,14 @@ class Registry:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.engine = engine
+        self.reader = reader(engine)
         self.settings = settings
         self._clock = clock
         key = settings.pii_key.get_secret_value().encode()
-        self._identities = Pseudonymizer(key, purpose="identity")
+        # Separate keys per purpose: an owner and a practitioner who are the same person get
+        # unrelated keys, so the two registers cannot be joined without the PII key.
+        self._owners = Pseudonymizer(key, purpose="owner")
+        self._practitioners = Pseudonymizer(key, purpose="practitioner")
         self._phones = Pseudonymizer(key, purpose="phone")
 
     def now(self) -> dt.datetime:
@@ -173,7 +178,7 @@ class Registry:
         return enterprise
 
     def get_enterprise(self, credit_code: str) -> Enterprise:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             enterprise = self._enterprise(connection, credit_code)
         current().require_district(enterprise.district_code)
         return enterprise
@@ -336,7 +341,7 @@ class Registry:
         return filing
 
     def get_filing(self, filing_id: str) -> Filing:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             filing = self._filing(connection, filing_id)
         _require_enterprise_access(filing.credit_code, filing.district_code, reading=True)
         return filing
@@ -364,7 +369,7 @@ class Registry:
         return project
 
     def get_project(self, project_id: str) -> Project:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return self._project(connection, project_id)
 
     def _emit_project(self, connection: Connection, project: Project, message) -> None:
@@ -442,7 +447,7 @@ class Registry:
                     kind=u.owner.kind,
                     name=u.owner.name,
                     id_masked=mask_id_number(u.owner.id_number),
-                    owner_key=self._identities.key_of(
+                    owner_key=self._owners.key_of(
                         domain.owner_identity(u.owner.kind, u.owner.id_number, project_id)
                     ),
                     phone_masked=mask_phone(u.owner.phone) if u.owner.phone else "",
@@ -538,7 +543,7 @@ class Registry:
     # ------------------------------------------------------------ disclosure
 
     def get_disclosure(self, project_id: str) -> tuple[Disclosure, Project]:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             project = self._project(connection, project_id)
             disclosure = store.get_disclosure(connection, project_id)
         if disclosure is None:
@@ -599,7 +604,7 @@ class Registry:
                 f"{credit_code} has no approved filing",
                 credit_code=credit_code,
             )
-        person_key = self._identities.key_of(f"person:{id_number}")
+        person_key = self._practitioners.key_of(id_number)
         existing = store.practitioner_of(connection, credit_code, person_key)
         if existing is not None:
             raise AlreadyExists(
@@ -642,7 +647,7 @@ class Registry:
         return practitioner
 
     def get_practitioner(self, practitioner_id: str) -> Practitioner:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             practitioner = store.get_practitioner(connection, practitioner_id)
         if practitioner is None:
             raise NotFound(
@@ -658,7 +663,7 @@ class Registry:
     def list_practitioners(
         self, credit_code: str, after: str | None, limit: int
     ) -> list[Practitioner]:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             enterprise = self._enterprise(connection, credit_code)
             _require_enterprise_access(credit_code, enterprise.district_code, reading=True)
             return store.list_practitioners(connection, credit_code, after, limit)
@@ -719,7 +724,7 @@ class Registry:
     def list_enterprises(
         self, district: str, status: EnterpriseStatus | None, after: str | None, limit: int
     ) -> list[Enterprise]:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return store.list_enterprises(connection, _districts(district), status, after, limit)
 
     def list_filings(
@@ -735,7 +740,7 @@ class Registry:
             raise PermissionDenied(
                 "NOT_YOUR_ENTERPRISE", "an enterprise lists only its own filings (set credit_code)"
             )
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return store.list_filings(
                 connection, _districts(district), state, credit_code, after, limit
             )
@@ -743,18 +748,18 @@ class Registry:
     def list_projects(
         self, district: str, project_type: ProjectType | None, credit_code: str, after, limit: int
     ) -> list[Project]:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return store.list_projects(
                 connection, _districts(district), project_type, credit_code, after, limit
             )
 
     def list_units(self, project_id: str, after: str | None, limit: int) -> list[Unit]:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             self._project(connection, project_id)
             return store.list_units(connection, project_id, after, limit)
 
     def acting_committee(self, project_id: str) -> Committee:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             self._project(connection, project_id)
             committee = store.acting_committee(connection, project_id)
         if committee is None:

@@ -439,22 +439,24 @@ def check_committee_shape(
 
 
 def check_may_form(kind: CommitteeKind, acting: Committee | None, term_start: dt.date) -> None:
-    """A transitional committee acts only until an owners' committee exists; a new owners'
-    committee follows the previous one's term, it does not overlap it."""
-    if acting is None:
+    """Terms do not overlap, with one exception: an elected owners' committee takes over from
+    a transitional committee at once. A transitional committee may act again once an owners'
+    committee's term has run out without a new election."""
+    if acting is None or term_start >= acting.term_end:
         return
-    if kind is CommitteeKind.TRANSITIONAL and acting.kind is CommitteeKind.OWNERS:
-        raise FailedPrecondition(
-            "OWNERS_COMMITTEE_EXISTS",
-            f"project {acting.project_id} has an owners' committee; no transitional one is formed",
-            committee_id=acting.committee_id,
-        )
-    if kind is acting.kind and term_start < acting.term_end:
-        raise FailedPrecondition(
-            "COMMITTEE_TERM_OVERLAPS",
-            f"the acting {kind.lower()} committee serves until {acting.term_end.isoformat()}",
-            committee_id=acting.committee_id,
-        )
+    if kind is CommitteeKind.OWNERS and acting.kind is CommitteeKind.TRANSITIONAL:
+        return
+    reason = (
+        "OWNERS_COMMITTEE_EXISTS"
+        if kind is CommitteeKind.TRANSITIONAL and acting.kind is CommitteeKind.OWNERS
+        else "COMMITTEE_TERM_OVERLAPS"
+    )
+    raise FailedPrecondition(
+        reason,
+        f"the acting {acting.kind.lower()} committee of project {acting.project_id} serves "
+        f"until {acting.term_end.isoformat()}",
+        committee_id=acting.committee_id,
+    )
 
 
 def add_years(day: dt.date, years: int) -> dt.date:

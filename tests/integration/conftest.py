@@ -1,0 +1,304 @@
+"""Registry fixtures: the registry's gRPC server built in-process on a loopback socket, over this
+test's PostgreSQL schema, with clients that call it as one principal or another.
+
+`registry` is a server for every district; `start_registry(**overrides)` builds more (e.g. one
+that serves only `districts=("150602",)`). Every server, channel and engine a test starts is
+closed after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from google.type import date_pb2
+from grpc_status import rpc_status
+
+from wuye.core.auth import Role, issue_token
+from wuye.core.db import create_service_engine
+from wuye.core.events import outbox
+from wuye.core.grpcserver import build_server
+from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char, resident_id_check_char
+from wuye.core.migrate import upgrade
+from wuye.registry.service import SPEC
+from wuye.registry.settings import RegistrySettings
+from wuye.registry.v1 import registry_service_pb2 as pb
+from wuye.registry.v1 import registry_service_pb2_grpc as pb_grpc
+
+CALL_TIMEOUT_SECONDS = 10.0
+REGISTRY_DOMAIN = "wuye.registry"
+
+# -- test data: identifiers that pass their checks
+
+
+def new_credit_code(district: str = "150602") -> str:
+    """A valid unified social credit code (GB 32100-2015), random in its last nine characters."""
+    body = "91" + district + "".join(random.choices(CREDIT_CODE_ALPHABET, k=9))
+    return body + credit_code_check_char(body)
+
+
+_serial = itertools.count(100)
+
+
+def new_resident_id(district: str = "150602", born: dt.date = dt.date(1985, 6, 15)) -> str:
+    """A valid resident ID number (GB 11643); each call gives another person."""
+    body = f"{district}{born:%Y%m%d}{next(_serial) % 1000:03d}"
+    return body + resident_id_check_char(body)
+
+
+def date(day: dt.date) -> date_pb2.Date:
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+def request_id() -> str:
+    return str(uuid.uuid4())
+
+
+# -- failures as the caller sees them
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed call, with the google.rpc details the server attached."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    domain: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    # field -> description, from google.rpc.BadRequest
+    violations: dict[str, str] = field(default_factory=dict)
+
+
+def failure_of(error: grpc.RpcError) -> Failure:
+    status = rpc_status.from_call(error)
+    if status is None:
+        return Failure(error.code(), error.details() or "")
+    info = error_details_pb2.ErrorInfo()
+    bad_request = error_details_pb2.BadRequest()
+    reason = domain = ""
+    metadata: dict[str, str] = {}
+    violations: dict[str, str] = {}
+    for detail in status.details:
+        if detail.Is(info.DESCRIPTOR):
+            detail.Unpack(info)
+            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
+        elif detail.Is(bad_request.DESCRIPTOR):
+            detail.Unpack(bad_request)
+            violations.update({v.field: v.description for v in bad_request.field_violations})
+    return Failure(error.code(), status.message, reason, domain, metadata, violations)
+
+
+class Client:
+    """Calls the registry as one principal: `client.GetProject(request)` returns the response;
+    `client.fails("GetProject", request)` returns the Failure (and fails the test on success)."""
+
+    def __init__(self, stub: pb_grpc.RegistryServiceStub, token: str | None) -> None:
+        self._stub = stub
+        self.token = token
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def __getattr__(self, method: str) -> Callable[[Message], Message]:
+        rpc = getattr(self._stub, method)
+
+        def call(request: Message) -> Message:
+            return rpc(request, metadata=self.metadata, timeout=CALL_TIMEOUT_SECONDS)
+
+        return call
+
+    def fails(self, method: str, request: Message) -> Failure:
+        try:
+            response = getattr(self, method)(request)
+        except grpc.RpcError as e:
+            return failure_of(e)
+        raise AssertionError(f"{method} succeeded, expected a failure: {response}")
+
+
+# -- the server
+
+
+class Registry:
+    """One running registry server with its settings and database, and builders of records."""
+
+    def __init__(self, settings: RegistrySettings) -> None:
+        self.settings = settings
+        self.engine = create_service_engine(settings)
+        self.server, self.port, self.health = build_server(
+            settings, SPEC.definitions(settings, self.engine)
+        )
+        self.server.start()
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.stub = pb_grpc.RegistryServiceStub(self.channel)
+        self.admin = self.client(Role.ADMIN, "admin")
+        self.anonymous = Client(self.stub, None)
+
+    # test data, as methods so test modules need not import this conftest
+    new_credit_code = staticmethod(new_credit_code)
+    new_resident_id = staticmethod(new_resident_id)
+    request_id = staticmethod(request_id)
+    DOMAIN = REGISTRY_DOMAIN
+
+    def close(self) -> None:
+        self.channel.close()
+        self.server.stop(None).wait(10)
+        self.engine.dispose()
+
+    # -- principals
+
+    def token(
+        self,
+        role: Role,
+        subject: str = "tester",
+        districts: list[str] | None = None,
+        ttl_seconds: int = 3600,
+    ) -> str:
+        return issue_token(
+            self.settings.token_secret.get_secret_value(),
+            subject=subject,
+            role=role,
+            districts=districts,
+            issuer=self.settings.token_issuer,
+            ttl_seconds=ttl_seconds,
+        )
+
+    def client(
+        self, role: Role, subject: str = "tester", districts: list[str] | None = None
+    ) -> Client:
+        return Client(self.stub, self.token(role, subject, districts))
+
+    def authority(self, district: str = "150602") -> Client:
+        return self.client(Role.DISTRICT_AUTHORITY, f"authority-{district}", [district])
+
+    def enterprise(self, credit_code: str, district: str = "150602") -> Client:
+        return self.client(Role.ENTERPRISE, credit_code, [district])
+
+    def with_token(self, token: str) -> Client:
+        return Client(self.stub, token)
+
+    # -- the database, to check what was (not) stored
+
+    def count(self, table: str, **where: object) -> int:
+        meta = sa.MetaData()
+        t = sa.Table(table, meta, autoload_with=self.engine) if table != "outbox" else outbox
+        query = sa.select(sa.func.count()).select_from(t)
+        for column, value in where.items():
+            query = query.where(t.c[column] == value)
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one()
+
+    def outbox_types(self) -> list[str]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(outbox.c.event_type).order_by(outbox.c.id))
+            return [row.event_type for row in rows]
+
+    # -- builders of records, through the API
+
+    def file_enterprise(
+        self, district: str = "150602", credit_code: str | None = None, **fields: str
+    ) -> pb.FileEnterpriseResponse:
+        code = credit_code or new_credit_code(district)
+        enterprise = pb.Enterprise(
+            credit_code=code,
+            name=fields.get("name", f"鄂尔多斯{code[-4:]}物业服务有限公司"),
+            district_code=district,
+            address=fields.get("address", "鄂尔多斯市东胜区天骄北路 1 号"),
+            legal_representative=fields.get("legal_representative", "王伟"),
+            contact_phone=fields.get("contact_phone", "13812345678"),
+        )
+        return self.admin.FileEnterprise(
+            pb.FileEnterpriseRequest(request_id=request_id(), enterprise=enterprise)
+        )
+
+    def approve(self, filing_id: str) -> pb.ReviewFilingResponse:
+        return self.admin.ReviewFiling(
+            pb.ReviewFilingRequest(
+                filing_id=filing_id, decision=pb.REVIEW_DECISION_APPROVE, reason=""
+            )
+        )
+
+    def filed_enterprise(self, district: str = "150602", **fields: str) -> str:
+        """A filed enterprise's credit code."""
+        filed = self.file_enterprise(district, **fields)
+        self.approve(filed.filing.filing_id)
+        return filed.enterprise.credit_code
+
+    def register_project(
+        self,
+        district: str = "150602",
+        project_type: int = pb.PROJECT_TYPE_RESIDENTIAL,
+        name: str = "天骄花园",
+    ) -> pb.Project:
+        return self.admin.RegisterProject(
+            pb.RegisterProjectRequest(
+                request_id=request_id(),
+                project=pb.Project(
+                    name=name,
+                    type=project_type,
+                    district_code=district,
+                    sub_district="天骄街道",
+                    address="鄂尔多斯市东胜区天骄路 8 号",
+                    building_area_m2="125000.50",
+                ),
+            )
+        ).project
+
+    def assignment(self, credit_code: str, start: dt.date = dt.date(2026, 1, 1)) -> pb.Assignment:
+        return pb.Assignment(
+            credit_code=credit_code,
+            contract_start=date(start),
+            contract_end=date(start.replace(year=start.year + 3) - dt.timedelta(days=1)),
+            handover=pb.HandoverInspection(
+                inspection_date=date(start - dt.timedelta(days=10)),
+                items=[
+                    pb.HandoverItem(facility="电梯 3 号楼 1 单元", passed=True),
+                    pb.HandoverItem(facility="消防水泵", passed=False, finding="压力不足"),
+                ],
+                record_reference="CJ-2026-001",
+            ),
+        )
+
+    def assign(self, project_id: str, credit_code: str) -> pb.Project:
+        return self.admin.AssignEnterprise(
+            pb.AssignEnterpriseRequest(
+                request_id=request_id(),
+                project_id=project_id,
+                assignment=self.assignment(credit_code),
+            )
+        ).project
+
+
+@pytest.fixture
+def start_registry(make_settings) -> Iterator[Callable[..., Registry]]:
+    """start_registry(**settings overrides) -> Registry: migrates this test's schema (once) and
+    starts a server; all are stopped after the test."""
+    started: list[Registry] = []
+    migrated = False
+
+    def start(**overrides: object) -> Registry:
+        nonlocal migrated
+        settings = make_settings(RegistrySettings, grpc_workers=8, **overrides)
+        if not migrated:
+            upgrade(settings, SPEC.migrations_dir)
+            migrated = True
+        registry = Registry(settings)
+        started.append(registry)
+        return registry
+
+    yield start
+    for registry in started:
+        registry.close()
+
+
+@pytest.fixture
+def registry(start_registry) -> Registry:
+    """A registry server serving every district of the city."""
+    return start_registry()
