@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine
 from wuye.core.auth import Role
 from wuye.core.consumer import EventMeta, Handler, message_class
 from wuye.core.context import current
+from wuye.core.db import reader
 from wuye.core.errors import NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
@@ -72,6 +73,7 @@ class Credit:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.engine = engine
+        self.reader = reader(engine)
         self.settings = settings
         self._clock = clock
         bounds = sorted(
@@ -193,7 +195,7 @@ class Credit:
         self, kind: SubjectKind, subject_id: str, as_of: dt.datetime | None
     ) -> tuple[SubjectFile, Standing, dt.datetime]:
         at = as_of or self.now()
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             subject = self._subject(connection, kind, subject_id)
             _require_reader(subject)
             return subject, self._standing(connection, subject, at), at
@@ -214,13 +216,13 @@ class Credit:
                 "PRACTITIONER_GRADES_RESTRICTED", "practitioners' grades are for authorities"
             )
         districts = frozenset({district}) if district else call.scope.served
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return store.list_standings(
                 connection, kind, districts, grade, red_listed_only, blacklisted_only, after, limit
             )
 
     def feed(self, after: int, limit: int) -> list:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return store.changes_after(connection, after, limit)
 
     # ------------------------------------------------------------ authorities' acts

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine
 
 from wuye.core.consumer import EventMeta, Handler, message_class
 from wuye.core.context import current
+from wuye.core.db import reader
 from wuye.core.errors import AlreadyExists, NotFound
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
@@ -72,6 +73,7 @@ class Inspections:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.engine = engine
+        self.reader = reader(engine)
         self.settings = settings
         self._clock = clock
 
@@ -95,7 +97,7 @@ class Inspections:
         return inspector
 
     def list_inspectors(self, district: str, after: str | None, limit: int) -> list[Inspector]:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return store.list_inspectors(connection, district, after, limit)
 
     # ------------------------------------------------------------ rounds
@@ -191,7 +193,7 @@ class Inspections:
         return spec, row.seed_commitment, RoundState.DRAWN, row.seed, checks
 
     def get_round(self, round_id: str) -> tuple[RoundSpec, str, RoundState, str, list]:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             row = self._round(connection, round_id)
             spec = store.spec_from_json(row.spec)
             current().scope.check_served(spec.districts[0])
@@ -213,7 +215,7 @@ class Inspections:
     # ------------------------------------------------------------ checks
 
     def check(self, check_id: str):
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             row = store.get_check(connection, check_id)
         if row is None:
             raise NotFound("CHECK_NOT_FOUND", f"no check {check_id}", check_id=check_id)
@@ -382,20 +384,20 @@ class Inspections:
         self, district: str, state: RectificationState | None, after: str | None, limit: int
     ) -> list[Rectification]:
         districts = frozenset({district}) if district else current().visible_districts()
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return store.list_orders(connection, districts, state, after, limit)
 
     # ------------------------------------------------------------ publication
 
     def published(self, district: str, credit_code: str, after: str | None, limit: int) -> list:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return store.published(
                 connection, district, credit_code, after, limit, current().scope.served
             )
 
     def assessment_report(self, district: str, period: str):
         start, end = domain.period_bounds(period)
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             results = [
                 domain.CheckResult(r.credit_code, Decimal(r.score_tenths) / 10, len(r.findings))
                 for r in store.recorded_between(connection, district, start, end)
