@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -98,8 +98,10 @@ class Gateway(grpc.ServerInterceptor):
         definitions: list[ServiceDefinition],
         verifier: TokenVerifier,
         scope: DistrictScope,
+        slow_seconds: float,
     ) -> None:
         self._domain = domain
+        self._slow_seconds = slow_seconds
         self._verifier = verifier
         self._scope = scope
         self._routes = {
@@ -154,7 +156,7 @@ class Gateway(grpc.ServerInterceptor):
                 f"role {principal.role} may not call this method",
                 role=str(principal.role),
             )
-        return RequestContext(principal, self._scope, request_id or uuid.uuid4().hex, trace_id)
+        return RequestContext(principal, self._scope, request_id or secrets.token_hex(16), trace_id)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         route = self._routes.get(method)
@@ -184,25 +186,29 @@ class Gateway(grpc.ServerInterceptor):
                     service_name, method_name, code.name
                 )
             counter.inc()
-            call = context.current_or_none()
-            fields: dict[str, object] = {
-                "method": method_name,
-                "code": code.name,
-                "duration_ms": round(elapsed * 1000, 3),
-                "subject": call.principal.subject if call else None,
-            }
-            if isinstance(error, DomainError):
-                fields["reason"] = error.reason
-            log(
-                logger,
-                "rpc",
-                logging.ERROR if error and code is INTERNAL else logging.INFO,
-                **fields,
-            )
+            # Every call is counted in the metrics; the log tells the calls someone must look
+            # at (failed or slow) at INFO, and every call at DEBUG (WUYE_LOG_LEVEL=DEBUG).
+            if error is not None:
+                level = logging.ERROR if code is INTERNAL else logging.INFO
+            else:
+                level = logging.INFO if elapsed >= self._slow_seconds else logging.DEBUG
+            if logger.isEnabledFor(level):
+                call = context.current_or_none()
+                log(
+                    logger,
+                    "rpc",
+                    level,
+                    method=method_name,
+                    code=code.name,
+                    duration_ms=round(elapsed * 1000, 3),
+                    subject=call.principal.subject if call else None,
+                    reason=error.reason if isinstance(error, DomainError) else None,
+                )
             if isinstance(error, DomainError):
                 grpc_context.abort_with_status(to_grpc_status(error, self._domain))
             elif error is not None:
                 logger.error("unexpected error", exc_info=error)
+                call = context.current_or_none()
                 ref = call.request_id if call else ""
                 grpc_context.abort(INTERNAL, f"internal error (request {ref})")
 
@@ -271,6 +277,7 @@ def build_server(
         definitions=definitions,
         verifier=TokenVerifier(settings.token_secret.get_secret_value(), settings.token_issuer),
         scope=scope,
+        slow_seconds=settings.rpc_slow_seconds,
     )
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="rpc"),
@@ -279,7 +286,7 @@ def build_server(
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.so_reuseport", 0),
         ],
-        maximum_concurrent_rpcs=settings.grpc_workers * 8,
+        maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

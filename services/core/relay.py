@@ -15,15 +15,15 @@ import zlib
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
 from wuye.core import metrics
-from wuye.core.db import is_postgres
+from wuye.core.db import is_postgres, reader
 from wuye.core.events import outbox
-from wuye.core.kafka import cloudevent_headers
+from wuye.core.kafka import OutboxProducer, cloudevent_headers
 from wuye.core.logs import log
 
 logger = logging.getLogger("wuye.relay")
@@ -46,7 +46,7 @@ class Relay:
     def __init__(
         self,
         engine: Engine,
-        new_producer: Callable[[], KafkaProducer],
+        new_producer: Callable[[], OutboxProducer],
         *,
         source: str,
         lock_name: str,
@@ -55,29 +55,39 @@ class Relay:
         gauge_seconds: float = 1.0,
     ) -> None:
         self._engine = engine
+        self._reader = reader(engine)
         self._new_producer = new_producer
-        self._producer: KafkaProducer | None = None
+        self._producer: OutboxProducer | None = None
         self._source = source
         self._batch_size = batch_size
+        self._select = _SELECT.limit(batch_size)
         self._poll_seconds = poll_seconds
         self._gauge_seconds = gauge_seconds
+        # PostgreSQL takes the batch's ids as one array: an IN list of thousands of bound values
+        # costs more to compile than the delete itself.
+        self._delete = (
+            outbox.delete().where(
+                outbox.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(sa.BigInteger)))
+            )
+            if is_postgres(engine)
+            else outbox.delete().where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
+        )
         self._lock_key = zlib.crc32(f"wuye-outbox:{lock_name}".encode()) & 0x7FFFFFFF
         self._leader: sa.Connection | None = None
         self._gauges_at = 0.0
 
     def publish_batch(self) -> int:
         """Publish up to one batch; returns how many events Kafka acknowledged."""
-        with self._engine.connect() as connection:
-            rows = connection.execute(_SELECT.limit(self._batch_size)).all()
+        with self._reader.connect() as connection:
+            rows = connection.execute(self._select).all()
         if not rows:
             return 0
-        producer = self._ready_producer()
-        futures = [
-            producer.send(
+        self._ready_producer().publish(
+            (
                 row.topic,
-                value=row.payload,
-                key=row.key.encode(),
-                headers=cloudevent_headers(
+                row.key.encode(),
+                row.payload,
+                cloudevent_headers(
                     event_id=row.event_id,
                     event_type=row.event_type,
                     source=self._source,
@@ -88,13 +98,10 @@ class Relay:
                 ),
             )
             for row in rows
-        ]
-        producer.flush()
-        for future in futures:
-            future.get(timeout=0)  # raises the broker's error if any record failed
+        )
         acknowledged = time.time()
         with self._engine.begin() as connection:
-            connection.execute(outbox.delete().where(outbox.c.id.in_([row.id for row in rows])))
+            connection.execute(self._delete, {"ids": [row.id for row in rows]})
         by_topic: dict[str, int] = {}
         for row in rows:
             by_topic[row.topic] = by_topic.get(row.topic, 0) + 1
@@ -176,11 +183,11 @@ class Relay:
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=5)
+            self._producer.close()
             self._producer = None
         self._drop_leadership()
 
-    def _ready_producer(self) -> KafkaProducer:
+    def _ready_producer(self) -> OutboxProducer:
         if self._producer is None:
             self._producer = self._new_producer()
         return self._producer
@@ -191,5 +198,5 @@ class Relay:
         that restarted does not know its producer id)."""
         if self._producer is not None:
             with contextlib.suppress(KafkaError, OSError):
-                self._producer.close(timeout=0)
+                self._producer.close()
             self._producer = None

@@ -24,7 +24,7 @@ from wuye.core import logs, metrics
 from wuye.core.consumer import Consumer, Handler
 from wuye.core.db import create_service_engine
 from wuye.core.grpcserver import ServiceDefinition, serve
-from wuye.core.kafka import ensure_topics, make_consumer, make_producer
+from wuye.core.kafka import OutboxProducer, ensure_topics, make_consumer, make_producer
 from wuye.core.logs import log
 from wuye.core.migrate import upgrade
 from wuye.core.relay import Relay
@@ -79,7 +79,7 @@ def _stop_on_signals() -> threading.Event:
 def build_relay(spec: ServiceSpec, settings: Settings, engine: Engine) -> Relay:
     return Relay(
         engine,
-        lambda: make_producer(settings),
+        lambda: OutboxProducer(settings),
         source=f"/wuye/{spec.name}",
         lock_name=f"{settings.resolved_database_url()}#{settings.schema}",
         batch_size=settings.relay_batch_size,

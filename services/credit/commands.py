@@ -36,6 +36,7 @@ from wuye.credit.domain import (
     SubjectKind,
 )
 from wuye.credit.settings import CreditSettings, EventRule
+from wuye.credit.store import StoredStanding
 from wuye.credit.v1 import credit_service_pb2 as pb
 from wuye.credit.v1 import events_pb2 as ev
 from wuye.registry.v1 import events_pb2 as registry_events
@@ -101,56 +102,61 @@ class Credit:
             raise NotFound("NO_CREDIT_FILE", f"no credit file for {key}")
         now = self.now()
         standing = self._standing(connection, subject, now)
-        self._announce_if_changed(connection, subject, standing, now)
+        self._announce(
+            connection, [(subject, standing, store.stored_standing(connection, key))], now
+        )
         return standing
 
-    def _announce_if_changed(
-        self, connection: Connection, subject: SubjectFile, standing: Standing, now: dt.datetime
-    ) -> bool:
-        listing = (standing.grade, standing.score, standing.blacklisted, standing.red_listed)
-        stored = store.stored_standing(connection, subject.key)
-        if stored == listing:
-            return False
-        previous_grade, _, was_blacklisted, was_red_listed = stored or (
-            Grade.C_UNFILED,
-            Decimal(0),
-            False,
-            False,
-        )
-        store.save_standing(connection, subject.key, standing, now)
-        sequence = store.append_change(connection, subject, previous_grade, standing, now)
-        change = pb.GradeChange(
-            sequence=sequence,
-            subject=subject_message(subject),
-            district_code=subject.district_code,
-            previous_grade=grade_number(previous_grade),
-            grade=grade_number(standing.grade),
-            score=str(standing.score),
-            blacklisted=standing.blacklisted,
-            red_listed=standing.red_listed,
-            change_time=_timestamp(now),
-            feed_version=FEED_VERSION,
-        )
-        messages: list = [ev.GradeChanged(change=change)]
-        if standing.blacklisted and not was_blacklisted:
-            cause = "grade C" if standing.grade is Grade.C else "a serious record in force"
-            messages.append(
-                ev.Blacklisted(
-                    subject=change.subject,
-                    district_code=subject.district_code,
-                    cause=cause,
-                    sequence=sequence,
-                )
-            )
-        if standing.red_listed and not was_red_listed:
-            messages.append(
-                ev.RedListed(
-                    subject=change.subject, district_code=subject.district_code, sequence=sequence
-                )
-            )
-        add_events(
+    def _announce(
+        self,
+        connection: Connection,
+        standings: list[tuple[SubjectFile, Standing, StoredStanding | None]],
+        now: dt.datetime,
+    ) -> int:
+        """Save, feed and announce the standings that changed; returns how many did."""
+        changed = [(s, new, old) for s, new, old in standings if _differs(new, old)]
+        if not changed:
+            return 0
+        store.save_standings(connection, [(s.key, new) for s, new, _ in changed], now)
+        sequences = store.append_changes(
             connection,
-            [
+            [(s, old.grade if old else Grade.C_UNFILED, new) for s, new, old in changed],
+            now,
+        )
+        events = []
+        for (subject, standing, old), sequence in zip(changed, sequences, strict=True):
+            change = pb.GradeChange(
+                sequence=sequence,
+                subject=subject_message(subject),
+                district_code=subject.district_code,
+                previous_grade=grade_number(old.grade if old else Grade.C_UNFILED),
+                grade=grade_number(standing.grade),
+                score=str(standing.score),
+                blacklisted=standing.blacklisted,
+                red_listed=standing.red_listed,
+                change_time=_timestamp(now),
+                feed_version=FEED_VERSION,
+            )
+            messages: list = [ev.GradeChanged(change=change)]
+            if standing.blacklisted and not (old and old.blacklisted):
+                cause = "grade C" if standing.grade is Grade.C else "a serious record in force"
+                messages.append(
+                    ev.Blacklisted(
+                        subject=change.subject,
+                        district_code=subject.district_code,
+                        cause=cause,
+                        sequence=sequence,
+                    )
+                )
+            if standing.red_listed and not (old and old.red_listed):
+                messages.append(
+                    ev.RedListed(
+                        subject=change.subject,
+                        district_code=subject.district_code,
+                        sequence=sequence,
+                    )
+                )
+            events += [
                 Event(
                     topic=GRADE_TOPIC,
                     key=subject.key,
@@ -159,25 +165,33 @@ class Credit:
                     message=message,
                 )
                 for message in messages
-            ],
-        )
-        return True
+            ]
+        add_events(connection, events)
+        return len(changed)
 
     def recompute_all(self) -> int:
         """Recompute every subject from scratch (after a change of rules); returns how many
-        standings changed."""
+        standings changed. Reads everything at once and writes the changes in bulk."""
         now = self.now()
-        changed = 0
         with self.engine.begin() as connection:
+            store.lock_subjects(connection)
             records = store.all_records(connection)
             assessments = store.all_assessments(connection)
-            for subject in store.all_subjects(connection):
-                assessment = domain.latest_assessment(assessments.get(subject.key, ()), now)
-                standing = domain.evaluate(
-                    subject, assessment, records.get(subject.key, ()), now, self.rules
+            standings = [
+                (
+                    subject,
+                    domain.evaluate(
+                        subject,
+                        domain.latest_assessment(assessments.get(subject.key, ()), now),
+                        records.get(subject.key, ()),
+                        now,
+                        self.rules,
+                    ),
+                    stored,
                 )
-                changed += self._announce_if_changed(connection, subject, standing, now)
-        return changed
+                for subject, stored in store.all_subjects(connection)
+            ]
+            return self._announce(connection, standings, now)
 
     # ------------------------------------------------------------ reading
 
@@ -215,7 +229,13 @@ class Credit:
             raise PermissionDenied(
                 "PRACTITIONER_GRADES_RESTRICTED", "practitioners' grades are for authorities"
             )
-        districts = frozenset({district}) if district else call.scope.served
+        if kind is SubjectKind.PRACTITIONER:
+            # Not public: an authority lists the practitioners of its own districts.
+            if district:
+                call.require_district(district)
+            districts = frozenset({district}) if district else call.visible_districts()
+        else:
+            districts = frozenset({district}) if district else call.scope.served
         with self.reader.connect() as connection:
             return store.list_standings(
                 connection, kind, districts, grade, red_listed_only, blacklisted_only, after, limit
@@ -349,11 +369,7 @@ class Credit:
             record, subject = self._record(connection, record_id)
             current().require_district(subject.district_code)
             domain.check_rectifiable(record)
-            record = replace(
-                record,
-                rectified_at=self.now(),
-                evidence_reference=evidence or record.evidence_reference,
-            )
+            record = replace(record, rectified_at=self.now(), evidence_reference=evidence)
             store.update_record(connection, record)
             return record, subject, self.restand(connection, subject.key)
 
@@ -467,6 +483,18 @@ class Credit:
                 self.restand(connection, key)
             store.set_timer_mark(connection, EXPIRY_TIMER, now, new=mark is None)
         return len(keys)
+
+
+def _differs(new: Standing, old: StoredStanding | None) -> bool:
+    if old is None:
+        return True
+    if (new.grade, new.score, new.blacklisted, new.red_listed) == tuple(old):
+        return False
+    # An unfiled subject's score means nothing: only its listing is announced.
+    return not (
+        new.grade is old.grade is Grade.C_UNFILED
+        and (new.blacklisted, new.red_listed) == (old.blacklisted, old.red_listed)
+    )
 
 
 def _require_reader(subject: SubjectFile) -> None:

@@ -13,7 +13,8 @@ from wuye.core.settings import Settings
 
 class RecordType(BaseModel, frozen=True):
     direction: str  # GOOD | BAD
-    points: Decimal = Field(gt=0)
+    # Points are kept to one decimal, like scores.
+    points: Decimal = Field(gt=0, decimal_places=1)
     severity: str = "NORMAL"  # NORMAL | SERIOUS
     # Days a NORMAL record counts; SERIOUS records count until rectified.
     validity_days: int = Field(default=365, ge=1)

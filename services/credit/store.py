@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
+from functools import cache
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -119,6 +121,7 @@ def to_tenths(value: Decimal) -> int:
     return int(value * TENTHS)
 
 
+@cache  # points and scores repeat: the same few values over and over
 def from_tenths(value: int) -> Decimal:
     return (Decimal(value) / TENTHS).quantize(Decimal("0.1"))
 
@@ -153,15 +156,33 @@ def get_subject(connection: Connection, key: str, *, lock: bool = False) -> Subj
     return _subject(row) if row else None
 
 
-def stored_standing(connection: Connection, key: str) -> tuple[Grade, Decimal, bool, bool] | None:
+class StoredStanding(NamedTuple):
+    grade: Grade
+    score: Decimal
+    blacklisted: bool
+    red_listed: bool
+
+
+def _stored(row) -> StoredStanding:
+    return StoredStanding(
+        Grade(row.grade), from_tenths(row.score_tenths), row.blacklisted, row.red_listed
+    )
+
+
+def stored_standing(connection: Connection, key: str) -> StoredStanding | None:
     row = connection.execute(
         sa.select(
             subjects.c.grade, subjects.c.score_tenths, subjects.c.blacklisted, subjects.c.red_listed
         ).where(subjects.c.subject_key == key)
     ).first()
-    if row is None:
-        return None
-    return Grade(row.grade), from_tenths(row.score_tenths), row.blacklisted, row.red_listed
+    return _stored(row) if row else None
+
+
+def lock_subjects(connection: Connection) -> None:
+    """Hold every subject still while all are recomputed (PostgreSQL; SQLite's one writer is
+    held already)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("LOCK TABLE subjects IN SHARE ROW EXCLUSIVE MODE")
 
 
 def upsert_subject(connection: Connection, subject: SubjectFile, now: dt.datetime) -> None:
@@ -191,17 +212,35 @@ def upsert_subject(connection: Connection, subject: SubjectFile, now: dt.datetim
         )
 
 
-def save_standing(connection: Connection, key: str, standing: Standing, now: dt.datetime) -> None:
+_save_standing = (
+    subjects.update()
+    .where(subjects.c.subject_key == sa.bindparam("k"))
+    .values(
+        grade=sa.bindparam("g"),
+        score_tenths=sa.bindparam("s"),
+        blacklisted=sa.bindparam("b"),
+        red_listed=sa.bindparam("r"),
+        updated_at=sa.bindparam("t"),
+    )
+)
+
+
+def save_standings(
+    connection: Connection, standings: list[tuple[str, Standing]], now: dt.datetime
+) -> None:
     connection.execute(
-        subjects.update()
-        .where(subjects.c.subject_key == key)
-        .values(
-            grade=standing.grade.value,
-            score_tenths=to_tenths(standing.score),
-            blacklisted=standing.blacklisted,
-            red_listed=standing.red_listed,
-            updated_at=now,
-        )
+        _save_standing,
+        [
+            {
+                "k": key,
+                "g": s.grade.value,
+                "s": to_tenths(s.score),
+                "b": s.blacklisted,
+                "r": s.red_listed,
+                "t": now,
+            }
+            for key, s in standings
+        ],
     )
 
 
@@ -236,25 +275,51 @@ def subject_keys(connection: Connection) -> list[str]:
 # ---------------------------------------------------------------- records
 
 
+_DIRECTIONS = {d.value: d for d in Direction}
+_SEVERITIES = {s.value: s for s in Severity}
+_APPEALS = {a.value: a for a in Appeal}
+
+
 def _record(row) -> Record:
+    # Unpacked by position (the table's columns are in Record's order): a full recomputation
+    # reads hundreds of thousands of these.
+    (
+        record_id,
+        subject_key,
+        record_type,
+        direction,
+        points_tenths,
+        severity,
+        occurred_at,
+        expires_at,
+        source,
+        source_event_id,
+        evidence_reference,
+        reason,
+        removed_at,
+        rectified_at,
+        appeal,
+        appeal_reason,
+        appeal_decision,
+    ) = row
     return Record(
-        record_id=row.record_id,
-        subject_key=row.subject_key,
-        record_type=row.record_type,
-        direction=Direction(row.direction),
-        points=from_tenths(row.points_tenths),
-        severity=Severity(row.severity),
-        occurred_at=_utc(row.occurred_at),
-        expires_at=_utc(row.expires_at),
-        source=row.source,
-        source_event_id=row.source_event_id or "",
-        evidence_reference=row.evidence_reference,
-        reason=row.reason,
-        removed_at=_utc(row.removed_at),
-        rectified_at=_utc(row.rectified_at),
-        appeal=Appeal(row.appeal),
-        appeal_reason=row.appeal_reason,
-        appeal_decision=row.appeal_decision,
+        record_id,
+        subject_key,
+        record_type,
+        _DIRECTIONS[direction],
+        from_tenths(points_tenths),
+        _SEVERITIES[severity],
+        _utc(occurred_at),
+        _utc(expires_at),
+        source,
+        source_event_id or "",
+        evidence_reference,
+        reason,
+        _utc(removed_at),
+        _utc(rectified_at),
+        _APPEALS[appeal],
+        appeal_reason,
+        appeal_decision,
     )
 
 
@@ -310,8 +375,9 @@ def records_of(connection: Connection, key: str) -> list[Record]:
 
 def all_records(connection: Connection) -> dict[str, list[Record]]:
     by_subject: dict[str, list[Record]] = {}
-    for row in connection.execute(sa.select(records)):
-        by_subject.setdefault(row.subject_key, []).append(_record(row))
+    for row in connection.execute(sa.select(records)).all():
+        record = _record(row)
+        by_subject.setdefault(record.subject_key, []).append(record)
     return by_subject
 
 
@@ -374,42 +440,44 @@ def all_assessments(connection: Connection) -> dict[str, list[Assessment]]:
     return by_subject
 
 
-def all_subjects(connection: Connection) -> list[SubjectFile]:
-    return [_subject(row) for row in connection.execute(sa.select(subjects))]
+def all_subjects(connection: Connection) -> list[tuple[SubjectFile, StoredStanding]]:
+    return [(_subject(row), _stored(row)) for row in connection.execute(sa.select(subjects))]
 
 
 # ---------------------------------------------------------------- the feed
 
 
-def append_change(
+def append_changes(
     connection: Connection,
-    subject: SubjectFile,
-    previous: Grade,
-    standing: Standing,
+    changes: list[tuple[SubjectFile, Grade, Standing]],
     now: dt.datetime,
-) -> int:
+) -> list[int]:
+    """Append to the feed; returns the sequence numbers, in the order given."""
     if connection.dialect.name == "postgresql":
         # Sequence numbers must become visible in order, or a reader paging by sequence could
         # pass one committed late: one writer at a time, until its commit.
         connection.execute(
             sa.text("SELECT pg_advisory_xact_lock(hashtext('credit.grade_changes'))")
         )
-    return connection.execute(
-        grade_changes.insert()
-        .values(
-            subject_key=subject.key,
-            kind=subject.kind.value,
-            subject_id=subject.subject_id,
-            district_code=subject.district_code,
-            previous_grade=previous.value,
-            grade=standing.grade.value,
-            score_tenths=to_tenths(standing.score),
-            blacklisted=standing.blacklisted,
-            red_listed=standing.red_listed,
-            changed_at=now,
-        )
-        .returning(grade_changes.c.sequence)
-    ).scalar_one()
+    rows = connection.execute(
+        grade_changes.insert().returning(grade_changes.c.sequence, sort_by_parameter_order=True),
+        [
+            {
+                "subject_key": subject.key,
+                "kind": subject.kind.value,
+                "subject_id": subject.subject_id,
+                "district_code": subject.district_code,
+                "previous_grade": previous.value,
+                "grade": standing.grade.value,
+                "score_tenths": to_tenths(standing.score),
+                "blacklisted": standing.blacklisted,
+                "red_listed": standing.red_listed,
+                "changed_at": now,
+            }
+            for subject, previous, standing in changes
+        ],
+    )
+    return [row.sequence for row in rows]
 
 
 def changes_after(connection: Connection, sequence: int, limit: int) -> list:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
 from wuye.core.context import current
-from wuye.core.db import reader
+from wuye.core.db import KeyLookup, reader
 from wuye.core.errors import AlreadyExists, NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
@@ -130,6 +130,7 @@ class Registry:
     ) -> None:
         self.engine = engine
         self.reader = reader(engine)
+        self._enterprise_by_code = KeyLookup(engine, store.ENTERPRISE_BY_CODE)
         self.settings = settings
         self._clock = clock
         key = settings.pii_key.get_secret_value().encode()
@@ -178,8 +179,12 @@ class Registry:
         return enterprise
 
     def get_enterprise(self, credit_code: str) -> Enterprise:
-        with self.reader.connect() as connection:
-            enterprise = self._enterprise(connection, credit_code)
+        row = self._enterprise_by_code.first(key=credit_code)
+        if row is None:
+            raise NotFound(
+                "ENTERPRISE_NOT_FOUND", f"no enterprise {credit_code}", credit_code=credit_code
+            )
+        enterprise = store.enterprise_of(row)
         current().require_district(enterprise.district_code)
         return enterprise
 

@@ -198,7 +198,7 @@ _active_count = (
 _enterprise_select = sa.select(enterprises, _active_count)
 
 
-def _enterprise(row) -> Enterprise:
+def enterprise_of(row) -> Enterprise:
     return Enterprise(
         credit_code=row.credit_code,
         district_code=row.district_code,
@@ -216,11 +216,15 @@ def _enterprise(row) -> Enterprise:
     )
 
 
+# Lookups by key are built once: a statement built per call costs SQLAlchemy a new cache key,
+# a good part of a simple Get.
+ENTERPRISE_BY_CODE = _enterprise_select.where(enterprises.c.credit_code == sa.bindparam("key"))
+_filing_by_id = sa.select(filings).where(filings.c.filing_id == sa.bindparam("key"))
+
+
 def get_enterprise(connection: Connection, credit_code: str) -> Enterprise | None:
-    row = connection.execute(
-        _enterprise_select.where(enterprises.c.credit_code == credit_code)
-    ).first()
-    return _enterprise(row) if row else None
+    row = connection.execute(ENTERPRISE_BY_CODE, {"key": credit_code}).first()
+    return enterprise_of(row) if row else None
 
 
 def list_enterprises(
@@ -236,7 +240,7 @@ def list_enterprises(
     if after is not None:
         query = query.where(enterprises.c.credit_code > after)
     rows = connection.execute(query.order_by(enterprises.c.credit_code).limit(limit))
-    return [_enterprise(row) for row in rows]
+    return [enterprise_of(row) for row in rows]
 
 
 def _particulars_columns(p: Particulars) -> dict[str, str]:
@@ -287,7 +291,7 @@ def _filing(row) -> Filing:
 
 
 def get_filing(connection: Connection, filing_id: str) -> Filing | None:
-    row = connection.execute(sa.select(filings).where(filings.c.filing_id == filing_id)).first()
+    row = connection.execute(_filing_by_id, {"key": filing_id}).first()
     return _filing(row) if row else None
 
 
@@ -422,8 +426,11 @@ def _project(row) -> Project:
     )
 
 
+_project_by_id = _project_select.where(projects.c.project_id == sa.bindparam("key"))
+
+
 def get_project(connection: Connection, project_id: str) -> Project | None:
-    row = connection.execute(_project_select.where(projects.c.project_id == project_id)).first()
+    row = connection.execute(_project_by_id, {"key": project_id}).first()
     return _project(row) if row else None
 
 
@@ -561,10 +568,13 @@ def list_units(
 # ---------------------------------------------------------------- disclosure
 
 
+_disclosure_by_project = sa.select(disclosures).where(
+    disclosures.c.project_id == sa.bindparam("key")
+)
+
+
 def get_disclosure(connection: Connection, project_id: str) -> Disclosure | None:
-    row = connection.execute(
-        sa.select(disclosures).where(disclosures.c.project_id == project_id)
-    ).first()
+    row = connection.execute(_disclosure_by_project, {"key": project_id}).first()
     if row is None:
         return None
     return Disclosure(
@@ -616,10 +626,13 @@ def _practitioner(row) -> Practitioner:
     )
 
 
+_practitioner_by_id = sa.select(practitioners).where(
+    practitioners.c.practitioner_id == sa.bindparam("key")
+)
+
+
 def get_practitioner(connection: Connection, practitioner_id: str) -> Practitioner | None:
-    row = connection.execute(
-        sa.select(practitioners).where(practitioners.c.practitioner_id == practitioner_id)
-    ).first()
+    row = connection.execute(_practitioner_by_id, {"key": practitioner_id}).first()
     return _practitioner(row) if row else None
 
 

@@ -18,7 +18,7 @@ from wuye.core.consumer import Consumer, Handler
 from wuye.core.context import DistrictScope, RequestContext
 from wuye.core.db import create_service_engine
 from wuye.core.events import Event, add_events, event_metadata, outbox
-from wuye.core.kafka import ensure_topics, make_consumer, make_producer
+from wuye.core.kafka import OutboxProducer, ensure_topics, make_consumer, make_producer
 from wuye.core.relay import Relay
 from wuye.core.service import ServiceSpec, build_relay
 from wuye.core.settings import Settings
@@ -218,14 +218,11 @@ def test_events_committed_while_the_broker_is_down_wait_and_arrive_once_it_is_ba
 ) -> None:
     settings = make_settings(service=SOURCE_SERVICE, kafka_bootstrap=private_broker.bootstrap)
     ensure_topics(settings, [topic], partitions=3)
-    # Short timeouts: each failed round would otherwise take delivery_timeout_ms (30 s). The
-    # relay starts a new producer after each failure, since a restarted Tansu knows no producer
-    # ids and the old idempotent session stays fenced.
+    # A short delivery timeout: each failed round would otherwise take 10 s. The relay starts a
+    # new producer after each failure.
     relay = Relay(
         engine,
-        lambda: make_producer(
-            settings, request_timeout_ms=1000, delivery_timeout_ms=1500, max_block_ms=1000
-        ),
+        lambda: OutboxProducer(settings, **{"message.timeout.ms": 1500}),
         source="/wuye/coretest",
         lock_name=f"test-{topic}",
         batch_size=100,
@@ -314,7 +311,7 @@ def test_of_two_relays_on_one_schema_only_one_publishes_until_it_stops(
     def start(name: str):
         relay = Relay(
             engines[name],  # as in a process of its own
-            lambda: make_producer(settings),
+            lambda: OutboxProducer(settings),
             source=f"/wuye/{name}",
             lock_name=f"{settings.resolved_database_url()}#{settings.schema}",
             batch_size=100,
