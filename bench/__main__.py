@@ -1,0 +1,118 @@
+"""python -m bench [--quick] [--only rpc|relay|credit]: run the suites, print a table of the
+figures, targets and verdicts, and write them as JSON to .wuye/bench/results.json.
+
+Every process, schema and broker a run starts is stopped or dropped at its end, Ctrl-C included.
+A run that completes exits 0 whatever its verdicts; they are in the table and in results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bench import credit, relay, rpc
+from bench.deployment import DEFAULT_DATABASE_URL
+from bench.report import render
+from bench.stats import machine_busy_seconds
+
+OUTPUT_DIR = Path(__file__).resolve().parent.parent / ".wuye" / "bench"
+
+
+def _options(
+    quick: bool, database_url: str
+) -> tuple[rpc.RpcOptions, relay.RelayOptions, credit.CreditOptions]:
+    return (
+        rpc.RpcOptions(
+            database_url=database_url,
+            enterprises=100 if quick else 300,
+            concurrency=16,
+            warmup_seconds=1.0 if quick else 2.0,
+            measure_seconds=4.0 if quick else 10.0,
+        ),
+        relay.RelayOptions(
+            database_url=database_url,
+            drain_events=10_000 if quick else 50_000,
+            latency_events_per_second=2000,
+            latency_seconds=3.0 if quick else 10.0,
+        ),
+        credit.CreditOptions(
+            database_url=database_url,
+            enterprises=2_000 if quick else 10_000,
+            records_each=20,
+            events_per_second=100,
+            latency_seconds=3.0 if quick else 10.0,
+        ),
+    )
+
+
+def _background_cores(seconds: float = 1.0) -> float:
+    """How many cores other work keeps busy, sampled before we start any."""
+    before = machine_busy_seconds()
+    time.sleep(seconds)
+    return (machine_busy_seconds() - before) / seconds
+
+
+def _interrupted(signum: int, _frame: object) -> NoReturn:
+    # Cleaning up takes a few seconds: a second Ctrl-C must not cut it short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run (~1 minute)")
+    parser.add_argument("--only", choices=["rpc", "relay", "credit"], help="run one suite")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("WUYE_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="PostgreSQL to create the throwaway schemas in (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
+
+    log_dir = OUTPUT_DIR / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    rpc_options, relay_options, credit_options = _options(args.quick, args.database_url)
+    results: dict[str, Any] = {
+        "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": args.quick,
+        "machine": {"cores": os.cpu_count(), "background_cores": round(_background_cores(), 2)},
+    }
+    try:
+        if args.only in (None, "rpc"):
+            _say("rpc: GetEnterprise and echo servers, seeding, then the load ...")
+            results["rpc"] = rpc.run(rpc_options, log_dir)
+        if args.only in (None, "relay"):
+            _say("relay: broker, outbox drain, latency, bare produce ...")
+            results["relay"] = relay.run(relay_options, log_dir)
+        if args.only in (None, "credit"):
+            _say("credit: full recomputation, then event-to-grade latency ...")
+            results["credit"] = credit.run(credit_options, log_dir)
+    except KeyboardInterrupt:
+        _say("interrupted: everything the run started is stopped, its schemas dropped")
+        return 130
+    (OUTPUT_DIR / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(render(results))
+    print(f"\nresults: {OUTPUT_DIR / 'results.json'}   logs: {log_dir}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
