@@ -1,0 +1,201 @@
+"""Credit as a new user meets it on the platform `make run` starts: an enterprise filed and
+approved in the registry gets a credit file, an exit from a project it did not file lowers its
+grade, and the change reaches Kafka for the city credit platform. Only sockets: gRPC to the
+registry and the credit service, and librdkafka (not our kafka-python) to read the topic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import grpc
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from google.type import date_pb2
+
+from wuye.credit.v1 import credit_service_pb2 as credit_pb
+from wuye.credit.v1 import credit_service_pb2_grpc as credit_grpc
+from wuye.credit.v1 import events_pb2 as credit_events
+from wuye.registry.v1 import registry_service_pb2 as pb
+
+pytestmark = pytest.mark.e2e
+
+GRADE_TOPIC = "wuye.credit.grade.v1"
+# Registry -> Kafka -> credit consumer (its first group join on Tansu takes seconds) -> report.
+EVENTUAL_SECONDS = 60.0
+CALL_TIMEOUT_SECONDS = 10.0
+
+T = TypeVar("T")
+
+
+def poll(probe: Callable[[], T | None], what: str, timeout: float = EVENTUAL_SECONDS) -> T:
+    """`probe()` until it returns something, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.2)
+
+
+def _date(day: dt.date) -> date_pb2.Date:
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+@pytest.fixture
+def credit(platform) -> Iterator[credit_grpc.CreditServiceStub]:
+    """The credit service at the address the launcher published."""
+    with grpc.insecure_channel(platform.description["grpc"]["credit"]) as channel:
+        yield credit_grpc.CreditServiceStub(channel)
+
+
+def test_an_approved_enterprise_gets_a_credit_file_and_an_unfiled_exit_lowers_its_grade(
+    platform, credit, new_filing
+):
+    registry = platform.registry()
+    auth = platform.auth()
+    code = new_filing.enterprise.credit_code
+    subject = credit_pb.Subject(kind=credit_pb.SUBJECT_KIND_ENTERPRISE, id=code)
+
+    # 1. The enterprise files; the housing authority approves.
+    filed = registry.FileEnterprise(new_filing, metadata=auth, timeout=CALL_TIMEOUT_SECONDS)
+    registry.ReviewFiling(
+        pb.ReviewFilingRequest(
+            filing_id=filed.filing.filing_id, decision=pb.REVIEW_DECISION_APPROVE, reason=""
+        ),
+        metadata=auth,
+        timeout=CALL_TIMEOUT_SECONDS,
+    )
+
+    def report(grade: int) -> credit_pb.CreditReport | None:
+        try:
+            got = credit.GetCreditReport(
+                credit_pb.GetCreditReportRequest(subject=subject),
+                metadata=auth,
+                timeout=CALL_TIMEOUT_SECONDS,
+            ).report
+        except grpc.RpcError as e:
+            if e.code() is grpc.StatusCode.NOT_FOUND:  # the event is on its way
+                return None
+            raise
+        return got if got.grade == grade else None
+
+    # 2. The credit file opens: grade A at the default base.
+    opened = poll(lambda: report(credit_pb.GRADE_A), "the credit file opened with grade A")
+    assert (opened.filed, opened.score, list(opened.records)) == (True, "70.0", [])
+
+    # 3. It serves a project, and leaves it without filing its exit.
+    project = registry.RegisterProject(
+        pb.RegisterProjectRequest(
+            request_id=str(uuid.uuid4()),
+            project=pb.Project(
+                name="天骄花园",
+                type=pb.PROJECT_TYPE_RESIDENTIAL,
+                district_code="150602",
+                sub_district="天骄街道",
+                address="鄂尔多斯市东胜区天骄路 8 号",
+                building_area_m2="125000.50",
+            ),
+        ),
+        metadata=auth,
+        timeout=CALL_TIMEOUT_SECONDS,
+    ).project
+    start = dt.date(2026, 1, 1)
+    registry.AssignEnterprise(
+        pb.AssignEnterpriseRequest(
+            request_id=str(uuid.uuid4()),
+            project_id=project.project_id,
+            assignment=pb.Assignment(
+                credit_code=code,
+                contract_start=_date(start),
+                contract_end=_date(dt.date(2028, 12, 31)),
+                handover=pb.HandoverInspection(
+                    inspection_date=_date(start - dt.timedelta(days=10)),
+                    items=[pb.HandoverItem(facility="消防水泵", passed=True)],
+                    record_reference="CJ-2026-001",
+                ),
+            ),
+        ),
+        metadata=auth,
+        timeout=CALL_TIMEOUT_SECONDS,
+    )
+    registry.ExitProject(
+        pb.ExitProjectRequest(
+            request_id=str(uuid.uuid4()),
+            project_id=project.project_id,
+            credit_code=code,
+            filed=False,
+            exit_date=_date(dt.date.today()),
+            reason="擅自撤离",
+        ),
+        metadata=auth,
+        timeout=CALL_TIMEOUT_SECONDS,
+    )
+
+    # 4. The bad record lowers the grade, and the report says why.
+    lowered = poll(lambda: report(credit_pb.GRADE_B), "the grade lowered to B")
+    [record] = lowered.records
+    assert (record.record_type, record.direction) == ("UNFILED_EXIT", credit_pb.DIRECTION_BAD)
+    assert lowered.score == "60.0"
+    assert lowered.explanation == "default base 70.0 + good 0.0 - bad 10.0 = 60.0 -> B"
+
+    # 5. The city credit platform reads both changes from Kafka.
+    changes = _grade_changes(platform.kafka_bootstrap, f"enterprise:{code}", count=2)
+    assert [(c.previous_grade, c.grade) for c in changes] == [
+        (credit_pb.GRADE_C_UNFILED, credit_pb.GRADE_A),
+        (credit_pb.GRADE_A, credit_pb.GRADE_B),
+    ]
+    assert all(c.subject == subject and c.district_code == "150602" for c in changes)
+    assert changes[0].sequence < changes[1].sequence
+
+
+def _grade_changes(bootstrap: str, key: str, count: int) -> list[credit_pb.GradeChange]:
+    """The GradeChanged events keyed `key` on the grade topic, read from the beginning with
+    partitions assigned by hand (joining a group is slow on Tansu)."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"e2e-credit-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    deadline = time.monotonic() + EVENTUAL_SECONDS
+    found: list[credit_pb.GradeChange] = []
+    try:
+        reader.assign(
+            [
+                TopicPartition(GRADE_TOPIC, p, OFFSET_BEGINNING)
+                for p in _partitions(reader, GRADE_TOPIC, deadline)
+            ]
+        )
+        while len(found) < count and time.monotonic() < deadline:
+            message = reader.poll(0.5)
+            if message is None or message.error() is not None or message.key() != key.encode():
+                continue
+            headers = dict(message.headers() or ())
+            if headers.get("ce_type") != b"wuye.credit.v1.GradeChanged":
+                continue
+            assert headers["content-type"] == b"application/protobuf"
+            found.append(credit_events.GradeChanged.FromString(message.value()).change)
+    finally:
+        reader.close()
+    assert len(found) == count, f"{len(found)} of {count} GradeChanged keyed {key} on Kafka"
+    return found
+
+
+def _partitions(reader: Consumer, topic: str, deadline: float) -> list[int]:
+    while True:
+        try:
+            metadata = reader.list_topics(topic, timeout=5).topics[topic]
+            if metadata.error is None and metadata.partitions:
+                return sorted(metadata.partitions)
+        except KafkaException:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"topic {topic} did not appear in {EVENTUAL_SECONDS} s")
+        time.sleep(0.2)
