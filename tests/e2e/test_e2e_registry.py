@@ -225,4 +225,4 @@ def test_every_part_logs_json_lines_to_its_own_file(platform):
         log = Path(process["log"])
         assert log.name == process["name"].replace(" ", "-") + ".log"
         first = log.read_text().splitlines()[0]
-        assert json.loads(first)["service"] == "registry"
+        assert json.loads(first)["service"] == process["name"].split()[0]
