@@ -3,9 +3,11 @@ each service keeps its tables in a schema of its own."""
 
 from __future__ import annotations
 
+import datetime as dt
 import weakref
 from pathlib import Path
 
+import sqlalchemy as sa
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine, MetaData, Select, create_engine, event
 from sqlalchemy.engine import make_url
@@ -66,6 +68,18 @@ def reader(engine: Engine) -> Engine:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def timestamp_column() -> sa.DateTime:
+    """Times are stored with their zone, and are always UTC."""
+    return sa.DateTime(timezone=True)
+
+
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A stored time, zone attached: SQLite hands times back without one."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
 
 
 def service_metadata() -> MetaData:

@@ -14,6 +14,7 @@ from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
 from wuye.core.standards import checklist, score_against
+from wuye.core.wire import check_request_id, timestamp
 from wuye.credit import domain
 from wuye.credit.commands import Credit, grade_number, subject_message
 from wuye.credit.domain import (
@@ -60,14 +61,6 @@ def _enum_name(enum_type, prefix: str, number: int) -> str:
     return "" if name.endswith("_UNSPECIFIED") else name.removeprefix(f"{prefix}_")
 
 
-def _timestamp(moment: dt.datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def _decimal(v: Violations, field: str, text: str) -> Decimal:
     try:
         value = Decimal(text)
@@ -104,12 +97,6 @@ class CreditApi(pb_grpc.CreditServiceServicer):
                 "must be the practitioner's person_key from the registry",
             )
         return kind
-
-    def _request_id(self, v: Violations, request_id: str) -> None:
-        if not request_id:
-            v.add("request_id", "is required (a UUID chosen by the caller, reused on retries)")
-        elif len(request_id) > 100 or not request_id.isprintable():
-            v.add("request_id", "must be at most 100 printable characters")
 
     def _text(self, v: Violations, field: str, value: str, required: bool = True) -> None:
         if required and not value.strip():
@@ -183,7 +170,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
                     grade=grade_number(Grade(row.grade)),
                     blacklisted=row.blacklisted,
                     red_listed=row.red_listed,
-                    update_time=_timestamp(row.updated_at),
+                    update_time=timestamp(row.updated_at),
                 )
                 for row in rows[: page.size]
             ],
@@ -212,7 +199,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
                     score=str(from_tenths(row.score_tenths)),
                     blacklisted=row.blacklisted,
                     red_listed=row.red_listed,
-                    change_time=_timestamp(row.changed_at),
+                    change_time=timestamp(row.changed_at),
                     feed_version=1,
                 )
                 for row in rows
@@ -224,7 +211,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
 
     def CreateAssessment(self, request: pb.CreateAssessmentRequest, context):
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         a = request.assessment
         kind = self._subject(v, "assessment.subject", a.subject)
         cycle_name = _enum_name(pb.AssessmentCycle, "ASSESSMENT_CYCLE", a.cycle)
@@ -272,7 +259,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
             answer.CopyFrom(a)
             answer.assessment_id = assessment.assessment_id
             answer.base_score = str(assessment.base_score)
-            answer.assess_time.CopyFrom(_timestamp(assessment.assessed_at))
+            answer.assess_time.CopyFrom(timestamp(assessment.assessed_at))
             return pb.CreateAssessmentResponse(
                 assessment=answer, report=_report(subject, standing, assessment.assessed_at)
             )
@@ -288,7 +275,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
 
     def RecordCreditEvent(self, request: pb.RecordCreditEventRequest, context):
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         kind = self._subject(v, "subject", request.subject)
         rule = self._settings.record_types.get(request.record_type)
         if rule is None or not rule.manual:
@@ -375,9 +362,9 @@ def _record(r: Record, standing: Standing | None) -> pb.CreditRecord:
         points=str(r.points),
         severity=pb.Severity.Value(f"SEVERITY_{r.severity.value}"),
         status=status,
-        occur_time=_timestamp(r.occurred_at),
-        expire_time=_timestamp(r.expires_at),
-        rectify_time=_timestamp(r.rectified_at),
+        occur_time=timestamp(r.occurred_at),
+        expire_time=timestamp(r.expires_at),
+        rectify_time=timestamp(r.rectified_at),
         source=r.source,
         source_event_id=r.source_event_id,
         evidence_reference=r.evidence_reference,
@@ -401,12 +388,12 @@ def _report(subject: SubjectFile, standing: Standing, at: dt.datetime) -> pb.Cre
         base=pb.BaseScore(
             assessment_id=a.assessment_id if a else "",
             score=str(standing.base),
-            assess_time=_timestamp(a.assessed_at) if a else None,
+            assess_time=timestamp(a.assessed_at) if a else None,
         ),
         records=[_record(r, standing) for r in standing.in_force],
         past_records=[_record(r, standing) for r in standing.past],
         good_points=str(standing.good),
         bad_points=str(standing.bad),
         explanation=standing.explanation,
-        as_of=_timestamp(at),
+        as_of=timestamp(at),
     )

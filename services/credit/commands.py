@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
@@ -21,6 +20,7 @@ from wuye.core.errors import NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
 from wuye.core.logs import log
+from wuye.core.wire import timestamp
 from wuye.credit import domain, store
 from wuye.credit.domain import (
     Appeal,
@@ -48,12 +48,6 @@ FEED_VERSION = 1
 EXPIRY_TIMER = "record-expiry"
 
 logger = logging.getLogger("wuye.credit")
-
-
-def _timestamp(moment: dt.datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def grade_number(grade: Grade) -> int:
@@ -134,7 +128,7 @@ class Credit:
                 score=str(standing.score),
                 blacklisted=standing.blacklisted,
                 red_listed=standing.red_listed,
-                change_time=_timestamp(now),
+                change_time=timestamp(now),
                 feed_version=FEED_VERSION,
             )
             messages: list = [ev.GradeChanged(change=change)]

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from wuye.core.db import service_metadata
+from wuye.core.db import service_metadata, timestamp_column, utc
 from wuye.credit.domain import (
     Appeal,
     Assessment,
@@ -32,10 +32,6 @@ metadata = service_metadata()
 _big_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-def _time() -> sa.DateTime:
-    return sa.DateTime(timezone=True)
-
-
 subjects = sa.Table(
     "subjects",
     metadata,
@@ -44,14 +40,14 @@ subjects = sa.Table(
     sa.Column("subject_id", sa.String(64), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("district_code", sa.String(6), nullable=False, index=True),
-    sa.Column("filed_at", _time(), nullable=True),
-    sa.Column("unfiled_at", _time(), nullable=True),
+    sa.Column("filed_at", timestamp_column(), nullable=True),
+    sa.Column("unfiled_at", timestamp_column(), nullable=True),
     # The standing last computed, for lists and to tell when it changes.
     sa.Column("grade", sa.String(16), nullable=False),
     sa.Column("score_tenths", sa.BigInteger, nullable=False),
     sa.Column("blacklisted", sa.Boolean, nullable=False),
     sa.Column("red_listed", sa.Boolean, nullable=False),
-    sa.Column("updated_at", _time(), nullable=False),
+    sa.Column("updated_at", timestamp_column(), nullable=False),
 )
 
 assessments = sa.Table(
@@ -65,7 +61,7 @@ assessments = sa.Table(
     sa.Column("assessors", sa.JSON, nullable=False),
     sa.Column("scores", sa.JSON, nullable=False),
     sa.Column("base_tenths", sa.BigInteger, nullable=False),
-    sa.Column("assessed_at", _time(), nullable=False),
+    sa.Column("assessed_at", timestamp_column(), nullable=False),
 )
 
 records = sa.Table(
@@ -77,15 +73,15 @@ records = sa.Table(
     sa.Column("direction", sa.String(8), nullable=False),
     sa.Column("points_tenths", sa.BigInteger, nullable=False),
     sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("occurred_at", _time(), nullable=False),
-    sa.Column("expires_at", _time(), nullable=True, index=True),
+    sa.Column("occurred_at", timestamp_column(), nullable=False),
+    sa.Column("expires_at", timestamp_column(), nullable=True, index=True),
     sa.Column("source", sa.String(200), nullable=False),
     # The event that caused it: one record per event, however often it is delivered.
     sa.Column("source_event_id", sa.String(100), nullable=True, unique=True),
     sa.Column("evidence_reference", sa.String(200), nullable=False),
     sa.Column("reason", sa.String(200), nullable=False),
-    sa.Column("removed_at", _time(), nullable=True),
-    sa.Column("rectified_at", _time(), nullable=True),
+    sa.Column("removed_at", timestamp_column(), nullable=True),
+    sa.Column("rectified_at", timestamp_column(), nullable=True),
     sa.Column("appeal", sa.String(16), nullable=False),
     sa.Column("appeal_reason", sa.String(200), nullable=False),
     sa.Column("appeal_decision", sa.String(200), nullable=False),
@@ -104,14 +100,14 @@ grade_changes = sa.Table(
     sa.Column("score_tenths", sa.BigInteger, nullable=False),
     sa.Column("blacklisted", sa.Boolean, nullable=False),
     sa.Column("red_listed", sa.Boolean, nullable=False),
-    sa.Column("changed_at", _time(), nullable=False),
+    sa.Column("changed_at", timestamp_column(), nullable=False),
 )
 
 timer_marks = sa.Table(
     "timer_marks",
     metadata,
     sa.Column("name", sa.String(40), primary_key=True),
-    sa.Column("mark", _time(), nullable=False),
+    sa.Column("mark", timestamp_column(), nullable=False),
 )
 
 TENTHS = Decimal(10)
@@ -126,13 +122,6 @@ def from_tenths(value: int) -> Decimal:
     return (Decimal(value) / TENTHS).quantize(Decimal("0.1"))
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 # ---------------------------------------------------------------- subjects
 
 
@@ -142,8 +131,8 @@ def _subject(row) -> SubjectFile:
         subject_id=row.subject_id,
         name=row.name,
         district_code=row.district_code,
-        filed_at=_utc(row.filed_at),
-        unfiled_at=_utc(row.unfiled_at),
+        filed_at=utc(row.filed_at),
+        unfiled_at=utc(row.unfiled_at),
     )
 
 
@@ -309,14 +298,14 @@ def _record(row) -> Record:
         _DIRECTIONS[direction],
         from_tenths(points_tenths),
         _SEVERITIES[severity],
-        _utc(occurred_at),
-        _utc(expires_at),
+        utc(occurred_at),
+        utc(expires_at),
         source,
         source_event_id or "",
         evidence_reference,
         reason,
-        _utc(removed_at),
-        _utc(rectified_at),
+        utc(removed_at),
+        utc(rectified_at),
         _APPEALS[appeal],
         appeal_reason,
         appeal_decision,
@@ -402,7 +391,7 @@ def _assessment(row) -> Assessment:
         cycle=AssessmentCycle(row.cycle),
         period=row.period,
         base_score=from_tenths(row.base_tenths),
-        assessed_at=_utc(row.assessed_at),
+        assessed_at=utc(row.assessed_at),
     )
 
 
@@ -498,7 +487,7 @@ def timer_mark(connection: Connection, name: str) -> dt.datetime | None:
     row = connection.execute(
         sa.select(timer_marks.c.mark).where(timer_marks.c.name == name).with_for_update()
     ).first()
-    return _utc(row.mark) if row else None
+    return utc(row.mark) if row else None
 
 
 def set_timer_mark(connection: Connection, name: str, mark: dt.datetime, *, new: bool) -> None:

@@ -8,14 +8,13 @@ from enum import StrEnum
 from typing import TypeVar
 
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
-from google.type import date_pb2
 
 from wuye.core.auth import AUTHORITIES, Role, allow, public
 from wuye.core.errors import Violations
 from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.paging import next_token, read_page
+from wuye.core.wire import check_request_id, check_text, date_of, timestamp, to_date
 from wuye.registry import domain
 from wuye.registry.commands import MemberInput, OwnerInput, ParticularsInput, Registry, UnitInput
 from wuye.registry.domain import (
@@ -96,29 +95,6 @@ def _to_enum(enum_type, prefix: str, value: StrEnum | None) -> int:
     return enum_type.Value(f"{prefix}_{value.value}") if value is not None else 0
 
 
-def _timestamp(moment: dt.datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def _from_date(v: Violations, field: str, value: date_pb2.Date, present: bool) -> dt.date | None:
-    if not present:
-        v.add(field, "is required")
-        return None
-    try:
-        return dt.date(value.year, value.month, value.day)
-    except ValueError:
-        v.add(field, "is not a valid calendar date")
-        return None
-
-
-def _to_date(day: dt.date) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
-
-
 def _mask_paths(
     v: Violations, field: str, paths: list[str], allowed: tuple[str, ...]
 ) -> tuple[str, ...]:
@@ -136,14 +112,8 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     # -- shared checks
 
-    def _request_id(self, v: Violations, request_id: str) -> None:
-        if not request_id:
-            v.add("request_id", "is required (a UUID chosen by the caller, reused on retries)")
-        elif len(request_id) > 100 or not request_id.isprintable():
-            v.add("request_id", "must be at most 100 printable characters")
-
     def _text(self, v: Violations, field: str, value: str, required: bool = True) -> None:
-        domain.check_text(v, field, value, self._settings.max_text_length, required)
+        check_text(v, field, value, self._settings.max_text_length, required)
 
     def _page(self, request, filters: object):
         return read_page(
@@ -187,7 +157,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
         self, request: pb.FileEnterpriseRequest, context
     ) -> pb.FileEnterpriseResponse:
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         e = request.enterprise
         domain.check_credit_code(v, "enterprise.credit_code", e.credit_code)
         domain.check_district(v, "enterprise.district_code", e.district_code, self._city)
@@ -235,7 +205,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     def FileEnterpriseChange(self, request: pb.FileEnterpriseChangeRequest, context):
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         domain.check_credit_code(v, "credit_code", request.credit_code)
         fields = _mask_paths(
             v, "update_mask", list(request.update_mask.paths), domain.CHANGEABLE_FIELDS
@@ -257,7 +227,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     def FileEnterpriseExit(self, request: pb.FileEnterpriseExitRequest, context):
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         domain.check_credit_code(v, "credit_code", request.credit_code)
         self._text(v, "reason", request.reason)
         v.raise_if_any()
@@ -311,7 +281,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     def RegisterProject(self, request: pb.RegisterProjectRequest, context):
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         p = request.project
         self._text(v, "project.name", p.name)
         project_type = _from_enum(
@@ -364,7 +334,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     def RegisterUnits(self, request: pb.RegisterUnitsRequest, context) -> pb.RegisterUnitsResponse:
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         v.check(bool(request.project_id), "project_id", "is required")
         limit = self._settings.max_units_per_request
         if not v.check(
@@ -419,14 +389,14 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     def AssignEnterprise(self, request: pb.AssignEnterpriseRequest, context):
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         v.check(bool(request.project_id), "project_id", "is required")
         a = request.assignment
         domain.check_credit_code(v, "assignment.credit_code", a.credit_code)
-        start = _from_date(
+        start = date_of(
             v, "assignment.contract_start", a.contract_start, a.HasField("contract_start")
         )
-        end = _from_date(v, "assignment.contract_end", a.contract_end, a.HasField("contract_end"))
+        end = date_of(v, "assignment.contract_end", a.contract_end, a.HasField("contract_end"))
         if start and end:
             v.check(end > start, "assignment.contract_end", "must be after contract_start")
         handover = None
@@ -447,9 +417,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     def _handover(self, v: Violations, h: pb.HandoverInspection) -> Handover | None:
         at = "assignment.handover"
-        day = _from_date(
-            v, f"{at}.inspection_date", h.inspection_date, h.HasField("inspection_date")
-        )
+        day = date_of(v, f"{at}.inspection_date", h.inspection_date, h.HasField("inspection_date"))
         limit = self._settings.max_list_items * 4
         v.check(
             0 < len(h.items) <= limit,
@@ -467,10 +435,10 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     def ExitProject(self, request: pb.ExitProjectRequest, context) -> pb.ExitProjectResponse:
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         v.check(bool(request.project_id), "project_id", "is required")
         domain.check_credit_code(v, "credit_code", request.credit_code)
-        exit_date = _from_date(v, "exit_date", request.exit_date, request.HasField("exit_date"))
+        exit_date = date_of(v, "exit_date", request.exit_date, request.HasField("exit_date"))
         self._text(v, "reason", request.reason)
         v.raise_if_any()
 
@@ -558,7 +526,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     def RegisterPractitioner(self, request: pb.RegisterPractitionerRequest, context):
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         p = request.practitioner
         domain.check_credit_code(v, "practitioner.credit_code", p.credit_code)
         self._text(v, "practitioner.name", p.name)
@@ -606,14 +574,14 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
 
     def FormOwnersCommittee(self, request: pb.FormOwnersCommitteeRequest, context):
         v = Violations()
-        self._request_id(v, request.request_id)
+        check_request_id(v, request.request_id)
         c = request.committee
         v.check(bool(c.project_id), "committee.project_id", "is required")
         kind = _from_enum(
             v, "committee.kind", pb.CommitteeKind, "COMMITTEE_KIND", c.kind, CommitteeKind
         )
-        start = _from_date(v, "committee.term_start", c.term_start, c.HasField("term_start"))
-        end = _from_date(v, "committee.term_end", c.term_end, c.HasField("term_end"))
+        start = date_of(v, "committee.term_start", c.term_start, c.HasField("term_start"))
+        end = date_of(v, "committee.term_end", c.term_end, c.HasField("term_end"))
         members: list[MemberInput] = []
         limit = self._settings.committee_max_members
         if not v.check(len(c.members) <= limit, "committee.members", f"at most {limit} members"):
@@ -667,8 +635,8 @@ def _enterprise(e: domain.Enterprise) -> pb.Enterprise:
         contact_phone=p.contact_phone_masked,
         status=_to_enum(pb.EnterpriseStatus, "ENTERPRISE_STATUS", e.status),
         active_project_count=e.active_project_count,
-        create_time=_timestamp(e.created_at),
-        update_time=_timestamp(e.updated_at),
+        create_time=timestamp(e.created_at),
+        update_time=timestamp(e.updated_at),
     )
 
 
@@ -682,8 +650,8 @@ def _filing(f: domain.Filing) -> pb.Filing:
         exit_reason=f.exit_reason,
         rejection_reason=f.rejection_reason,
         reviewer=f.reviewer,
-        submit_time=_timestamp(f.submitted_at),
-        review_time=_timestamp(f.reviewed_at),
+        submit_time=timestamp(f.submitted_at),
+        review_time=timestamp(f.reviewed_at),
     )
     if f.proposed is not None:
         proposed = f.proposed
@@ -711,10 +679,10 @@ def _assignment(a: Assignment) -> pb.Assignment:
     return pb.Assignment(
         credit_code=a.credit_code,
         enterprise_name=a.enterprise_name,
-        contract_start=_to_date(a.contract_start),
-        contract_end=_to_date(a.contract_end),
+        contract_start=to_date(a.contract_start),
+        contract_end=to_date(a.contract_end),
         handover=pb.HandoverInspection(
-            inspection_date=_to_date(h.inspection_date),
+            inspection_date=to_date(h.inspection_date),
             items=[
                 pb.HandoverItem(facility=i.facility, passed=i.passed, finding=i.finding)
                 for i in h.items
@@ -736,8 +704,8 @@ def _project(p: domain.Project) -> pb.Project:
         current_assignment=_assignment(p.assignment) if p.assignment else None,
         unit_count=p.unit_count,
         exclusive_area_m2=domain.format_area(p.exclusive_area_cm2),
-        create_time=_timestamp(p.created_at),
-        update_time=_timestamp(p.updated_at),
+        create_time=timestamp(p.created_at),
+        update_time=timestamp(p.updated_at),
     )
 
 
@@ -770,7 +738,7 @@ def _disclosure(d: Disclosure, project: domain.Project) -> pb.Disclosure:
         complaint_phones=list(d.complaint_phones),
         enterprise_name=a.enterprise_name if a else "",
         credit_code=a.credit_code if a else "",
-        update_time=_timestamp(d.updated_at),
+        update_time=timestamp(d.updated_at),
     )
 
 
@@ -784,7 +752,7 @@ def _practitioner(p: domain.Practitioner) -> pb.Practitioner:
         person_key=p.person_key,
         position=p.position,
         certificate_number=p.certificate_number,
-        create_time=_timestamp(p.created_at),
+        create_time=timestamp(p.created_at),
     )
 
 
@@ -802,7 +770,7 @@ def _committee(c: domain.Committee) -> pb.OwnersCommittee:
             )
             for m in c.members
         ],
-        term_start=_to_date(c.term_start),
-        term_end=_to_date(c.term_end),
-        create_time=_timestamp(c.created_at),
+        term_start=to_date(c.term_start),
+        term_end=to_date(c.term_end),
+        create_time=timestamp(c.created_at),
     )

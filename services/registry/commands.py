@@ -8,8 +8,6 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from google.type import date_pb2
 from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
@@ -19,6 +17,7 @@ from wuye.core.errors import AlreadyExists, NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
 from wuye.core.pii import Pseudonymizer, mask_id_number, mask_phone
+from wuye.core.wire import timestamp, to_date
 from wuye.registry import domain, store
 from wuye.registry.domain import (
     Assignment,
@@ -49,16 +48,6 @@ ENTERPRISE_TOPIC = "wuye.registry.enterprise.v1"
 PROJECT_TOPIC = "wuye.registry.project.v1"
 PRACTITIONER_TOPIC = "wuye.registry.practitioner.v1"
 TOPICS = (ENTERPRISE_TOPIC, PROJECT_TOPIC, PRACTITIONER_TOPIC)
-
-
-def _timestamp(moment: dt.datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def _date(day: dt.date) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 def _enum(enum_type, prefix: str, value: str) -> int:
@@ -226,7 +215,7 @@ class Registry:
                 credit_code=credit_code,
                 name=given.name,
                 district_code=district,
-                occur_time=_timestamp(now),
+                occur_time=timestamp(now),
             ),
         )
         return enterprise, filing
@@ -263,7 +252,7 @@ class Registry:
                 credit_code=credit_code,
                 district_code=enterprise.district_code,
                 changed_fields=list(fields),
-                occur_time=_timestamp(now),
+                occur_time=timestamp(now),
             ),
         )
         return filing
@@ -294,7 +283,7 @@ class Registry:
                 credit_code=credit_code,
                 district_code=enterprise.district_code,
                 reason=reason,
-                occur_time=_timestamp(now),
+                occur_time=timestamp(now),
             ),
         )
         return filing
@@ -324,7 +313,7 @@ class Registry:
                     district_code=enterprise.district_code,
                     status=_enum(pb.EnterpriseStatus, "ENTERPRISE_STATUS", enterprise.status.value),
                     reviewer=filing.reviewer,
-                    occur_time=_timestamp(now),
+                    occur_time=timestamp(now),
                 )
             else:
                 event = ev.FilingRejected(
@@ -334,7 +323,7 @@ class Registry:
                     district_code=enterprise.district_code,
                     reason=reason,
                     reviewer=filing.reviewer,
-                    occur_time=_timestamp(now),
+                    occur_time=timestamp(now),
                 )
             self._emit_enterprise(connection, enterprise, event)
         return filing, enterprise
@@ -425,7 +414,7 @@ class Registry:
                 district_code=district,
                 sub_district=sub_district,
                 building_area_cm2=building_area_cm2,
-                occur_time=_timestamp(now),
+                occur_time=timestamp(now),
             ),
         )
         return project
@@ -478,7 +467,7 @@ class Registry:
                     )
                     for u in new_units
                 ],
-                occur_time=_timestamp(now),
+                occur_time=timestamp(now),
             ),
         )
         return new_units
@@ -501,11 +490,11 @@ class Registry:
                 project_id=project_id,
                 district_code=project.district_code,
                 credit_code=assignment.credit_code,
-                contract_start=_date(assignment.contract_start),
-                contract_end=_date(assignment.contract_end),
+                contract_start=to_date(assignment.contract_start),
+                contract_end=to_date(assignment.contract_end),
                 handover_items=len(assignment.handover.items),
                 handover_items_failed=assignment.handover.failed_items,
-                occur_time=_timestamp(now),
+                occur_time=timestamp(now),
             ),
         )
         return self._project(connection, project_id)
@@ -538,9 +527,9 @@ class Registry:
                 district_code=project.district_code,
                 credit_code=credit_code,
                 filed=filed,
-                exit_date=_date(exit_date),
+                exit_date=to_date(exit_date),
                 reason=reason,
-                occur_time=_timestamp(now),
+                occur_time=timestamp(now),
             ),
         )
         return self._project(connection, project_id)
@@ -584,7 +573,7 @@ class Registry:
                     project_id=project_id,
                     district_code=project.district_code,
                     credit_code=serving,
-                    occur_time=_timestamp(updated.updated_at),
+                    occur_time=timestamp(updated.updated_at),
                 ),
             )
         return updated, project
@@ -644,7 +633,7 @@ class Registry:
                         district_code=enterprise.district_code,
                         person_key=person_key,
                         position=position,
-                        occur_time=_timestamp(now),
+                        occur_time=timestamp(now),
                     ),
                 )
             ],
@@ -717,9 +706,9 @@ class Registry:
                 district_code=project.district_code,
                 kind=_enum(pb.CommitteeKind, "COMMITTEE_KIND", kind.value),
                 member_count=len(members),
-                term_start=_date(term_start),
-                term_end=_date(term_end),
-                occur_time=_timestamp(now),
+                term_start=to_date(term_start),
+                term_end=to_date(term_end),
+                occur_time=timestamp(now),
             ),
         )
         return committee

@@ -487,17 +487,6 @@ def is_public_phone(phone: str) -> bool:
     return is_personal_phone(phone) or bool(_HOTLINE.fullmatch(phone))
 
 
-def check_text(
-    v: Violations, field_name: str, value: str, limit: int, required: bool = True
-) -> None:
-    if required and not value.strip():
-        v.add(field_name, "is required")
-    elif len(value) > limit:
-        v.add(field_name, f"must be at most {limit} characters")
-    elif any(ord(ch) < 32 for ch in value):
-        v.add(field_name, "must not contain control characters")
-
-
 def check_credit_code(v: Violations, field_name: str, code: str) -> None:
     problem = credit_code_problem(code) if code else "is required"
     if problem:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from wuye.core.db import service_metadata
+from wuye.core.db import service_metadata, timestamp_column, utc
 from wuye.registry.domain import (
     Assignment,
     Committee,
@@ -34,11 +34,6 @@ from wuye.registry.domain import (
 )
 
 metadata = service_metadata()
-UTC = dt.UTC
-
-
-def _time() -> sa.DateTime:
-    return sa.DateTime(timezone=True)
 
 
 enterprises = sa.Table(
@@ -52,8 +47,8 @@ enterprises = sa.Table(
     sa.Column("contact_phone_masked", sa.String(20), nullable=False),
     sa.Column("contact_phone_key", sa.String(32), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("created_at", _time(), nullable=False),
-    sa.Column("updated_at", _time(), nullable=False),
+    sa.Column("created_at", timestamp_column(), nullable=False),
+    sa.Column("updated_at", timestamp_column(), nullable=False),
 )
 
 filings = sa.Table(
@@ -69,8 +64,8 @@ filings = sa.Table(
     sa.Column("exit_reason", sa.String(200), nullable=False),
     sa.Column("rejection_reason", sa.String(200), nullable=False),
     sa.Column("reviewer", sa.String(200), nullable=False),
-    sa.Column("submitted_at", _time(), nullable=False),
-    sa.Column("reviewed_at", _time(), nullable=True),
+    sa.Column("submitted_at", timestamp_column(), nullable=False),
+    sa.Column("reviewed_at", timestamp_column(), nullable=True),
     # At most one filing awaits review per enterprise, even under concurrent submissions.
     sa.Index(
         "uq_filings_one_pending",
@@ -91,8 +86,8 @@ projects = sa.Table(
     sa.Column("sub_district", sa.String(200), nullable=False),
     sa.Column("address", sa.String(200), nullable=False),
     sa.Column("building_area_cm2", sa.BigInteger, nullable=False),
-    sa.Column("created_at", _time(), nullable=False),
-    sa.Column("updated_at", _time(), nullable=False),
+    sa.Column("created_at", timestamp_column(), nullable=False),
+    sa.Column("updated_at", timestamp_column(), nullable=False),
 )
 
 assignments = sa.Table(
@@ -104,8 +99,8 @@ assignments = sa.Table(
     sa.Column("contract_start", sa.Date, nullable=False),
     sa.Column("contract_end", sa.Date, nullable=False),
     sa.Column("handover", sa.JSON, nullable=False),
-    sa.Column("assigned_at", _time(), nullable=False),
-    sa.Column("exited_at", _time(), nullable=True),
+    sa.Column("assigned_at", timestamp_column(), nullable=False),
+    sa.Column("exited_at", timestamp_column(), nullable=True),
     sa.Column("exit_filed", sa.Boolean, nullable=True),
     sa.Column("exit_date", sa.Date, nullable=True),
     sa.Column("exit_reason", sa.String(200), nullable=True),
@@ -131,7 +126,7 @@ units = sa.Table(
     sa.Column("owner_id_masked", sa.String(24), nullable=False),
     sa.Column("owner_key", sa.String(32), nullable=False, index=True),
     sa.Column("owner_phone_masked", sa.String(20), nullable=False),
-    sa.Column("created_at", _time(), nullable=False),
+    sa.Column("created_at", timestamp_column(), nullable=False),
     sa.UniqueConstraint("project_id", "number"),
 )
 
@@ -146,7 +141,7 @@ disclosures = sa.Table(
     sa.Column("fee_fen_per_m2_month", sa.BigInteger, nullable=False),
     sa.Column("service_phone", sa.String(20), nullable=False),
     sa.Column("complaint_phones", sa.JSON, nullable=False),
-    sa.Column("updated_at", _time(), nullable=False),
+    sa.Column("updated_at", timestamp_column(), nullable=False),
 )
 
 practitioners = sa.Table(
@@ -160,7 +155,7 @@ practitioners = sa.Table(
     sa.Column("person_key", sa.String(32), nullable=False, index=True),
     sa.Column("position", sa.String(200), nullable=False),
     sa.Column("certificate_number", sa.String(200), nullable=False),
-    sa.Column("created_at", _time(), nullable=False),
+    sa.Column("created_at", timestamp_column(), nullable=False),
     sa.UniqueConstraint("credit_code", "person_key"),
 )
 
@@ -173,16 +168,9 @@ committees = sa.Table(
     sa.Column("members", sa.JSON, nullable=False),
     sa.Column("term_start", sa.Date, nullable=False),
     sa.Column("term_end", sa.Date, nullable=False),
-    sa.Column("created_at", _time(), nullable=False),
-    sa.Column("ended_at", _time(), nullable=True),
+    sa.Column("created_at", timestamp_column(), nullable=False),
+    sa.Column("ended_at", timestamp_column(), nullable=True),
 )
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 # ---------------------------------------------------------------- enterprises and filings
@@ -211,8 +199,8 @@ def enterprise_of(row) -> Enterprise:
         ),
         status=EnterpriseStatus(row.status),
         active_project_count=row.active_project_count,
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
     )
 
 
@@ -280,13 +268,13 @@ def _filing(row) -> Filing:
         district_code=row.district_code,
         kind=FilingKind(row.kind),
         state=FilingState(row.state),
-        submitted_at=_utc(row.submitted_at),
+        submitted_at=utc(row.submitted_at),
         proposed=proposed,
         changed_fields=tuple(row.changed_fields),
         exit_reason=row.exit_reason,
         rejection_reason=row.rejection_reason,
         reviewer=row.reviewer,
-        reviewed_at=_utc(row.reviewed_at),
+        reviewed_at=utc(row.reviewed_at),
     )
 
 
@@ -418,8 +406,8 @@ def _project(row) -> Project:
         sub_district=row.sub_district,
         address=row.address,
         building_area_cm2=row.building_area_cm2,
-        created_at=_utc(row.created_at),
-        updated_at=_utc(row.updated_at),
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
         assignment=assignment,
         unit_count=row.unit_count,
         exclusive_area_cm2=int(row.exclusive_area_cm2),
@@ -586,7 +574,7 @@ def get_disclosure(connection: Connection, project_id: str) -> Disclosure | None
         fee_fen_per_m2_month=row.fee_fen_per_m2_month,
         service_phone=row.service_phone,
         complaint_phones=tuple(row.complaint_phones),
-        updated_at=_utc(row.updated_at),
+        updated_at=utc(row.updated_at),
     )
 
 
@@ -622,7 +610,7 @@ def _practitioner(row) -> Practitioner:
         person_key=row.person_key,
         position=row.position,
         certificate_number=row.certificate_number,
-        created_at=_utc(row.created_at),
+        created_at=utc(row.created_at),
     )
 
 
@@ -693,8 +681,8 @@ def _committee(row) -> Committee:
         ),
         term_start=row.term_start,
         term_end=row.term_end,
-        created_at=_utc(row.created_at),
-        ended_at=_utc(row.ended_at),
+        created_at=utc(row.created_at),
+        ended_at=utc(row.ended_at),
     )
 
 

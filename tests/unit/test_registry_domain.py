@@ -18,6 +18,7 @@ from wuye.core.errors import (
 )
 from wuye.core.ids import credit_code_check_char, new_id, resident_id_check_char
 from wuye.core.pii import Pseudonymizer
+from wuye.core.wire import check_text
 from wuye.registry import domain
 from wuye.registry.domain import (
     FILEABLE,
@@ -634,7 +635,7 @@ def test_check_phone_for_a_public_number_admits_hotlines():
     ],
 )
 def test_check_text_requires_limits_and_refuses_control_characters(value, required, problem):
-    found = violations_of(lambda v: domain.check_text(v, "project.name", value, 20, required))
+    found = violations_of(lambda v: check_text(v, "project.name", value, 20, required))
     if problem is None:
         assert found == []
     else:

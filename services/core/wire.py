@@ -1,0 +1,53 @@
+"""Small translations between the wire (protobuf well-known and google.type messages) and
+Python values, and the input checks every API shares."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.type import date_pb2
+
+from wuye.core.errors import Violations
+
+
+def timestamp(moment: dt.datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def to_date(day: dt.date) -> date_pb2.Date:
+    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
+
+
+def date_of(
+    v: Violations, field: str, value: date_pb2.Date, present: bool = True
+) -> dt.date | None:
+    """The calendar date `value` names, or None with a violation if it is absent or invalid."""
+    if not present:
+        v.add(field, "is required")
+        return None
+    try:
+        return dt.date(value.year, value.month, value.day)
+    except ValueError:
+        v.add(field, "is not a valid calendar date")
+        return None
+
+
+def check_request_id(v: Violations, request_id: str) -> None:
+    if not request_id:
+        v.add("request_id", "is required (a UUID chosen by the caller, reused on retries)")
+    elif len(request_id) > 100 or not request_id.isprintable():
+        v.add("request_id", "must be at most 100 printable characters")
+
+
+def check_text(v: Violations, field: str, value: str, limit: int, required: bool = True) -> None:
+    if required and not value.strip():
+        v.add(field, "is required")
+    elif len(value) > limit:
+        v.add(field, f"must be at most {limit} characters")
+    elif any(ord(ch) < 32 for ch in value):
+        v.add(field, "must not contain control characters")
