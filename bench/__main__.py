@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--only rpc|relay|credit]: run the suites, print a table of the
+"""python -m bench [--quick] [--only SUITE]: run the suites, print a table of the
 figures, targets and verdicts, and write them as JSON to .wuye/bench/results.json.
 
 Every process, schema and broker a run starts is stopped or dropped at its end, Ctrl-C included.
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import credit, relay, rpc
+from bench import credit, inspections, relay, rpc
 from bench.deployment import DEFAULT_DATABASE_URL
 from bench.report import render
 from bench.stats import machine_busy_seconds
@@ -27,7 +27,9 @@ OUTPUT_DIR = Path(__file__).resolve().parent.parent / ".wuye" / "bench"
 
 def _options(
     quick: bool, database_url: str
-) -> tuple[rpc.RpcOptions, relay.RelayOptions, credit.CreditOptions]:
+) -> tuple[
+    rpc.RpcOptions, relay.RelayOptions, credit.CreditOptions, inspections.InspectionsOptions
+]:
     return (
         rpc.RpcOptions(
             database_url=database_url,
@@ -48,6 +50,11 @@ def _options(
             records_each=20,
             events_per_second=100,
             latency_seconds=3.0 if quick else 10.0,
+        ),
+        inspections.InspectionsOptions(
+            database_url=database_url,
+            draw_repeats=3 if quick else 5,
+            report_repeats=3 if quick else 5,
         ),
     )
 
@@ -77,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="a short run (~1 minute)")
-    parser.add_argument("--only", choices=["rpc", "relay", "credit"], help="run one suite")
+    parser.add_argument(
+        "--only", choices=["rpc", "relay", "credit", "inspections"], help="run one suite"
+    )
     parser.add_argument(
         "--database-url",
         default=os.environ.get("WUYE_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -89,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
 
     log_dir = OUTPUT_DIR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    rpc_options, relay_options, credit_options = _options(args.quick, args.database_url)
+    rpc_options, relay_options, credit_options, inspections_options = _options(
+        args.quick, args.database_url
+    )
     results: dict[str, Any] = {
         "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": args.quick,
@@ -105,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "credit"):
             _say("credit: full recomputation, then event-to-grade latency ...")
             results["credit"] = credit.run(credit_options, log_dir)
+        if args.only in (None, "inspections"):
+            _say("inspections: the draw, then a year's district report ...")
+            results["inspections"] = inspections.run(inspections_options, log_dir)
     except KeyboardInterrupt:
         _say("interrupted: everything the run started is stopped, its schemas dropped")
         return 130

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench import inspections
+
 PASS = "PASS"
 BELOW = "BELOW TARGET"
 
@@ -216,4 +218,6 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", relay_section(results["relay"])]
     if "credit" in results:
         lines += ["", credit_section(results["credit"])]
+    if "inspections" in results:
+        lines += ["", inspections.section(results["inspections"])]
     return "\n".join(lines)

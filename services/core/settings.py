@@ -6,7 +6,9 @@ environment, so there is no configuration file to template.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -39,6 +41,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
 
     city_districts: dict[str, str] = ORDOS_DISTRICTS
+    # Deadlines and "today" are the city's calendar days, not UTC's.
+    city_timezone: str = "Asia/Shanghai"
     # Districts this instance serves (comma-separated); empty: all of the city's.
     districts: Annotated[tuple[str, ...], NoDecode] = ()
     # How callers reach the instance serving another district, e.g. "registry-{district}:50051";
@@ -90,6 +94,10 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown district codes {unknown}; the city has {sorted(city)}")
         return value
+
+    def local_date(self, moment: dt.datetime) -> dt.date:
+        """The city's calendar day at `moment`."""
+        return moment.astimezone(ZoneInfo(self.city_timezone)).date()
 
     @property
     def served_districts(self) -> frozenset[str]:

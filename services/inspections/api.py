@@ -14,6 +14,7 @@ from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
 from wuye.core.standards import checklist, score_against
+from wuye.core.wire import check_request_id
 from wuye.inspections import domain
 from wuye.inspections.commands import Inspections, timestamp
 from wuye.inspections.domain import (
@@ -29,6 +30,7 @@ from wuye.inspections.v1 import inspections_service_pb2_grpc as pb_grpc
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InspectionsService"].full_name
 
 _AUTHORITY = tuple(AUTHORITIES)
+MAX_DECIMAL_PLACES = 20
 
 ROUTES: dict[str, Route] = {
     "RegisterInspector": Route(allow(*_AUTHORITY)),
@@ -51,8 +53,19 @@ def _decimal(v: Violations, field: str, text: str, low: Decimal, high: Decimal) 
         value = Decimal(text)
     except InvalidOperation:
         value = Decimal("NaN")
-    if not text.isascii() or not value.is_finite() or not low <= value <= high:
-        v.add(field, f"must be a decimal number from {low} to {high}")
+    # A bounded exponent: the draw turns rates into exact fractions, and 1E-999999999 would take
+    # hours to turn.
+    if (
+        not text.isascii()
+        or not value.is_finite()
+        or not low <= value <= high
+        or value.as_tuple().exponent < -MAX_DECIMAL_PLACES
+    ):
+        v.add(
+            field,
+            f"must be a decimal number from {low} to {high}, "
+            f"at most {MAX_DECIMAL_PLACES} decimal places",
+        )
         return low
     return value
 
@@ -135,18 +148,17 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
 
     def CreateRound(self, request: pb.CreateRoundRequest, context) -> pb.CreateRoundResponse:
         v = Violations()
-        if not request.request_id or len(request.request_id) > 100:
-            v.add("request_id", "is required (a UUID chosen by the caller, reused on retries)")
+        check_request_id(v, request.request_id)
         districts = self._districts(v, "district_codes", request.district_codes)
         domain.check_period(request.period, v, "period")
         rates = dict(self._settings.sampling_rates)
+        grades = ", ".join(sorted(rates))
         for n, rate in enumerate(request.rates):
-            v.check(
-                rate.grade in rates,
-                f"rates[{n}].grade",
-                f"must be one of {', '.join(sorted(rates))}",
-            )
-            rates[rate.grade] = _decimal(v, f"rates[{n}].rate", rate.rate, Decimal(0), Decimal(1))
+            # An unknown grade is not added: it would grow every later message by its length.
+            known = v.check(rate.grade in rates, f"rates[{n}].grade", f"must be one of {grades}")
+            value = _decimal(v, f"rates[{n}].rate", rate.rate, Decimal(0), Decimal(1))
+            if known:
+                rates[rate.grade] = value
         floor = domain.floor_for_period(request.period, self._settings.yearly_floor_rate)
         if request.floor_rate:
             floor = _decimal(v, "floor_rate", request.floor_rate, floor, Decimal(1))
@@ -200,7 +212,7 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
                 v, f"scores[{n}].score", item.score, Decimal(0), Decimal(100)
             )
         score = score_against(standard, scores, v, "scores") if not v else Decimal(0)
-        today = self._inspections.now().date()
+        today = self._settings.local_date(self._inspections.now())
         findings = []
         v.check(
             len(request.findings) <= self._settings.max_findings,
@@ -240,7 +252,7 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
             deadline = _date(v, "rectify_by", request.rectify_by)
             if deadline is not None:
                 v.check(
-                    deadline > self._inspections.now().date(),
+                    deadline > self._settings.local_date(self._inspections.now()),
                     "rectify_by",
                     "must be after today",
                 )

@@ -354,7 +354,7 @@ class Inspections:
         """Orders past their deadline become overdue, each announced once."""
         now = self.now()
         with self.engine.begin() as connection:
-            due = store.due_orders(connection, now.date())
+            due = store.due_orders(connection, self.settings.local_date(now))
             for order in due:
                 store.update_order(
                     connection, replace(order, state=RectificationState.OVERDUE), overdue_at=now

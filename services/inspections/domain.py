@@ -27,7 +27,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from fractions import Fraction
 
@@ -196,12 +196,15 @@ def verify(
     if expected != published:
         theirs = {s.project_id: s for s in published}
         ours = {s.project_id: s for s in expected}
+        found = len(problems)
         for project_id in sorted(ours.keys() | theirs.keys()):
             if ours.get(project_id) != theirs.get(project_id):
                 problems.append(
                     f"project {project_id}: recomputed {ours.get(project_id)}, "
                     f"published {theirs.get(project_id)}"
                 )
+        if len(problems) == found:
+            problems.append("the published selections repeat a project or are out of order")
     return problems
 
 
@@ -311,4 +314,4 @@ def summarise(
 def _average(scores: list[Decimal]) -> Decimal:
     if not scores:
         return Decimal(0)
-    return (sum(scores, Decimal(0)) / len(scores)).quantize(Decimal("0.1"))
+    return (sum(scores, Decimal(0)) / len(scores)).quantize(Decimal("0.1"), ROUND_HALF_UP)

@@ -18,13 +18,22 @@ from wuye.inspections.domain import Entity, Inspector, RoundSpec, Selection
 from wuye.inspections.v1 import inspections_service_pb2 as pb
 
 
+def _decimal(text: str) -> Decimal:
+    """A rate as the service publishes it: canonical ("0.30", never "+.30"), finite, and with
+    an exponent the draw can turn into a fraction quickly."""
+    value = Decimal(text)
+    if not value.is_finite() or str(value) != text or value.as_tuple().exponent < -20:
+        raise ValueError(f"{text[:40]!r} is not a rate as published")
+    return value
+
+
 def spec_of(message: pb.Round) -> RoundSpec:
     return RoundSpec(
         round_id=message.round_id,
         districts=tuple(message.district_codes),
         period=message.period,
-        rates={r.grade: Decimal(r.rate) for r in message.rates},
-        floor_rate=Decimal(message.floor_rate),
+        rates={r.grade: _decimal(r.rate) for r in message.rates},
+        floor_rate=_decimal(message.floor_rate),
         inspectors_per_check=message.inspectors_per_check,
         created_at=message.create_time.ToJsonString(),
         algorithm_version=message.algorithm_version,
@@ -53,6 +62,8 @@ def problems_of(text: str) -> list[str]:
         return [f"draw algorithm version {message.algorithm_version} is not known here"]
     try:
         seed = bytes.fromhex(message.seed)
+        if seed.hex() != message.seed:
+            raise ValueError("the seed is not lowercase hex as published")
         spec = spec_of(message)
     except (ValueError, ArithmeticError) as e:
         return [f"the export is malformed: {e}"]
@@ -66,7 +77,15 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m wuye.inspections verify-draw ROUND_EXPORT.json", file=sys.stderr)
         return 2
-    problems = problems_of(Path(argv[0]).read_text(encoding="utf-8"))
+    try:
+        text = Path(argv[0]).read_bytes().decode()
+    except OSError as e:
+        print(f"cannot read {argv[0]}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as e:
+        problems = [f"not a GetRound export: not UTF-8 ({e.reason} at byte {e.start})"]
+    else:
+        problems = problems_of(text)
     if problems:
         print("REFUSED: the export does not match its commitment and draw")
         for problem in problems[:20]:

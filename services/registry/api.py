@@ -343,7 +343,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
             f"give 1 to {limit} units per request, got {len(request.units)}",
         ):
             v.raise_if_any()
-        today = self._registry.now().date()
+        today = self._settings.local_date(self._registry.now())
         given: list[UnitInput] = []
         numbers: set[str] = set()
         for i, unit in enumerate(request.units):
@@ -531,7 +531,10 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
         domain.check_credit_code(v, "practitioner.credit_code", p.credit_code)
         self._text(v, "practitioner.name", p.name)
         domain.check_resident_id(
-            v, "practitioner.id_number", p.id_number.upper(), self._registry.now().date()
+            v,
+            "practitioner.id_number",
+            p.id_number.upper(),
+            self._settings.local_date(self._registry.now()),
         )
         self._text(v, "practitioner.position", p.position)
         self._text(v, "practitioner.certificate_number", p.certificate_number, required=False)

@@ -1,0 +1,663 @@
+"""The rules of inspections (wuye.inspections.domain), without a database or a server: the draw
+(deterministic in its seed, honouring the sampling rates, the floor, triggers and conflicts of
+interest), its commitment and verification, periods, and the assessment summary.
+
+The statistical tests run the draw over a fixed set of seeds, so they are deterministic; their
+tolerances are still chosen as if the seeds were random (at least five standard deviations), so
+that they would keep passing with any other fixed set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import math
+from collections import Counter, defaultdict
+from dataclasses import replace
+from decimal import Decimal
+from fractions import Fraction
+from functools import cache
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wuye.core.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Violations
+from wuye.core.ids import credit_code_check_char
+from wuye.inspections import domain, store
+from wuye.inspections.domain import (
+    UNSERVED,
+    CheckResult,
+    EnterpriseSummary,
+    Entity,
+    Inspector,
+    Rectification,
+    RectificationState,
+    RoundSpec,
+    RoundState,
+    Selection,
+)
+from wuye.inspections.settings import DEFAULT_RATES, InspectionsSettings
+
+DISTRICTS = ("150602", "150603", "150621")
+CREATED_AT = "2026-03-02T08:30:00Z"
+SEEDS = 1000
+
+
+def credit_code(serial: int, district: str = "150602") -> str:
+    first17 = f"91{district}MA{serial:07d}"
+    return first17 + credit_code_check_char(first17)
+
+
+def seed(n: int) -> bytes:
+    return hashlib.sha256(f"seed-{n}".encode()).digest()
+
+
+def entity(
+    n: int,
+    grade: str = "B",
+    district: str = "150602",
+    code: str | None = None,
+    triggered: bool = False,
+) -> Entity:
+    served = code if code is not None else credit_code(n % 50, district)
+    return Entity(
+        project_id=f"{district}-P{n:08d}",
+        project_type="RESIDENTIAL",
+        district_code=district,
+        credit_code=served if grade != UNSERVED else "",
+        grade=grade if grade != UNSERVED else "",
+        triggered=triggered,
+    )
+
+
+def inspector(n: int, districts=DISTRICTS, conflicts=()) -> Inspector:
+    return Inspector(f"inspector-{n:03d}", f"检查员{n}", "鄂尔多斯市住建局", districts, conflicts)
+
+
+def round_spec(
+    entities,
+    inspectors=None,
+    rates=None,
+    floor_rate: str = "0",
+    per_check: int = 2,
+    period: str = "2026",
+) -> RoundSpec:
+    return RoundSpec(
+        round_id="150602-Rabcdef012345",
+        districts=DISTRICTS,
+        period=period,
+        rates=dict(DEFAULT_RATES if rates is None else rates),
+        floor_rate=Decimal(floor_rate),
+        inspectors_per_check=per_check,
+        created_at=CREATED_AT,
+        entities=tuple(entities),
+        inspectors=tuple(inspectors if inspectors is not None else map(inspector, range(4))),
+    )
+
+
+# -- the algorithm as domain.py's docstring writes it out, reimplemented independently
+
+
+def _u(seed: bytes, label: str) -> int:
+    return int.from_bytes(hmac.new(seed, label.encode(), hashlib.sha256).digest(), "big")
+
+
+def reference_chosen(seed: bytes, spec: RoundSpec) -> dict[str, str]:
+    chosen = {e.project_id: "triggered" for e in spec.entities if e.triggered}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for e in spec.entities:
+        if not e.triggered:
+            groups[e.grade if e.credit_code else "UNSERVED"].append(e.project_id)
+    for grade, ids in groups.items():
+        ids.sort(key=lambda p: _u(seed, "entity:" + p))
+        exact = Fraction(spec.rates.get(grade, Decimal(0))) * len(ids)
+        count = math.floor(exact)
+        if exact - count > Fraction(_u(seed, "stratum:" + grade), 2**256):
+            count += 1
+        chosen.update(dict.fromkeys(ids[:count], "sampled"))
+    needed = math.ceil(Fraction(spec.floor_rate) * len(spec.entities))
+    rest = sorted(
+        (e.project_id for e in spec.entities if e.project_id not in chosen),
+        key=lambda p: _u(seed, "entity:" + p),
+    )
+    chosen.update(dict.fromkeys(rest[: max(0, needed - len(chosen))], "floor"))
+    return chosen
+
+
+def eligible(spec: RoundSpec, project_id: str) -> list[Inspector]:
+    e = next(e for e in spec.entities if e.project_id == project_id)
+    return [
+        i
+        for i in spec.inspectors
+        if e.district_code in i.districts and e.credit_code not in i.conflicts
+    ]
+
+
+def reference_draw(seed: bytes, spec: RoundSpec) -> list[Selection]:
+    selections = []
+    for project_id, reason in sorted(reference_chosen(seed, spec).items()):
+        pool = sorted(
+            eligible(spec, project_id),
+            key=lambda i: _u(seed, f"inspector:{project_id}:{i.inspector_id}"),
+        )
+        ids = tuple(i.inspector_id for i in pool[: spec.inspectors_per_check])
+        selections.append(Selection(project_id, reason, ids))
+    return selections
+
+
+# -- a city-sized list: strata whose expected counts are fractions, three districts
+
+STRATA = {"C": 37, "B": 83, "A": 151, "AA": 230, "AAA": 64, "C_UNFILED": 11, UNSERVED: 23}
+
+
+@cache
+def stratified_spec() -> RoundSpec:
+    entities = []
+    n = 0
+    for grade, size in STRATA.items():
+        for _ in range(size):
+            entities.append(entity(n, grade, DISTRICTS[n % 3]))
+            n += 1
+    return round_spec(entities)
+
+
+@cache
+def stratified_draws() -> tuple[tuple[Selection, ...], ...]:
+    spec = stratified_spec()
+    return tuple(tuple(domain.draw(seed(n), spec)) for n in range(SEEDS))
+
+
+# -- determinism
+
+
+def test_the_same_seed_and_lists_give_the_same_selection():
+    spec = stratified_spec()
+    first = domain.draw(seed(1), spec)
+    # The lists as stored and read back (JSON in the rounds table) draw the same too.
+    reread = store.spec_from_json(store.spec_json(spec))
+    assert reread == spec
+    assert domain.draw(seed(1), spec) == first == domain.draw(seed(1), reread)
+    assert first == reference_draw(seed(1), spec)
+
+
+def test_a_different_seed_gives_a_different_selection():
+    draws = stratified_draws()[:200]
+    assert len(set(draws)) == len(draws)
+
+
+def test_the_selection_depends_on_the_lists_not_on_their_order():
+    spec = stratified_spec()
+    shuffled = replace(spec, entities=spec.entities[::-1], inspectors=spec.inspectors[::-1])
+    assert domain.draw(seed(7), shuffled) == domain.draw(seed(7), spec)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(),
+    sizes=st.lists(st.integers(0, 12), min_size=7, max_size=7),
+    floor_rate=st.sampled_from(["0", "0.025", "0.05", "0.3", "1"]),
+    per_check=st.integers(2, 3),
+    salt=st.binary(min_size=1, max_size=32),
+)
+def test_the_draw_is_the_algorithm_its_docstring_publishes(
+    data, sizes, floor_rate, per_check, salt
+):
+    entities = []
+    n = 0
+    for grade, size in zip(STRATA, sizes, strict=True):
+        for _ in range(size):
+            entities.append(entity(n, grade, DISTRICTS[n % 3], triggered=data.draw(st.booleans())))
+            n += 1
+    rates = {
+        g: Decimal(data.draw(st.sampled_from(["0", "0.01", "0.3", "0.5", "1"]))) for g in STRATA
+    }
+    spec = round_spec(entities, map(inspector, range(per_check + 1)), rates, floor_rate, per_check)
+    drawn = domain.draw(salt, spec)
+    assert drawn == reference_draw(salt, spec)
+    assert [s.project_id for s in drawn] == sorted({s.project_id for s in drawn})
+    assert len(drawn) >= math.ceil(Fraction(Decimal(floor_rate)) * len(entities))
+
+
+# -- sampling rates
+
+
+def test_each_grade_is_sampled_at_its_rate():
+    """Over 1000 seeds the mean number drawn of a grade of n projects is within 0.08 of rate·n
+    (a mean share within 0.08/n of the rate): each draw takes floor(rate·n) or one more, so a
+    draw's count varies by at most 0.5 around its mean, and the mean of 1000 by 0.016."""
+    spec = stratified_spec()
+    grade_of = {e.project_id: e.stratum for e in spec.entities}
+    per_draw = [Counter(grade_of[s.project_id] for s in draw) for draw in stratified_draws()]
+    for grade, size in STRATA.items():
+        expected = Fraction(DEFAULT_RATES[grade]) * size
+        counts = [c[grade] for c in per_draw]
+        assert set(counts) <= {math.floor(expected), math.ceil(expected)}, grade
+        mean = Fraction(sum(counts), len(counts))
+        assert abs(mean - expected) <= Fraction(8, 100), (grade, float(mean), float(expected))
+        assert abs(mean / size - Fraction(DEFAULT_RATES[grade])) <= Fraction(8, 100) / size
+
+
+def test_within_a_grade_every_project_is_equally_likely_to_be_drawn():
+    """Per-project inclusion counts over 1000 seeds, against the uniform expectation: Pearson's
+    chi-square below df + 6·sqrt(2·df) (df = n - 1), and no project's count more than six
+    binomial standard deviations from its expectation."""
+    spec = stratified_spec()
+    members: dict[str, list[str]] = defaultdict(list)
+    for e in spec.entities:
+        members[e.stratum].append(e.project_id)
+    drawn = Counter(s.project_id for draw in stratified_draws() for s in draw)
+    for grade, ids in members.items():
+        expected = float(DEFAULT_RATES[grade]) * SEEDS
+        chi2 = sum((drawn[p] - expected) ** 2 / expected for p in ids)
+        df = len(ids) - 1
+        assert chi2 < df + 6 * math.sqrt(2 * df), (grade, chi2, df)
+        spread = 6 * math.sqrt(expected * (1 - float(DEFAULT_RATES[grade])))
+        assert all(abs(drawn[p] - expected) < spread for p in ids), grade
+
+
+def test_a_grade_at_rate_zero_is_drawn_only_to_reach_the_floor():
+    entities = [entity(n, "AAA") for n in range(100)]
+    rates = {**DEFAULT_RATES, "AAA": Decimal(0)}
+    assert domain.draw(seed(1), round_spec(entities, rates=rates)) == []
+    floored = domain.draw(seed(1), round_spec(entities, rates=rates, floor_rate="0.05"))
+    assert [s.reason for s in floored] == ["floor"] * 5
+
+
+# -- the floor
+
+
+@pytest.mark.parametrize(("listed", "floor_rate"), [(599, "0.05"), (599, "0.025"), (41, "0.05")])
+def test_the_floor_draws_at_least_its_share_of_all_listed_projects(listed, floor_rate):
+    # Everyone AAA (1%): sampling alone falls short of the floor.
+    spec = round_spec([entity(n, "AAA") for n in range(listed)], floor_rate=floor_rate)
+    needed = math.ceil(Decimal(floor_rate) * listed)
+    for n in range(50):
+        drawn = domain.draw(seed(n), spec)
+        reasons = Counter(s.reason for s in drawn)
+        assert len(drawn) == needed
+        assert reasons["sampled"] in (math.floor(listed / 100), math.ceil(listed / 100))
+        assert reasons["floor"] == needed - reasons["sampled"]
+
+
+def test_the_floor_adds_nothing_when_sampling_already_reaches_it():
+    spec = round_spec([entity(n, "C") for n in range(100)], floor_rate="0.05")
+    drawn = domain.draw(seed(3), spec)
+    assert len(drawn) == 30
+    assert {s.reason for s in drawn} == {"sampled"}
+
+
+def test_triggered_projects_count_towards_the_floor():
+    entities = [entity(n, "AAA", triggered=n < 4) for n in range(100)]
+    drawn = domain.draw(seed(5), round_spec(entities, floor_rate="0.05"))
+    reasons = Counter(s.reason for s in drawn)
+    assert len(drawn) == 5 and reasons["triggered"] == 4
+
+
+def test_floor_for_period_halves_the_yearly_floor_for_a_half_year():
+    yearly = InspectionsSettings.model_fields["yearly_floor_rate"].default
+    assert yearly == Decimal("0.05")
+    assert domain.floor_for_period("2026", yearly) == Decimal("0.05")
+    assert domain.floor_for_period("2026H1", yearly) == Decimal("0.025")
+    assert domain.floor_for_period("2026H2", yearly) == Decimal("0.025")
+
+
+# -- triggers
+
+
+@settings(max_examples=60, deadline=None)
+@given(salt=st.binary(min_size=1, max_size=32), triggered=st.sets(st.integers(0, 59), max_size=10))
+def test_triggered_projects_are_always_drawn_whatever_their_grade(salt, triggered):
+    entities = [entity(n, ("AAA", "AA", "A")[n % 3], triggered=n in triggered) for n in range(60)]
+    drawn = {s.project_id: s.reason for s in domain.draw(salt, round_spec(entities))}
+    for n in triggered:
+        assert drawn[entities[n].project_id] == "triggered"
+    assert sum(r == "triggered" for r in drawn.values()) == len(triggered)
+
+
+# -- inspectors
+
+
+_CODES = [credit_code(n) for n in range(6)]
+
+
+@st.composite
+def pools(draw):
+    """Projects of a few enterprises in three districts, inspectors serving random districts with
+    random conflicts, and how many inspectors a check needs."""
+    per_check = draw(st.integers(2, 4))
+    entities = [
+        Entity(
+            f"{d}-P{n:08d}",
+            "OFFICE",
+            d,
+            code,
+            "C" if code else "",
+            draw(st.booleans()),
+        )
+        for n, (d, code) in enumerate(
+            draw(
+                st.lists(
+                    st.tuples(st.sampled_from(DISTRICTS), st.sampled_from([*_CODES, ""])),
+                    min_size=1,
+                    max_size=25,
+                )
+            )
+        )
+    ]
+    inspectors = [
+        inspector(
+            n,
+            tuple(draw(st.sets(st.sampled_from(DISTRICTS), min_size=1))),
+            tuple(draw(st.sets(st.sampled_from(_CODES), max_size=4))),
+        )
+        for n in range(draw(st.integers(0, 14)))
+    ]
+    rates = {g: Decimal("0.5") for g in DEFAULT_RATES}
+    return round_spec(entities, inspectors, rates, "0.2", per_check)
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=pools(), salt=st.binary(min_size=1, max_size=32))
+def test_each_check_gets_exactly_k_inspectors_of_its_district_none_with_a_conflict(spec, salt):
+    chosen = reference_chosen(salt, spec)
+    short = [p for p in sorted(chosen) if len(eligible(spec, p)) < spec.inspectors_per_check]
+    if short:
+        with pytest.raises(FailedPrecondition) as refused:
+            domain.draw(salt, spec)
+        assert refused.value.reason == "NOT_ENOUGH_INSPECTORS"
+        assert refused.value.metadata["project_id"] == short[0]
+        return
+    by_id = {e.project_id: e for e in spec.entities}
+    inspectors = {i.inspector_id: i for i in spec.inspectors}
+    drawn = domain.draw(salt, spec)
+    assert drawn == reference_draw(salt, spec)
+    for s in drawn:
+        project = by_id[s.project_id]
+        assert len(s.inspector_ids) == len(set(s.inspector_ids)) == spec.inspectors_per_check
+        for inspector_id in s.inspector_ids:
+            assert project.district_code in inspectors[inspector_id].districts
+            assert project.credit_code not in inspectors[inspector_id].conflicts
+
+
+def test_a_check_needs_at_least_two_inspectors_by_default():
+    assert InspectionsSettings.model_fields["inspectors_per_check"].default == 2
+    with pytest.raises(ValueError):
+        InspectionsSettings(inspectors_per_check=1)
+
+
+def test_a_drawn_project_without_enough_eligible_inspectors_stops_the_draw():
+    code = credit_code(1)
+    spec = round_spec(
+        [entity(1, "C", code=code, triggered=True)],
+        # Three in the district, but two of them are related to the enterprise.
+        [inspector(1), inspector(2, conflicts=(code,)), inspector(3, conflicts=(code,))],
+    )
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.draw(seed(1), spec)
+    assert refused.value.reason == "NOT_ENOUGH_INSPECTORS"
+    assert "1 eligible" in refused.value.message
+    # With a third inspector free of conflicts the same lists can be drawn.
+    spec = replace(spec, inspectors=(*spec.inspectors, inspector(4)))
+    [drawn] = domain.draw(seed(1), spec)
+    assert set(drawn.inspector_ids) == {"inspector-001", "inspector-004"}
+
+
+def test_inspectors_of_other_districts_are_never_sent():
+    spec = round_spec(
+        [entity(n, "C", "150603", triggered=True) for n in range(20)],
+        [inspector(n, ("150602",)) for n in range(5)]
+        + [inspector(n, ("150603", "150621")) for n in range(5, 8)],
+        per_check=3,
+    )
+    for drawn in domain.draw(seed(2), spec):
+        assert set(drawn.inspector_ids) == {"inspector-005", "inspector-006", "inspector-007"}
+
+
+def test_inspectors_are_spread_over_checks_rather_than_always_the_same_pair():
+    spec = round_spec(
+        [entity(n, "C", triggered=True) for n in range(200)], map(inspector, range(10))
+    )
+    load = Counter(i for s in domain.draw(seed(4), spec) for i in s.inspector_ids)
+    # 400 assignments over 10 inspectors: 40 each on average.
+    assert len(load) == 10 and max(load.values()) < 70
+
+
+# -- commitment and verification
+
+
+def _honest(spec: RoundSpec | None = None, n: int = 11) -> tuple[bytes, str, RoundSpec, list]:
+    spec = spec or round_spec(
+        [entity(i, g, DISTRICTS[i % 3], triggered=i == 5) for i, g in enumerate(list(STRATA) * 4)],
+        [inspector(1), inspector(2, conflicts=(credit_code(3),)), inspector(3)],
+        floor_rate="0.05",
+    )
+    return seed(n), domain.commitment(seed(n), spec), spec, domain.draw(seed(n), spec)
+
+
+def _changed_entity(spec: RoundSpec, **change) -> RoundSpec:
+    return replace(spec, entities=(replace(spec.entities[0], **change), *spec.entities[1:]))
+
+
+def _changed_inspector(spec: RoundSpec, **change) -> RoundSpec:
+    return replace(spec, inspectors=(replace(spec.inspectors[0], **change), *spec.inspectors[1:]))
+
+
+def test_an_honest_draw_verifies():
+    assert domain.verify(*_honest()) == []
+
+
+def test_the_commitment_is_the_published_formula():
+    the_seed, commitment, spec, _ = _honest()
+    assert commitment == hashlib.sha256(the_seed + domain.lists_digest(spec)).hexdigest()
+    assert len(commitment) == 64
+
+
+CHANGES = {
+    "round id": lambda s: replace(s, round_id="150602-Rabcdef012346"),
+    "districts": lambda s: replace(s, districts=s.districts[:2]),
+    "period": lambda s: replace(s, period="2026H1"),
+    "a rate": lambda s: replace(s, rates={**s.rates, "C": Decimal("0.31")}),
+    "a rate's spelling": lambda s: replace(s, rates={**s.rates, "C": Decimal("0.300")}),
+    "a grade's rate dropped": lambda s: replace(
+        s, rates={g: r for g, r in s.rates.items() if g != "AAA"}
+    ),
+    "the floor": lambda s: replace(s, floor_rate=Decimal("0.06")),
+    "inspectors per check": lambda s: replace(s, inspectors_per_check=3),
+    "created_at": lambda s: replace(s, created_at="2026-03-02T08:30:01Z"),
+    "algorithm version": lambda s: replace(s, algorithm_version=2),
+    "a project id": lambda s: _changed_entity(s, project_id="150602-P99999999"),
+    "a project type": lambda s: _changed_entity(s, project_type="OFFICE"),
+    "a project district": lambda s: _changed_entity(s, district_code="150621"),
+    "a credit code": lambda s: _changed_entity(s, credit_code=credit_code(49)),
+    "a grade": lambda s: _changed_entity(s, grade="AAA"),
+    "a trigger": lambda s: _changed_entity(s, triggered=True),
+    "a project dropped": lambda s: replace(s, entities=s.entities[1:]),
+    "projects reordered": lambda s: replace(s, entities=s.entities[::-1]),
+    "an inspector id": lambda s: _changed_inspector(s, inspector_id="inspector-999"),
+    "an inspector's name": lambda s: _changed_inspector(s, name="某人"),
+    "an inspector's unit": lambda s: _changed_inspector(s, unit="康巴什区住建局"),
+    "an inspector's districts": lambda s: _changed_inspector(s, districts=DISTRICTS[:1]),
+    "an inspector's conflicts": lambda s: _changed_inspector(s, conflicts=(credit_code(7),)),
+    "an inspector dropped": lambda s: replace(s, inspectors=s.inspectors[1:]),
+}
+
+
+@pytest.mark.parametrize("what", CHANGES)
+def test_any_change_to_the_lists_or_parameters_breaks_the_commitment(what):
+    the_seed, commitment, spec, published = _honest()
+    changed = CHANGES[what](spec)
+    assert domain.commitment(the_seed, changed) != commitment
+    problems = domain.verify(the_seed, commitment, changed, published)
+    assert "the seed and lists do not match the published commitment" in problems
+
+
+@pytest.mark.parametrize("position", [0, 15, 31])
+def test_another_seed_breaks_the_commitment(position):
+    the_seed, commitment, spec, published = _honest()
+    other = bytearray(the_seed)
+    other[position] ^= 1
+    assert domain.verify(bytes(other), commitment, spec, published)
+    assert domain.verify(the_seed, commitment[:-1] + "0", spec, published)
+
+
+def _reselected(published: list[Selection], index: int, **change) -> list[Selection]:
+    changed = list(published)
+    changed[index] = replace(changed[index], **change)
+    return changed
+
+
+SELECTION_CHANGES = {
+    "an inspector swapped": lambda p: _reselected(p, 0, inspector_ids=("inspector-003", "x")),
+    "inspectors in another order": lambda p: _reselected(
+        p, 0, inspector_ids=p[0].inspector_ids[::-1]
+    ),
+    "a reason": lambda p: _reselected(
+        p, 1, reason="floor" if p[1].reason == "sampled" else "sampled"
+    ),
+    "a project": lambda p: _reselected(p, 1, project_id="150602-P99999999"),
+    "a selection dropped": lambda p: p[1:],
+    "a selection added": lambda p: [*p, Selection("150602-P99999999", "sampled", ("a", "b"))],
+    "a selection repeated": lambda p: [*p, p[-1]],
+    "selections reordered": lambda p: p[::-1],
+}
+
+
+@pytest.mark.parametrize("what", SELECTION_CHANGES)
+def test_any_change_to_the_published_selections_is_reported(what):
+    the_seed, commitment, spec, published = _honest()
+    assert len(published) > 3
+    problems = domain.verify(the_seed, commitment, spec, SELECTION_CHANGES[what](published))
+    assert problems
+    assert "the seed and lists do not match the published commitment" not in problems
+
+
+def test_verify_reports_lists_that_cannot_be_drawn_instead_of_failing():
+    spec = round_spec([entity(1, "C", triggered=True)], [inspector(1)])
+    problems = domain.verify(seed(1), domain.commitment(seed(1), spec), spec, [])
+    assert problems == [
+        "the lists cannot be drawn: project 150602-P00000001 has 1 eligible inspectors, "
+        "a check needs 2"
+    ]
+
+
+# -- rounds
+
+
+def test_a_drawn_round_is_never_drawn_again():
+    domain.check_drawable(RoundState.COMMITTED)
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.check_drawable(RoundState.DRAWN)
+    assert refused.value.reason == "ROUND_ALREADY_DRAWN"
+
+
+@pytest.mark.parametrize("period", ["2026", "2026H1", "2026H2", "2000", "2100H2"])
+def test_years_and_half_years_are_periods(period):
+    v = Violations()
+    domain.check_period(period, v, "period")
+    assert not v
+
+
+@pytest.mark.parametrize(
+    "period",
+    ["", "26", "1999", "2101", "2026H3", "2026h1", "2026Q1", "２０２６", "2026 ", "-202", "20x6"],
+)
+def test_other_strings_are_not_periods(period):
+    v = Violations()
+    domain.check_period(period, v, "period")
+    with pytest.raises(InvalidArgument) as refused:
+        v.raise_if_any()
+    assert [f.field for f in refused.value.violations] == ["period"]
+
+
+@given(st.text(max_size=8))
+def test_check_period_never_fails_on_any_text(text):
+    domain.check_period(text, Violations(), "period")
+
+
+def test_period_bounds():
+    utc = dt.UTC
+    assert domain.period_bounds("2026") == (
+        dt.datetime(2026, 1, 1, tzinfo=utc),
+        dt.datetime(2027, 1, 1, tzinfo=utc),
+    )
+    assert domain.period_bounds("2026H1") == (
+        dt.datetime(2026, 1, 1, tzinfo=utc),
+        dt.datetime(2026, 7, 1, tzinfo=utc),
+    )
+    assert domain.period_bounds("2026H2") == (
+        dt.datetime(2026, 7, 1, tzinfo=utc),
+        dt.datetime(2027, 1, 1, tzinfo=utc),
+    )
+
+
+# -- checks and rectification
+
+
+def test_an_inspector_records_only_checks_drawn_for_them():
+    domain.check_inspector_assigned(("inspector-001", "inspector-002"), "inspector-002")
+    with pytest.raises(PermissionDenied) as refused:
+        domain.check_inspector_assigned(("inspector-001", "inspector-002"), "inspector-003")
+    assert refused.value.reason == "CHECK_NOT_ASSIGNED"
+
+
+def order(state: RectificationState, rectify_by: dt.date) -> Rectification:
+    return Rectification(
+        "150602-O1",
+        "150602-K1",
+        "150602-P1",
+        credit_code(1),
+        "150602",
+        "R04",
+        "消防通道堵塞",
+        rectify_by,
+        state,
+    )
+
+
+def test_an_open_order_is_overdue_the_day_after_its_deadline():
+    deadline = dt.date(2026, 5, 31)
+    assert not domain.overdue(order(RectificationState.OPEN, deadline), deadline)
+    assert domain.overdue(order(RectificationState.OPEN, deadline), deadline + dt.timedelta(1))
+    for state in (RectificationState.OVERDUE, RectificationState.CLOSED):
+        assert not domain.overdue(order(state, deadline), deadline + dt.timedelta(30))
+
+
+def test_a_closed_order_is_not_reinspected():
+    domain.check_reinspectable(order(RectificationState.OPEN, dt.date(2026, 5, 31)))
+    domain.check_reinspectable(order(RectificationState.OVERDUE, dt.date(2026, 5, 31)))
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.check_reinspectable(order(RectificationState.CLOSED, dt.date(2026, 5, 31)))
+    assert refused.value.reason == "RECTIFICATION_CLOSED"
+
+
+# -- assessment
+
+
+def test_summarise_totals_the_district_and_lists_enterprises_lowest_average_first():
+    good, poor = credit_code(1), credit_code(2)
+    results = [
+        CheckResult(good, Decimal("92.5"), 0),
+        CheckResult(good, Decimal("88.0"), 1),
+        CheckResult(poor, Decimal("55.5"), 3),
+        CheckResult("", Decimal("70.0"), 2),  # a project no enterprise serves
+    ]
+    checks, average, findings, enterprises = domain.summarise(results, {poor: 2})
+    assert (checks, average, findings) == (4, Decimal("76.5"), 6)
+    assert enterprises == [
+        EnterpriseSummary(poor, 1, Decimal("55.5"), 3, 2),
+        EnterpriseSummary(good, 2, Decimal("90.3"), 1, 0),
+    ]
+
+
+def test_summarise_of_nothing_is_zero():
+    assert domain.summarise([], {}) == (0, Decimal(0), 0, [])
+
+
+def test_summarise_orders_equal_averages_by_credit_code():
+    a, b = sorted([credit_code(3), credit_code(4)])
+    _, _, _, enterprises = domain.summarise(
+        [CheckResult(b, Decimal(80), 0), CheckResult(a, Decimal(80), 0)], {}
+    )
+    assert [e.credit_code for e in enterprises] == [a, b]
