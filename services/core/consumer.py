@@ -193,8 +193,9 @@ class Consumer:
 
     # -- the loop
 
-    def poll_once(self, timeout_ms: int = 500) -> int:
-        """Handle what one poll returns and commit it; returns the records handled."""
+    def poll_once(self, timeout_ms: int = 500, stop: threading.Event | None = None) -> int:
+        """Handle what one poll returns and commit it; returns the records handled. A retry's
+        pause ends early when `stop` is set."""
         batches = self._kafka.poll(timeout_ms=timeout_ms)
         done = 0
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -221,7 +222,7 @@ class Consumer:
         if offsets:
             self._kafka.commit(offsets)
         if retry_in:
-            time.sleep(retry_in)
+            (stop or threading.Event()).wait(retry_in)
         return done
 
     def _housekeeping(self) -> None:
@@ -245,12 +246,13 @@ class Consumer:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                self.poll_once()
+                self.poll_once(stop=stop)
                 self._housekeeping()
             except (KafkaError, DBAPIError) as e:
                 log(logger, "consumer loop error, will retry", logging.WARNING, error=repr(e)[:300])
                 stop.wait(1.0)
         self._kafka.close()
+        self._dead_letters.close(timeout=5)
 
 
 class _RetryLater(Exception):
