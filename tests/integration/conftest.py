@@ -13,28 +13,18 @@ import itertools
 import random
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
-import grpc
 import pytest
 import sqlalchemy as sa
-from google.protobuf.message import Message
-from google.rpc import error_details_pb2
 from google.type import date_pb2
-from grpc_status import rpc_status
+from grpc_support import InProcessServer, started_servers
 
-from wuye.core.auth import Role, issue_token
-from wuye.core.db import create_service_engine
 from wuye.core.events import outbox
-from wuye.core.grpcserver import build_server
 from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char, resident_id_check_char
-from wuye.core.migrate import upgrade
 from wuye.registry.service import SPEC
-from wuye.registry.settings import RegistrySettings
 from wuye.registry.v1 import registry_service_pb2 as pb
 from wuye.registry.v1 import registry_service_pb2_grpc as pb_grpc
 
-CALL_TIMEOUT_SECONDS = 10.0
 REGISTRY_DOMAIN = "wuye.registry"
 
 # -- test data: identifiers that pass their checks
@@ -63,126 +53,20 @@ def request_id() -> str:
     return str(uuid.uuid4())
 
 
-# -- failures as the caller sees them
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A failed call, with the google.rpc details the server attached."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str = ""
-    domain: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-    # field -> description, from google.rpc.BadRequest
-    violations: dict[str, str] = field(default_factory=dict)
-
-
-def failure_of(error: grpc.RpcError) -> Failure:
-    status = rpc_status.from_call(error)
-    if status is None:
-        return Failure(error.code(), error.details() or "")
-    info = error_details_pb2.ErrorInfo()
-    bad_request = error_details_pb2.BadRequest()
-    reason = domain = ""
-    metadata: dict[str, str] = {}
-    violations: dict[str, str] = {}
-    for detail in status.details:
-        if detail.Is(info.DESCRIPTOR):
-            detail.Unpack(info)
-            reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
-        elif detail.Is(bad_request.DESCRIPTOR):
-            detail.Unpack(bad_request)
-            violations.update({v.field: v.description for v in bad_request.field_violations})
-    return Failure(error.code(), status.message, reason, domain, metadata, violations)
-
-
-class Client:
-    """Calls the registry as one principal: `client.GetProject(request)` returns the response;
-    `client.fails("GetProject", request)` returns the Failure (and fails the test on success)."""
-
-    def __init__(self, stub: pb_grpc.RegistryServiceStub, token: str | None) -> None:
-        self._stub = stub
-        self.token = token
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-
-    def __getattr__(self, method: str) -> Callable[[Message], Message]:
-        rpc = getattr(self._stub, method)
-
-        def call(request: Message) -> Message:
-            return rpc(request, metadata=self.metadata, timeout=CALL_TIMEOUT_SECONDS)
-
-        return call
-
-    def fails(self, method: str, request: Message) -> Failure:
-        try:
-            response = getattr(self, method)(request)
-        except grpc.RpcError as e:
-            return failure_of(e)
-        raise AssertionError(f"{method} succeeded, expected a failure: {response}")
-
-
 # -- the server
 
 
-class Registry:
+class Registry(InProcessServer):
     """One running registry server with its settings and database, and builders of records."""
 
-    def __init__(self, settings: RegistrySettings) -> None:
-        self.settings = settings
-        self.engine = create_service_engine(settings)
-        self.server, self.port, self.health = build_server(
-            settings, SPEC.definitions(settings, self.engine)
-        )
-        self.server.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        self.stub = pb_grpc.RegistryServiceStub(self.channel)
-        self.admin = self.client(Role.ADMIN, "admin")
-        self.anonymous = Client(self.stub, None)
+    spec = SPEC
+    stub_class = pb_grpc.RegistryServiceStub
 
     # test data, as methods so test modules need not import this conftest
     new_credit_code = staticmethod(new_credit_code)
     new_resident_id = staticmethod(new_resident_id)
     request_id = staticmethod(request_id)
     DOMAIN = REGISTRY_DOMAIN
-
-    def close(self) -> None:
-        self.channel.close()
-        self.server.stop(None).wait(10)
-        self.engine.dispose()
-
-    # -- principals
-
-    def token(
-        self,
-        role: Role,
-        subject: str = "tester",
-        districts: list[str] | None = None,
-        ttl_seconds: int = 3600,
-    ) -> str:
-        return issue_token(
-            self.settings.token_secret.get_secret_value(),
-            subject=subject,
-            role=role,
-            districts=districts,
-            issuer=self.settings.token_issuer,
-            ttl_seconds=ttl_seconds,
-        )
-
-    def client(
-        self, role: Role, subject: str = "tester", districts: list[str] | None = None
-    ) -> Client:
-        return Client(self.stub, self.token(role, subject, districts))
-
-    def authority(self, district: str = "150602") -> Client:
-        return self.client(Role.DISTRICT_AUTHORITY, f"authority-{district}", [district])
-
-    def enterprise(self, credit_code: str, district: str = "150602") -> Client:
-        return self.client(Role.ENTERPRISE, credit_code, [district])
-
-    def with_token(self, token: str) -> Client:
-        return Client(self.stub, token)
 
     # -- the database, to check what was (not) stored
 
@@ -280,22 +164,8 @@ class Registry:
 def start_registry(make_settings) -> Iterator[Callable[..., Registry]]:
     """start_registry(**settings overrides) -> Registry: migrates this test's schema (once) and
     starts a server; all are stopped after the test."""
-    started: list[Registry] = []
-    migrated = False
-
-    def start(**overrides: object) -> Registry:
-        nonlocal migrated
-        settings = make_settings(RegistrySettings, grpc_workers=8, **overrides)
-        if not migrated:
-            upgrade(settings, SPEC.migrations_dir)
-            migrated = True
-        registry = Registry(settings)
-        started.append(registry)
-        return registry
-
-    yield start
-    for registry in started:
-        registry.close()
+    with started_servers(make_settings, Registry) as start:
+        yield start
 
 
 @pytest.fixture

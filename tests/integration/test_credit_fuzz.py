@@ -1,5 +1,5 @@
 """Fuzzing every method of wuye.credit.v1.CreditService over a real socket, with the strategies
-of the registry's fuzz test: random bytes, empty requests and random well-typed requests (odd
+of the fuzz loop in grpc_support: random bytes, empty requests and random well-typed requests (odd
 unicode, huge strings, extreme integers and times, unknown enum numbers), seeded with real
 credit codes, record ids, record types and checklist items so that some calls get past
 validation. A caller never sees UNKNOWN or INTERNAL (nor a hang), and the server keeps working.
@@ -10,12 +10,10 @@ from __future__ import annotations
 import time
 import uuid
 
-import grpc
 import pytest
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import given
+from grpc_support import NASTY, fuzz_every_payload, fuzz_nearly_valid
 from hypothesis import strategies as st
 from test_credit_support import (
     DONGSHENG,
@@ -24,7 +22,6 @@ from test_credit_support import (
     credit_servers,
     new_credit_code,
 )
-from test_registry_fuzz import FORBIDDEN, NASTY, fuzz_settings, messages
 
 from wuye.core.auth import Role
 from wuye.credit.v1 import credit_service_pb2 as pb
@@ -32,7 +29,6 @@ from wuye.credit.v1 import credit_service_pb2 as pb
 pytestmark = pytest.mark.integration
 
 SERVICE = pb.DESCRIPTOR.services_by_name["CreditService"]
-CALL_TIMEOUT_SECONDS = 5.0
 MESSAGE_EXAMPLES = 50
 DEEP_EXAMPLES = 60
 BYTES_EXAMPLES = 8
@@ -77,7 +73,6 @@ def _seed(credit) -> tuple[list[str], str]:
 @pytest.mark.parametrize("method", list(SERVICE.methods), ids=lambda m: m.name)
 def test_no_request_makes_a_method_fail_internally_or_stop_answering(credit, method):
     pool, code = _seed(credit)
-    call = credit.channel.unary_unary(f"/{SERVICE.full_name}/{method.name}")
     tokens = {
         "admin": credit.admin.metadata,
         "authority": credit.authority().metadata,
@@ -85,37 +80,14 @@ def test_no_request_makes_a_method_fail_internally_or_stop_answering(credit, met
         "service": credit.client(Role.SERVICE, "tenders").metadata,
         "anonymous": (),
     }
-    fits = credit.settings.grpc_max_message_bytes
-
-    def answer(payload: bytes, who: str) -> None:
-        try:
-            call(payload, metadata=tokens[who], timeout=CALL_TIMEOUT_SECONDS)
-        except grpc.RpcError as e:
-            code = e.code()
-            assert code not in FORBIDDEN, f"{method.name} as {who} answered {code.name}"
-            assert code != grpc.StatusCode.RESOURCE_EXHAUSTED or len(payload) > fits, (
-                f"{method.name} as {who}: {len(payload)} bytes answered {code.name}: {e.details()}"
-            )
-
-    for who in tokens:
-        answer(b"", who)
-
-    @fuzz_settings(BYTES_EXAMPLES)
-    @given(payload=st.binary(max_size=512), who=st.sampled_from(list(tokens)))
-    def random_bytes(payload: bytes, who: str) -> None:
-        answer(payload, who)
-
-    @fuzz_settings(MESSAGE_EXAMPLES)
-    @given(request=messages(method.input_type, pool), who=st.sampled_from(list(tokens)))
-    def random_requests(request: Message, who: str) -> None:
-        answer(request.SerializeToString(), who)
-
-    random_bytes()
-    random_requests()
-
-    health = health_pb2_grpc.HealthStub(credit.channel)
-    status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE.full_name), timeout=5)
-    assert status.status == health_pb2.HealthCheckResponse.SERVING
+    fuzz_every_payload(
+        credit,
+        method,
+        tokens,
+        pool,
+        bytes_examples=BYTES_EXAMPLES,
+        message_examples=MESSAGE_EXAMPLES,
+    )
     # And it still does its work.
     assert credit.admin.report(pool[1]).grade in (pb.GRADE_AAA, pb.GRADE_C)
 
@@ -213,15 +185,7 @@ DEEP = {
 @pytest.mark.parametrize("method_name", sorted(DEEP))
 def test_nearly_valid_requests_are_answered_or_refused_never_failed(credit, method_name):
     pool, _ = _seed(credit)
-    rpc = getattr(credit.admin, method_name)
-
-    @fuzz_settings(DEEP_EXAMPLES)
-    @given(request=DEEP[method_name](pool[:5]))
-    def nearly_valid(request: Message) -> None:
-        try:
-            rpc(request)
-        except grpc.RpcError as e:
-            assert e.code() not in FORBIDDEN, f"{method_name}: {e.code().name} {e.details()}"
-
-    nearly_valid()
+    fuzz_nearly_valid(
+        getattr(credit.admin, method_name), method_name, DEEP[method_name](pool[:5]), DEEP_EXAMPLES
+    )
     assert credit.admin.report(pool[0]).filed

@@ -14,35 +14,28 @@ import datetime as dt
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 
-import grpc
 import sqlalchemy as sa
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from grpc_support import Client, InProcessServer, started_servers
 
-from wuye.core.auth import Role, issue_token
 from wuye.core.consumer import EventMeta
-from wuye.core.db import create_service_engine
 from wuye.core.events import inbox, outbox
-from wuye.core.grpcserver import build_server
+from wuye.core.grpcserver import ServiceDefinition
 from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char
-from wuye.core.migrate import upgrade
 from wuye.credit import store
 from wuye.credit.api import CreditApi
 from wuye.credit.commands import GRADE_TOPIC, Credit
 from wuye.credit.service import SPEC
-from wuye.credit.settings import CreditSettings
 from wuye.credit.v1 import credit_service_pb2 as pb
 from wuye.credit.v1 import credit_service_pb2_grpc as pb_grpc
 from wuye.credit.v1 import events_pb2 as ev
 from wuye.registry.v1 import events_pb2 as registry_events
 from wuye.registry.v1 import registry_service_pb2 as registry_pb
 
-CALL_TIMEOUT_SECONDS = 10.0
 CONSUMER_NAME = SPEC.consumers[0].name
 ENTERPRISE_TOPIC = "wuye.registry.enterprise.v1"
 PROJECT_TOPIC = "wuye.registry.project.v1"
@@ -83,59 +76,8 @@ class Clock:
         return self()
 
 
-# -- failures as the caller sees them
-
-
-@dataclass(frozen=True)
-class Failure:
-    code: grpc.StatusCode
-    message: str
-    reason: str = ""
-    # field -> description, from google.rpc.BadRequest
-    violations: dict[str, str] = field(default_factory=dict)
-
-
-def failure_of(error: grpc.RpcError) -> Failure:
-    status = rpc_status.from_call(error)
-    if status is None:
-        return Failure(error.code(), error.details() or "")
-    info = error_details_pb2.ErrorInfo()
-    bad_request = error_details_pb2.BadRequest()
-    reason = ""
-    violations: dict[str, str] = {}
-    for detail in status.details:
-        if detail.Is(info.DESCRIPTOR):
-            detail.Unpack(info)
-            reason = info.reason
-        elif detail.Is(bad_request.DESCRIPTOR):
-            detail.Unpack(bad_request)
-            violations.update({v.field: v.description for v in bad_request.field_violations})
-    return Failure(error.code(), status.message, reason, violations)
-
-
-class Client:
-    """Calls the credit service as one principal: `client.GetCreditReport(request)` returns the
-    response; `client.fails("GetCreditReport", request)` the Failure (the test fails on success).
-    """
-
-    def __init__(self, stub: pb_grpc.CreditServiceStub, token: str | None) -> None:
-        self._stub = stub
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-
-    def __getattr__(self, method: str) -> Callable[[Message], Message]:
-        rpc = getattr(self._stub, method)
-
-        def call(request: Message) -> Message:
-            return rpc(request, metadata=self.metadata, timeout=CALL_TIMEOUT_SECONDS)
-
-        return call
-
-    def fails(self, method: str, request: Message) -> Failure:
-        try:
-            response = getattr(self, method)(request)
-        except grpc.RpcError as e:
-            return failure_of(e)
-        raise AssertionError(f"{method} succeeded, expected a failure: {response}")
+class CreditClient(Client):
+    """A Client of the credit service, with a shorthand for the report of an enterprise."""
 
     def report(self, credit_code: str, as_of: dt.datetime | None = None) -> pb.CreditReport:
         request = pb.GetCreditReportRequest(subject=enterprise(credit_code))
@@ -147,53 +89,19 @@ class Client:
 # -- the server
 
 
-class CreditServer:
+class CreditServer(InProcessServer):
     """One running credit server, its database, its clock, and the registry's events."""
 
-    def __init__(self, settings: CreditSettings) -> None:
-        self.settings = settings
-        self.engine = create_service_engine(settings)
+    spec = SPEC
+    stub_class = pb_grpc.CreditServiceStub
+    client_class = CreditClient
+
+    def definitions(self) -> list[ServiceDefinition]:
+        """The servicer of SPEC.definitions (routes and all), on the test's clock."""
         self.clock = Clock()
-        self.credit = Credit(self.engine, settings, clock=self.clock)
-        # The servicer of SPEC.definitions (routes and all), on the test's clock.
-        definitions = [
-            replace(d, servicer=CreditApi(self.credit))
-            for d in SPEC.definitions(settings, self.engine)
-        ]
-        self.server, self.port, self.health = build_server(settings, definitions)
-        self.server.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        self.stub = pb_grpc.CreditServiceStub(self.channel)
+        self.credit = Credit(self.engine, self.settings, clock=self.clock)
         self.handlers = self.credit.handlers()
-        self.admin = self.client(Role.ADMIN, "admin")
-        self.anonymous = Client(self.stub, None)
-
-    def close(self) -> None:
-        self.channel.close()
-        self.server.stop(None).wait(10)
-        self.engine.dispose()
-
-    # -- principals
-
-    def token(self, role: Role, subject: str = "tester", districts: list[str] | None = None):
-        return issue_token(
-            self.settings.token_secret.get_secret_value(),
-            subject=subject,
-            role=role,
-            districts=districts,
-            issuer=self.settings.token_issuer,
-        )
-
-    def client(
-        self, role: Role, subject: str = "tester", districts: list[str] | None = None
-    ) -> Client:
-        return Client(self.stub, self.token(role, subject, districts))
-
-    def authority(self, district: str = DONGSHENG) -> Client:
-        return self.client(Role.DISTRICT_AUTHORITY, f"authority-{district}", [district])
-
-    def enterprise(self, credit_code: str, district: str = DONGSHENG) -> Client:
-        return self.client(Role.ENTERPRISE, credit_code, [district])
+        return [replace(d, servicer=CreditApi(self.credit)) for d in super().definitions()]
 
     # -- the registry's events, as the Consumer hands them to the handlers
 
@@ -265,7 +173,7 @@ class CreditServer:
     # -- authorities' acts, through the API
 
     def record(
-        self, credit_code: str, record_type: str, client: Client | None = None
+        self, credit_code: str, record_type: str, client: CreditClient | None = None
     ) -> pb.RecordCreditEventResponse:
         return (client or self.admin).RecordCreditEvent(
             pb.RecordCreditEventRequest(
@@ -351,25 +259,7 @@ def assessment_request(
     )
 
 
-@contextlib.contextmanager
-def credit_servers(make_settings) -> Iterator[Callable[..., CreditServer]]:
+def credit_servers(make_settings) -> contextlib.AbstractContextManager[Callable[..., CreditServer]]:
     """For a test module's fixture: `start(**settings overrides) -> CreditServer` migrates the
     test's schema (once) and starts a server; every one started is stopped at the end."""
-    started: list[CreditServer] = []
-    migrated = False
-
-    def start(**overrides: object) -> CreditServer:
-        nonlocal migrated
-        settings = make_settings(CreditSettings, grpc_workers=8, **overrides)
-        if not migrated:
-            upgrade(settings, SPEC.migrations_dir)
-            migrated = True
-        server = CreditServer(settings)
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.close()
+    return started_servers(make_settings, CreditServer)

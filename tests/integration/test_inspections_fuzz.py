@@ -1,5 +1,5 @@
 """Fuzzing every method of wuye.inspections.v1.InspectionsService over a real socket, with the
-strategies of the registry's fuzz test: random bytes, empty requests and random well-typed
+strategies of the fuzz loop in grpc_support: random bytes, empty requests and random well-typed
 requests (odd unicode, huge strings, extreme integers and dates, unknown enum numbers), seeded
 with real project, round, check, order and inspector ids, grades, periods and checklist items so
 that some calls get past validation; then nearly valid rounds, checks and re-inspections. A
@@ -8,14 +8,10 @@ caller never sees UNKNOWN or INTERNAL (nor a hang), and the server keeps working
 
 from __future__ import annotations
 
-from collections import Counter
-
-import grpc
 import pytest
 from google.protobuf.message import Message
 from google.type import date_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import given
+from grpc_support import NASTY, fuzz_every_payload, fuzz_nearly_valid
 from hypothesis import strategies as st
 from test_inspections_support import (
     DONGSHENG,
@@ -25,7 +21,6 @@ from test_inspections_support import (
     inspections_servers,
     new_credit_code,
 )
-from test_registry_fuzz import FORBIDDEN, NASTY, fuzz_settings, messages
 
 from wuye.core.auth import Role
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
@@ -34,7 +29,6 @@ from wuye.inspections.v1 import inspections_service_pb2 as pb
 pytestmark = pytest.mark.integration
 
 SERVICE = pb.DESCRIPTOR.services_by_name["InspectionsService"]
-CALL_TIMEOUT_SECONDS = 5.0
 MESSAGE_EXAMPLES = 40
 BYTES_EXAMPLES = 8
 DEEP_EXAMPLES = 50
@@ -82,7 +76,6 @@ def _seed(inspections: InspectionsServer) -> tuple[list[str], str]:
 @pytest.mark.parametrize("method", list(SERVICE.methods), ids=lambda m: m.name)
 def test_no_request_makes_a_method_fail_internally_or_stop_answering(inspections, method):
     pool, inspector = _seed(inspections)
-    call = inspections.channel.unary_unary(f"/{SERVICE.full_name}/{method.name}")
     tokens = {
         "admin": inspections.admin.metadata,
         "authority": inspections.authority().metadata,
@@ -90,37 +83,14 @@ def test_no_request_makes_a_method_fail_internally_or_stop_answering(inspections
         "sub_district": inspections.client(Role.SUB_DISTRICT, "street", [DONGSHENG]).metadata,
         "anonymous": (),
     }
-    fits = inspections.settings.grpc_max_message_bytes
-
-    def answer(payload: bytes, who: str) -> None:
-        try:
-            call(payload, metadata=tokens[who], timeout=CALL_TIMEOUT_SECONDS)
-        except grpc.RpcError as e:
-            code = e.code()
-            assert code not in FORBIDDEN, f"{method.name} as {who} answered {code.name}"
-            assert code != grpc.StatusCode.RESOURCE_EXHAUSTED or len(payload) > fits, (
-                f"{method.name} as {who}: {len(payload)} bytes answered {code.name}: {e.details()}"
-            )
-
-    for who in tokens:
-        answer(b"", who)
-
-    @fuzz_settings(BYTES_EXAMPLES)
-    @given(payload=st.binary(max_size=512), who=st.sampled_from(list(tokens)))
-    def random_bytes(payload: bytes, who: str) -> None:
-        answer(payload, who)
-
-    @fuzz_settings(MESSAGE_EXAMPLES)
-    @given(request=messages(method.input_type, pool), who=st.sampled_from(list(tokens)))
-    def random_requests(request: Message, who: str) -> None:
-        answer(request.SerializeToString(), who)
-
-    random_bytes()
-    random_requests()
-
-    health = health_pb2_grpc.HealthStub(inspections.channel)
-    status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE.full_name), timeout=5)
-    assert status.status == health_pb2.HealthCheckResponse.SERVING
+    fuzz_every_payload(
+        inspections,
+        method,
+        tokens,
+        pool,
+        bytes_examples=BYTES_EXAMPLES,
+        message_examples=MESSAGE_EXAMPLES,
+    )
     # And it still does its work.
     assert inspections.anonymous.GetRound(pb.GetRoundRequest(round_id=pool[0])).round.seed
 
@@ -225,22 +195,9 @@ def test_nearly_valid_requests_are_answered_or_refused_never_failed(inspections,
         inspections.project(credit_code=None, grade=grade)
     extra = inspections.draw(inspections.create_round(floor_rate="1").round_id)
     pool += [s.check_id for s in extra.selections]
-    rpc = getattr(inspections.admin, method_name)
-
-    outcomes: Counter[str] = Counter()
-
-    @fuzz_settings(DEEP_EXAMPLES)
-    @given(request=DEEP[method_name](pool))
-    def nearly_valid(request: Message) -> None:
-        try:
-            rpc(request)
-        except grpc.RpcError as e:
-            assert e.code() not in FORBIDDEN, f"{method_name}: {e.code().name} {e.details()}"
-            outcomes[e.code().name] += 1
-        else:
-            outcomes["OK"] += 1
-
-    nearly_valid()
+    outcomes = fuzz_nearly_valid(
+        getattr(inspections.admin, method_name), method_name, DEEP[method_name](pool), DEEP_EXAMPLES
+    )
     # Some got past validation, to the rules behind it.
     assert outcomes.keys() - {"INVALID_ARGUMENT"}, outcomes
     assert inspections.anonymous.GetRound(pb.GetRoundRequest(round_id=pool[0])).round.seed

@@ -16,26 +16,22 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import grpc
 import sqlalchemy as sa
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
 from google.type import date_pb2
-from grpc_status import rpc_status
+from grpc_support import Client, InProcessServer, started_servers
 
-from wuye.core.auth import Role, issue_token
+from wuye.core.auth import Role
 from wuye.core.consumer import EventMeta
-from wuye.core.db import create_service_engine
 from wuye.core.events import inbox, outbox
-from wuye.core.grpcserver import build_server
+from wuye.core.grpcserver import ServiceDefinition
 from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char, new_id
-from wuye.core.migrate import upgrade
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
 from wuye.credit.v1 import events_pb2 as credit_events
 from wuye.inspections.api import InspectionsApi
@@ -48,7 +44,6 @@ from wuye.inspections.v1 import inspections_service_pb2_grpc as pb_grpc
 from wuye.registry.v1 import events_pb2 as registry_events
 from wuye.registry.v1 import registry_service_pb2 as registry_pb
 
-CALL_TIMEOUT_SECONDS = 10.0
 CONSUMER_NAME = SPEC.consumers[0].name
 PROJECT_TOPIC = "wuye.registry.project.v1"
 GRADE_TOPIC = "wuye.credit.grade.v1"
@@ -120,60 +115,6 @@ class Clock:
         return self().date()
 
 
-# -- failures as the caller sees them
-
-
-@dataclass(frozen=True)
-class Failure:
-    code: grpc.StatusCode
-    message: str
-    reason: str = ""
-    # field -> description, from google.rpc.BadRequest
-    violations: dict[str, str] = field(default_factory=dict)
-
-
-def failure_of(error: grpc.RpcError) -> Failure:
-    status = rpc_status.from_call(error)
-    if status is None:
-        return Failure(error.code(), error.details() or "")
-    info = error_details_pb2.ErrorInfo()
-    bad_request = error_details_pb2.BadRequest()
-    reason = ""
-    violations: dict[str, str] = {}
-    for detail in status.details:
-        if detail.Is(info.DESCRIPTOR):
-            detail.Unpack(info)
-            reason = info.reason
-        elif detail.Is(bad_request.DESCRIPTOR):
-            detail.Unpack(bad_request)
-            violations.update({v.field: v.description for v in bad_request.field_violations})
-    return Failure(error.code(), status.message, reason, violations)
-
-
-class Client:
-    """Calls inspections as one principal: `client.GetRound(request)` returns the response;
-    `client.fails("GetRound", request)` the Failure (the test fails on success)."""
-
-    def __init__(self, stub: pb_grpc.InspectionsServiceStub, token: str | None) -> None:
-        self._stub = stub
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-
-    def __getattr__(self, method: str) -> Callable[[Message], Message]:
-        rpc = getattr(self._stub, method)
-
-        def call(request: Message) -> Message:
-            return rpc(request, metadata=self.metadata, timeout=CALL_TIMEOUT_SECONDS)
-
-        return call
-
-    def fails(self, method: str, request: Message) -> Failure:
-        try:
-            response = getattr(self, method)(request)
-        except grpc.RpcError as e:
-            return failure_of(e)
-        raise AssertionError(f"{method} succeeded, expected a failure: {response}")
-
-
 # -- the verifier, as a user runs it
 
 
@@ -202,51 +143,26 @@ def verify_draw(path: Path) -> Verdict:
 # -- the server
 
 
-class InspectionsServer:
+class InspectionsServer(InProcessServer):
     """One running inspections server, its database, its clock, and the events it reads."""
 
-    def __init__(self, settings: InspectionsSettings) -> None:
-        self.settings = settings
-        self.engine = create_service_engine(settings)
-        self.clock = Clock()
-        self.inspections = Inspections(self.engine, settings, clock=self.clock)
-        # The servicer of SPEC.definitions (routes and all), on the test's clock.
-        definitions = [
-            replace(d, servicer=InspectionsApi(self.inspections))
-            for d in SPEC.definitions(settings, self.engine)
-        ]
-        self.server, self.port, self.health = build_server(settings, definitions)
-        self.server.start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        self.stub = pb_grpc.InspectionsServiceStub(self.channel)
-        self.handlers = self.inspections.handlers()
-        self.admin = self.client(Role.ADMIN, "admin")
-        self.city = self.client(Role.CITY_AUTHORITY, "city-authority")
-        self.anonymous = Client(self.stub, None)
+    spec = SPEC
+    stub_class = pb_grpc.InspectionsServiceStub
 
-    def close(self) -> None:
-        self.channel.close()
-        self.server.stop(None).wait(10)
-        self.engine.dispose()
+    def __init__(self, settings: InspectionsSettings) -> None:
+        super().__init__(settings)
+        self.city = self.client(Role.CITY_AUTHORITY, "city-authority")
+
+    def definitions(self) -> list[ServiceDefinition]:
+        """The servicer of SPEC.definitions (routes and all), on the test's clock."""
+        self.clock = Clock()
+        self.inspections = Inspections(self.engine, self.settings, clock=self.clock)
+        self.handlers = self.inspections.handlers()
+        return [
+            replace(d, servicer=InspectionsApi(self.inspections)) for d in super().definitions()
+        ]
 
     # -- principals
-
-    def token(self, role: Role, subject: str = "tester", districts: list[str] | None = None):
-        return issue_token(
-            self.settings.token_secret.get_secret_value(),
-            subject=subject,
-            role=role,
-            districts=districts,
-            issuer=self.settings.token_issuer,
-        )
-
-    def client(
-        self, role: Role, subject: str = "tester", districts: list[str] | None = None
-    ) -> Client:
-        return Client(self.stub, self.token(role, subject, districts))
-
-    def authority(self, district: str = DONGSHENG) -> Client:
-        return self.client(Role.DISTRICT_AUTHORITY, f"authority-{district}", [district])
 
     def inspector(self, inspector_id: str, district: str = DONGSHENG) -> Client:
         return self.client(Role.INSPECTOR, inspector_id, [district])
@@ -436,25 +352,9 @@ def grade_changed(
     )
 
 
-@contextlib.contextmanager
-def inspections_servers(make_settings) -> Iterator[Callable[..., InspectionsServer]]:
+def inspections_servers(
+    make_settings,
+) -> contextlib.AbstractContextManager[Callable[..., InspectionsServer]]:
     """For a test module's fixture: `start(**settings overrides) -> InspectionsServer` migrates
     the test's schema (once) and starts a server; every one started is stopped at the end."""
-    started: list[InspectionsServer] = []
-    migrated = False
-
-    def start(**overrides: object) -> InspectionsServer:
-        nonlocal migrated
-        settings = make_settings(InspectionsSettings, grpc_workers=8, **overrides)
-        if not migrated:
-            upgrade(settings, SPEC.migrations_dir)
-            migrated = True
-        server = InspectionsServer(settings)
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.close()
+    return started_servers(make_settings, InspectionsServer)

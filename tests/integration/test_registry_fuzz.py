@@ -12,174 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import grpc
 import pytest
-from google.protobuf import descriptor as d
-from google.protobuf import message_factory
-from google.protobuf.message import Message
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from grpc_support import fuzz_every_payload
 
 from wuye.registry.v1 import registry_service_pb2 as pb
 
 pytestmark = pytest.mark.integration
 
 SERVICE = pb.DESCRIPTOR.services_by_name["RegistryService"]
-FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED}
-CALL_TIMEOUT_SECONDS = 5.0
 MESSAGE_EXAMPLES = 40
 BYTES_EXAMPLES = 12
-MAX_DEPTH = 4
-
-
-def fuzz_settings(max_examples: int) -> settings:
-    return settings(
-        max_examples=max_examples,
-        deadline=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-            HealthCheck.large_base_example,
-            HealthCheck.filter_too_much,
-        ],
-    )
-
-
-_INT_RANGES = {
-    d.FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
-    d.FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    d.FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    d.FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
-    d.FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    d.FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    d.FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
-    d.FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
-    d.FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
-    d.FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
-}
-
-# Strings that trip parsers and databases.
-NASTY = [
-    "",
-    " ",
-    "\x00",
-    "\x7f",
-    "a\x00b",
-    "\n",
-    "\u200b",
-    "\ufeff",
-    "𝕏",
-    "😀" * 50,
-    "'; DROP TABLE enterprises; --",
-    "%s%s%n",
-    "../../etc/passwd",
-    "150602",
-    "150602-",
-    "150602-\x00",
-    "150602-" + "x" * 300,
-    "150699-000000000000",
-    "-1",
-    "9" * 40,
-    "1e400",
-    "NaN",
-    "٨٩.٣٧",
-    "0.00",
-    "999999999.99",
-]
-
-
-def _integers(lo: int, hi: int) -> st.SearchStrategy[int]:
-    edges = [v for v in (lo, hi, 0, 1, -1, 2**31 - 1, -(2**31), 2**63 - 1) if lo <= v <= hi]
-    return st.one_of(
-        st.sampled_from(edges),
-        st.integers(-1000, 1000).filter(lambda v: lo <= v <= hi),
-        st.integers(lo, hi),
-    )
-
-
-def _strings(pool: list[str], huge: bool) -> st.SearchStrategy[str]:
-    utf8 = st.characters(codec="utf-8")
-    choices = [
-        st.sampled_from(pool),
-        st.sampled_from(NASTY),
-        st.text(utf8, max_size=40),
-        # Valid values and district prefixes with something after them.
-        st.builds(
-            lambda valid, junk: valid + junk,
-            st.sampled_from([*pool, "150602-", "150603-F"]),
-            st.one_of(st.sampled_from(NASTY), st.text(utf8, max_size=8)),
-        ),
-    ]
-    if huge:
-        choices.append(
-            st.builds(
-                lambda start, ch, n: start + ch * n,
-                st.sampled_from(["", "150602-", "150602-F"]),
-                utf8,
-                st.integers(1_000, 50_000),
-            )
-        )
-    return st.one_of(choices)
-
-
-def _scalars(field: d.FieldDescriptor, pool: list[str], huge: bool) -> st.SearchStrategy:
-    t = field.type
-    if t == d.FieldDescriptor.TYPE_STRING:
-        return _strings(pool, huge)
-    if t == d.FieldDescriptor.TYPE_BYTES:
-        return st.binary(max_size=64)
-    if t == d.FieldDescriptor.TYPE_BOOL:
-        return st.booleans()
-    if t == d.FieldDescriptor.TYPE_ENUM:
-        known = [v.number for v in field.enum_type.values]
-        return st.one_of(st.sampled_from(known), _integers(-(2**31), 2**31 - 1))
-    if t == d.FieldDescriptor.TYPE_FLOAT:
-        return st.floats(width=32)
-    if t == d.FieldDescriptor.TYPE_DOUBLE:
-        return st.floats()
-    if t in _INT_RANGES:
-        return _integers(*_INT_RANGES[t])
-    raise AssertionError(f"no strategy for field type {t} of {field.full_name}")
-
-
-def messages(
-    descriptor: d.Descriptor, pool: list[str], depth: int = 0, huge: bool = True
-) -> st.SearchStrategy:
-    """Random messages of `descriptor`: each field set (mostly) or not, to anything its type
-    allows; `huge` admits strings of tens of kilobytes."""
-    message_class = message_factory.GetMessageClass(descriptor)
-    present = st.integers(0, 3).map(bool)
-
-    def values(field: d.FieldDescriptor, huge: bool) -> st.SearchStrategy:
-        if field.message_type is not None:
-            return messages(field.message_type, pool, depth + 1, huge)
-        return _scalars(field, pool, huge)
-
-    @st.composite
-    def build(draw) -> Message:
-        message = message_class()
-        for field in descriptor.fields:
-            if not draw(present) or (field.message_type and depth >= MAX_DEPTH):
-                continue
-            if field.is_repeated:
-                items = draw(
-                    st.one_of(
-                        st.lists(values(field, huge), max_size=4),
-                        # Many copies of one small value: past every per-request limit.
-                        st.builds(
-                            lambda v, n: [v] * n, values(field, False), st.integers(50, 1200)
-                        ),
-                    )
-                )
-                getattr(message, field.name).extend(items)
-            elif field.message_type is not None:
-                getattr(message, field.name).CopyFrom(draw(values(field, huge)))
-            else:
-                setattr(message, field.name, draw(values(field, huge)))
-        return message
-
-    return build()
 
 
 def _seed(registry) -> tuple[list[str], str]:
@@ -253,42 +95,15 @@ def _seed(registry) -> tuple[list[str], str]:
 @pytest.mark.parametrize("method", SERVICE.methods, ids=lambda m: m.name)
 def test_no_request_makes_a_method_fail_internally_or_stop_answering(registry, method):
     pool, project = _seed(registry)
-    call = registry.channel.unary_unary(f"/{SERVICE.full_name}/{method.name}")
     tokens = {"admin": registry.admin.metadata, "anonymous": ()}
-
-    # Above the server's message limit RESOURCE_EXHAUSTED is the right answer; below it, it
-    # means the client could not read the answer (e.g. trailers too large).
-    fits = registry.settings.grpc_max_message_bytes
-
-    def answer(payload: bytes, who: str) -> None:
-        try:
-            call(payload, metadata=tokens[who], timeout=CALL_TIMEOUT_SECONDS)
-        except grpc.RpcError as e:
-            code = e.code()
-            assert code not in FORBIDDEN, f"{method.name} as {who} answered {code.name}"
-            assert code != grpc.StatusCode.RESOURCE_EXHAUSTED or len(payload) > fits, (
-                f"{method.name} as {who}: {len(payload)} bytes answered {code.name}: {e.details()}"
-            )
-
-    for who in tokens:
-        answer(b"", who)
-
-    @fuzz_settings(BYTES_EXAMPLES)
-    @given(payload=st.binary(max_size=512), who=st.sampled_from(list(tokens)))
-    def random_bytes(payload: bytes, who: str) -> None:
-        answer(payload, who)
-
-    @fuzz_settings(MESSAGE_EXAMPLES)
-    @given(request=messages(method.input_type, pool), who=st.sampled_from(list(tokens)))
-    def random_requests(request: Message, who: str) -> None:
-        answer(request.SerializeToString(), who)
-
-    random_bytes()
-    random_requests()
-
-    health = health_pb2_grpc.HealthStub(registry.channel)
-    status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE.full_name), timeout=5)
-    assert status.status == health_pb2.HealthCheckResponse.SERVING
+    fuzz_every_payload(
+        registry,
+        method,
+        tokens,
+        pool,
+        bytes_examples=BYTES_EXAMPLES,
+        message_examples=MESSAGE_EXAMPLES,
+    )
     # And it still does its work.
     got = registry.admin.GetProject(pb.GetProjectRequest(project_id=project))
     assert got.project.project_id == project
