@@ -5,10 +5,16 @@ STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
 .PHONY: run test unit integration e2e bench lint protos clean check-deploy
 
+# The generated protobuf packages are part of the distribution, so they exist before it is
+# installed: the code generator (pinned in pyproject.toml) goes in first.
+PROTO_TOOLS := $(shell grep -oE '"(grpcio-tools|googleapis-common-protos)==[^"]+"' pyproject.toml | tr -d '"')
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "installing into $(VENV) ..."
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check $(PROTO_TOOLS)
+	@$(PY) tools/genproto.py
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 

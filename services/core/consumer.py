@@ -12,7 +12,7 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -61,6 +61,27 @@ def message_class(full_name: str) -> type[Message] | None:
     except ImportError:
         return None
     return getattr(module, name, None)
+
+
+def configured_handlers(
+    rules: Iterable[tuple[str, Callable[[Connection, Message, EventMeta], None]]],
+) -> dict[str, Handler]:
+    """Handlers for other services' events named in configuration, by event type. An event
+    whose protos are not installed yet is left out with a warning, and takes effect once they
+    are."""
+    found: dict[str, Handler] = {}
+    for event_type, handle in rules:
+        message_type = message_class(event_type)
+        if message_type is None:
+            log(
+                logger,
+                "event type not available yet; its rule waits",
+                logging.WARNING,
+                event_type=event_type,
+            )
+            continue
+        found[event_type] = Handler(message_type, handle)
+    return found
 
 
 def _is_transient(error: Exception) -> bool:

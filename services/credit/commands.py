@@ -5,7 +5,6 @@ through the outbox in that transaction too."""
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
@@ -13,13 +12,12 @@ from decimal import Decimal
 from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
-from wuye.core.consumer import EventMeta, Handler, message_class
+from wuye.core.consumer import EventMeta, Handler, configured_handlers
 from wuye.core.context import current
 from wuye.core.db import reader
 from wuye.core.errors import NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
-from wuye.core.logs import log
 from wuye.core.wire import timestamp
 from wuye.credit import domain, store
 from wuye.credit.domain import (
@@ -46,8 +44,6 @@ GRADE_TOPIC = "wuye.credit.grade.v1"
 TOPICS = (GRADE_TOPIC,)
 FEED_VERSION = 1
 EXPIRY_TIMER = "record-expiry"
-
-logger = logging.getLogger("wuye.credit")
 
 
 def grade_number(grade: Grade) -> int:
@@ -451,17 +447,11 @@ class Credit:
                 registry_events.PractitionerRegistered, self.on_practitioner_registered
             ),
         }
-        for rule in self.settings.event_rules:
-            message_type = message_class(rule.event)
-            if message_type is None:
-                log(
-                    logger,
-                    "event type not available yet; its rule waits",
-                    logging.WARNING,
-                    event_type=rule.event,
-                )
-                continue
-            found[rule.event] = Handler(message_type, self.rule_handler(rule))
+        found.update(
+            configured_handlers(
+                (rule.event, self.rule_handler(rule)) for rule in self.settings.event_rules
+            )
+        )
         return found
 
     # ------------------------------------------------------------ timers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
@@ -13,13 +12,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2
 from sqlalchemy import Connection, Engine
 
-from wuye.core.consumer import EventMeta, Handler, message_class
+from wuye.core.consumer import EventMeta, Handler, configured_handlers
 from wuye.core.context import current
 from wuye.core.db import reader
 from wuye.core.errors import AlreadyExists, NotFound
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
-from wuye.core.logs import log
 from wuye.credit.v1 import credit_service_pb2 as credit
 from wuye.credit.v1 import events_pb2 as credit_events
 from wuye.inspections import domain, store
@@ -29,7 +27,6 @@ from wuye.inspections.domain import (
     RectificationState,
     RoundSpec,
     RoundState,
-    Selection,
 )
 from wuye.inspections.settings import InspectionsSettings
 from wuye.inspections.v1 import events_pb2 as ev
@@ -41,8 +38,6 @@ CHECK_TOPIC = "wuye.inspections.check.v1"
 RECTIFICATION_TOPIC = "wuye.inspections.rectification.v1"
 TOPICS = (ROUND_TOPIC, CHECK_TOPIC, RECTIFICATION_TOPIC)
 READ_MODEL_TOPICS = ("wuye.registry.project.v1", "wuye.credit.grade.v1")
-
-logger = logging.getLogger("wuye.inspections")
 
 
 def timestamp(moment: dt.datetime) -> Timestamp:
@@ -458,19 +453,10 @@ class Inspections:
                 credit_events.GradeChanged, self.on_grade_changed
             ),
         }
-        for rule in self.settings.trigger_rules:
-            message_type = message_class(rule.event)
-            if message_type is None:
-                log(
-                    logger,
-                    "event type not available yet; its trigger waits",
-                    logging.WARNING,
-                    event_type=rule.event,
-                )
-                continue
-            found[rule.event] = Handler(message_type, self.trigger_handler(rule.project_field))
+        found.update(
+            configured_handlers(
+                (rule.event, self.trigger_handler(rule.project_field))
+                for rule in self.settings.trigger_rules
+            )
+        )
         return found
-
-
-def selections_of(checks: list) -> list[Selection]:
-    return [Selection(c.project_id, c.reason, tuple(c.inspector_ids)) for c in checks]
