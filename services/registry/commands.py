@@ -227,66 +227,63 @@ class Registry:
         given: ParticularsInput,
         fields: tuple[str, ...],
     ) -> Filing:
-        enterprise = self._enterprise(connection, credit_code)
-        _require_enterprise_access(credit_code, enterprise.district_code)
-        domain.check_may_file(
-            enterprise, FilingKind.CHANGE, store.pending_filing(connection, credit_code)
-        )
-        now = self.now()
-        filing = Filing(
-            filing_id=new_id(enterprise.district_code, "F"),
-            credit_code=credit_code,
-            district_code=enterprise.district_code,
-            kind=FilingKind.CHANGE,
-            state=FilingState.SUBMITTED,
-            submitted_at=now,
+        filing, enterprise = self._submit(
+            connection,
+            credit_code,
+            FilingKind.CHANGE,
             proposed=self._particulars(given),
             changed_fields=fields,
         )
-        store.save_filing(connection, filing, new=True)
         self._emit_enterprise(
             connection,
             enterprise,
             ev.EnterpriseChangeFiled(
                 filing_id=filing.filing_id,
                 credit_code=credit_code,
-                district_code=enterprise.district_code,
+                district_code=filing.district_code,
                 changed_fields=list(fields),
-                occur_time=timestamp(now),
+                occur_time=timestamp(filing.submitted_at),
             ),
         )
         return filing
 
     def file_exit(self, connection: Connection, credit_code: str, reason: str) -> Filing:
-        enterprise = self._enterprise(connection, credit_code)
-        _require_enterprise_access(credit_code, enterprise.district_code)
-        domain.check_may_file(
-            enterprise, FilingKind.EXIT, store.pending_filing(connection, credit_code)
+        filing, enterprise = self._submit(
+            connection, credit_code, FilingKind.EXIT, exit_reason=reason
         )
-        domain.check_exit_allowed(enterprise)
-        now = self.now()
-        filing = Filing(
-            filing_id=new_id(enterprise.district_code, "F"),
-            credit_code=credit_code,
-            district_code=enterprise.district_code,
-            kind=FilingKind.EXIT,
-            state=FilingState.SUBMITTED,
-            submitted_at=now,
-            exit_reason=reason,
-        )
-        store.save_filing(connection, filing, new=True)
         self._emit_enterprise(
             connection,
             enterprise,
             ev.EnterpriseExitFiled(
                 filing_id=filing.filing_id,
                 credit_code=credit_code,
-                district_code=enterprise.district_code,
+                district_code=filing.district_code,
                 reason=reason,
-                occur_time=timestamp(now),
+                occur_time=timestamp(filing.submitted_at),
             ),
         )
         return filing
+
+    def _submit(
+        self, connection: Connection, credit_code: str, kind: FilingKind, **details
+    ) -> tuple[Filing, Enterprise]:
+        """A filed enterprise submits a change or exit filing (checked as the caller may)."""
+        enterprise = self._enterprise(connection, credit_code)
+        _require_enterprise_access(credit_code, enterprise.district_code)
+        domain.check_may_file(enterprise, kind, store.pending_filing(connection, credit_code))
+        if kind is FilingKind.EXIT:
+            domain.check_exit_allowed(enterprise)
+        filing = Filing(
+            filing_id=new_id(enterprise.district_code, "F"),
+            credit_code=credit_code,
+            district_code=enterprise.district_code,
+            kind=kind,
+            state=FilingState.SUBMITTED,
+            submitted_at=self.now(),
+            **details,
+        )
+        store.save_filing(connection, filing, new=True)
+        return filing, enterprise
 
     def review_filing(
         self, filing_id: str, decision: Decision, reason: str
