@@ -98,8 +98,10 @@ class RoundSpec:
 # ---------------------------------------------------------------- commitment
 
 
-def lists_digest(spec: RoundSpec) -> bytes:
-    canonical = {
+def canonical(spec: RoundSpec) -> dict:
+    """The round's parameters and lists as plain JSON values: what the commitment covers, and
+    what is stored."""
+    return {
         "algorithm_version": spec.algorithm_version,
         "round_id": spec.round_id,
         "districts": list(spec.districts),
@@ -117,7 +119,10 @@ def lists_digest(spec: RoundSpec) -> bytes:
             for i in spec.inspectors
         ],
     }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def lists_digest(spec: RoundSpec) -> bytes:
+    text = json.dumps(canonical(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).digest()
 
 

@@ -17,6 +17,7 @@ from wuye.inspections.domain import (
     RectificationState,
     RoundSpec,
     RoundState,
+    canonical,
 )
 
 metadata = service_metadata()
@@ -245,27 +246,6 @@ def take_triggers(connection: Connection, project_ids: Iterable[str], round_id: 
 # ---------------------------------------------------------------- rounds
 
 
-def spec_json(spec: RoundSpec) -> dict:
-    return {
-        "round_id": spec.round_id,
-        "districts": list(spec.districts),
-        "period": spec.period,
-        "rates": {grade: str(rate) for grade, rate in spec.rates.items()},
-        "floor_rate": str(spec.floor_rate),
-        "inspectors_per_check": spec.inspectors_per_check,
-        "created_at": spec.created_at,
-        "algorithm_version": spec.algorithm_version,
-        "entities": [
-            [e.project_id, e.project_type, e.district_code, e.credit_code, e.grade, e.triggered]
-            for e in spec.entities
-        ],
-        "inspectors": [
-            [i.inspector_id, i.name, i.unit, list(i.districts), list(i.conflicts)]
-            for i in spec.inspectors
-        ],
-    }
-
-
 def spec_from_json(data: dict) -> RoundSpec:
     return RoundSpec(
         round_id=data["round_id"],
@@ -289,7 +269,7 @@ def insert_round(
     connection.execute(
         rounds.insert().values(
             round_id=spec.round_id,
-            spec=spec_json(spec),
+            spec=canonical(spec),
             state=RoundState.COMMITTED.value,
             seed=seed,
             seed_commitment=seed_commitment,
