@@ -251,6 +251,8 @@ class Consumer:
         if now - self._housekeeping_at < 10:
             return
         self._housekeeping_at = now
+        # Only the partitions assigned now: those lost in a rebalance are another member's.
+        metrics.CONSUMER_LAG.clear()
         for partition in self._kafka.assignment():
             end = self._kafka.highwater(partition)
             if end is not None:

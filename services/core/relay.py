@@ -155,6 +155,9 @@ class Relay:
         while not stop.is_set():
             try:
                 if not self._is_leader():
+                    # A standby reports nothing waiting: the active relay reports the backlog.
+                    metrics.OUTBOX_BACKLOG.set(0)
+                    metrics.OUTBOX_OLDEST_AGE.set(0)
                     stop.wait(1.0)
                     continue
                 if time.monotonic() - self._gauges_at >= self._gauge_seconds:
