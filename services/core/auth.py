@@ -100,10 +100,13 @@ class TokenVerifier:
     """Verifies tokens, remembering recent verdicts: a busy client sends the same token on every
     call, and checking its signature each time would cost more than the call itself."""
 
-    def __init__(self, secret: str, issuer: str, cache_size: int = 4096) -> None:
+    def __init__(
+        self, secret: str, issuer: str, cache_size: int = 4096, previous_secret: str = ""
+    ) -> None:
         if not secret:
             raise ValueError("a token secret is required (WUYE_TOKEN_SECRET)")
-        self._secret = secret
+        # During a key rotation tokens signed with the previous key are still accepted.
+        self._secrets = [secret, *([previous_secret] if previous_secret else [])]
         self._issuer = issuer
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
@@ -123,15 +126,26 @@ class TokenVerifier:
                 self._cache.popitem(last=False)
         return principal
 
+    def _claims(self, token: str) -> dict:
+        for secret in self._secrets[:-1]:
+            try:
+                return self._decode_with(token, secret)
+            except jwt.InvalidSignatureError:
+                continue
+        return self._decode_with(token, self._secrets[-1])
+
+    def _decode_with(self, token: str, secret: str) -> dict:
+        return jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            issuer=self._issuer,
+            options={"require": ["sub", "role", "exp"]},
+        )
+
     def _decode(self, token: str) -> tuple[Principal, float]:
         try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=["HS256"],
-                issuer=self._issuer,
-                options={"require": ["sub", "role", "exp"]},
-            )
+            claims = self._claims(token)
         except jwt.ExpiredSignatureError as e:
             raise Unauthenticated("TOKEN_EXPIRED", "the bearer token has expired") from e
         except jwt.InvalidTokenError as e:

@@ -275,7 +275,11 @@ def build_server(
     gateway = Gateway(
         domain=f"wuye.{settings.service}",
         definitions=definitions,
-        verifier=TokenVerifier(settings.token_secret.get_secret_value(), settings.token_issuer),
+        verifier=TokenVerifier(
+            settings.token_secret.get_secret_value(),
+            settings.token_issuer,
+            previous_secret=settings.token_previous_secret.get_secret_value(),
+        ),
         scope=scope,
         slow_seconds=settings.rpc_slow_seconds,
     )

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # HMAC key of bearer tokens, and the issuer they carry.
     token_secret: SecretStr = SecretStr("")
     token_issuer: str = "wuye"
+    # The key being rotated out: tokens it signed are still accepted until it is removed.
+    token_previous_secret: SecretStr = SecretStr("")
     # Key of the keyed hashes that stand in for resident ID numbers and phones.
     pii_key: SecretStr = SecretStr("")
 

@@ -155,3 +155,16 @@ def test_an_empty_policy_admits_admin_alone() -> None:
 )
 def test_authorities_are_the_housing_authorities_and_admin(role: Role | None, authority: bool):
     assert Principal("x", role, None).is_authority is authority
+
+
+def test_during_a_rotation_tokens_of_the_previous_key_are_still_accepted() -> None:
+    old, new = SECRET, "the-new-secret-of-at-least-32-bytes!!"
+    rotating = TokenVerifier(new, "wuye", previous_secret=old)
+    for key in (old, new):
+        token = issue_token(key, subject="a", role=Role.CITY_AUTHORITY)
+        assert rotating.verify(token).subject == "a"
+    stranger = issue_token("some-other-secret-of-32-bytes-at-least", subject="a", role=Role.ADMIN)
+    assert refusal(stranger, rotating).reason == "TOKEN_INVALID"
+    # Once the previous key is removed, its tokens are refused.
+    done = TokenVerifier(new, "wuye")
+    assert refusal(issue_token(old, subject="a", role=Role.ADMIN), done).reason == "TOKEN_INVALID"

@@ -200,6 +200,14 @@ spec:
         relay and the migrations need neither key. */}}
         {{- if .instance }}
         {{- include "wuye.secretEnv" (dict "env" "WUYE_TOKEN_SECRET" "ref" $values.secrets.tokenSecret "service" .service) | nindent 8 }}
+        {{- with $values.secrets.tokenSecret.previousKey }}
+        - name: WUYE_TOKEN_PREVIOUS_SECRET
+          valueFrom:
+            secretKeyRef:
+              name: {{ $values.secrets.tokenSecret.name }}
+              key: {{ . }}
+              optional: true
+        {{- end }}
         {{- end }}
         {{- if not (has $part (list "relay" "migrate")) }}
         {{- include "wuye.secretEnv" (dict "env" "WUYE_PII_KEY" "ref" $values.secrets.piiKey "service" .service) | nindent 8 }}
