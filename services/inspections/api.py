@@ -202,7 +202,7 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
     # ------------------------------------------------------------ checks
 
     def RecordCheck(self, request: pb.RecordCheckRequest, context) -> pb.RecordCheckResponse:
-        check = self._inspections.check(request.check_id)
+        check = self._inspections.check_to_record(request.check_id)
         standard = checklist(check.project_type.lower())
         v = Violations()
         scores: dict[str, Decimal] = {}

@@ -209,12 +209,22 @@ class Inspections:
 
     # ------------------------------------------------------------ checks
 
-    def check(self, check_id: str):
+    def check_to_record(self, check_id: str):
+        """The check the caller is about to record, if they may: its checklist decides what
+        the request must hold, and a caller who may not record it learns nothing of that."""
         with self.reader.connect() as connection:
             row = store.get_check(connection, check_id)
         if row is None:
             raise NotFound("CHECK_NOT_FOUND", f"no check {check_id}", check_id=check_id)
+        self._require_recorder(row)
         return row
+
+    @staticmethod
+    def _require_recorder(check) -> None:
+        call = current()
+        call.require_district(check.district_code)
+        if not call.principal.is_authority:
+            domain.check_inspector_assigned(check.inspector_ids, call.principal.subject)
 
     def record_check(
         self,
@@ -224,14 +234,11 @@ class Inspections:
         score: Decimal,
         findings: list[tuple[str, str, dt.date | None]],
     ) -> tuple[object, list[Rectification]]:
-        call = current()
         with self.engine.begin() as connection:
             row = store.get_check(connection, check_id, lock=True)
             if row is None:
                 raise NotFound("CHECK_NOT_FOUND", f"no check {check_id}", check_id=check_id)
-            call.require_district(row.district_code)
-            if not call.principal.is_authority:
-                domain.check_inspector_assigned(row.inspector_ids, call.principal.subject)
+            self._require_recorder(row)
             if row.recorded_at is not None:
                 raise domain.FailedPrecondition(
                     "CHECK_ALREADY_RECORDED", f"check {check_id} was recorded; results stand"

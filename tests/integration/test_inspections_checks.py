@@ -98,6 +98,10 @@ def test_only_the_inspectors_drawn_for_a_check_may_record_it(inspections, select
     not_drawn = inspections.register_inspector("insp-not-drawn").inspector_id
     refused = inspections.inspector(not_drawn).fails("RecordCheck", request)
     assert (refused.code, refused.reason) == (DENIED, "CHECK_NOT_ASSIGNED")
+    # Refused before the request is checked: nothing of the checklist is told.
+    empty = pb.RecordCheckRequest(check_id=selection.check_id)
+    refused = inspections.inspector(not_drawn).fails("RecordCheck", empty)
+    assert (refused.code, refused.reason) == (DENIED, "CHECK_NOT_ASSIGNED")
     # Drawn, but acting for another district.
     elsewhere = inspections.inspector(selection.inspector_ids[0], KANGBASHI)
     assert elsewhere.fails("RecordCheck", request).reason == "DISTRICT_OUT_OF_SCOPE"
