@@ -13,8 +13,6 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +21,13 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from bench.deployment import migrated_schema
 from bench.events import credit_code
 from bench.processes import PYTHON, Children, wait_until
 from bench.stats import latency_summary_ms
 from wuye.core.db import create_service_engine
 from wuye.core.devbroker import DevBroker
 from wuye.core.kafka import cloudevent_headers, ensure_topics
-from wuye.core.migrate import upgrade
 from wuye.core.settings import ORDOS_DISTRICTS
 from wuye.credit import store
 from wuye.credit.commands import GRADE_TOPIC, Credit
@@ -53,26 +51,6 @@ class CreditOptions:
     records_each: int
     events_per_second: float
     latency_seconds: float
-
-
-@contextmanager
-def _fresh_credit(database_url: str, kafka_bootstrap: str) -> Iterator[CreditSettings]:
-    settings = CreditSettings(
-        database_url=database_url,
-        database_schema=f"bench_{secrets.token_hex(4)}",
-        token_secret=secrets.token_hex(32),
-        pii_key=secrets.token_hex(32),
-        kafka_bootstrap=kafka_bootstrap,
-    )
-    admin = sa.create_engine(database_url, poolclass=sa.NullPool)
-    try:
-        upgrade(settings, SPEC.migrations_dir)
-        yield settings
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql("SET lock_timeout = '10s'")
-            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{settings.schema}" CASCADE')
-        admin.dispose()
 
 
 # ---------------------------------------------------------------- full recomputation
@@ -282,9 +260,13 @@ def _latency(settings: CreditSettings, options: CreditOptions, log_dir: Path) ->
 def run(options: CreditOptions, log_dir: Path) -> dict[str, Any]:
     broker = DevBroker(log=log_dir / "credit-broker.log").start()
     try:
-        with _fresh_credit(options.database_url, broker.bootstrap) as settings:
+        with migrated_schema(
+            options.database_url, CreditSettings, SPEC, kafka_bootstrap=broker.bootstrap
+        ) as settings:
             recompute = _recompute(settings, options)
-        with _fresh_credit(options.database_url, broker.bootstrap) as settings:
+        with migrated_schema(
+            options.database_url, CreditSettings, SPEC, kafka_bootstrap=broker.bootstrap
+        ) as settings:
             latency = _latency(settings, options, log_dir)
     finally:
         broker.stop()

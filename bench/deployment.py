@@ -7,11 +7,14 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sqlalchemy as sa
 
 from wuye.core.auth import Role, issue_token
 from wuye.core.migrate import upgrade
+from wuye.core.service import ServiceSpec
+from wuye.core.settings import Settings
 from wuye.registry.service import SPEC
 from wuye.registry.settings import RegistrySettings
 
@@ -55,24 +58,45 @@ class Deployment:
         return issue_token(self.token_secret, subject="bench", role=Role.ADMIN)
 
 
+S = TypeVar("S", bound=Settings)
+
+
 @contextmanager
-def fresh_deployment(
-    database_url: str, kafka_bootstrap: str = "127.0.0.1:9092"
-) -> Iterator[Deployment]:
-    deployment = Deployment(
+def migrated_schema(
+    database_url: str, settings_type: type[S], spec: ServiceSpec, **overrides: str
+) -> Iterator[S]:
+    """Settings of a fresh PostgreSQL schema, migrated as `spec`'s service migrates, with fresh
+    keys; the schema is dropped at the end, however the run ends."""
+    settings = settings_type(
         database_url=database_url,
-        schema=f"bench_{secrets.token_hex(4)}",
+        database_schema=f"bench_{secrets.token_hex(4)}",
         token_secret=secrets.token_hex(32),
         pii_key=secrets.token_hex(32),
-        kafka_bootstrap=kafka_bootstrap,
+        **overrides,
     )
     engine = sa.create_engine(database_url, poolclass=sa.NullPool)
     try:
-        upgrade(deployment.settings(), SPEC.migrations_dir)
-        yield deployment
+        upgrade(settings, spec.migrations_dir)
+        yield settings
     finally:
         with engine.begin() as connection:
             # Never hang the end of a run on a lock some stray session still holds.
             connection.exec_driver_sql("SET lock_timeout = '10s'")
-            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{deployment.schema}" CASCADE')
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{settings.schema}" CASCADE')
         engine.dispose()
+
+
+@contextmanager
+def fresh_deployment(
+    database_url: str, kafka_bootstrap: str = "127.0.0.1:9092"
+) -> Iterator[Deployment]:
+    with migrated_schema(
+        database_url, RegistrySettings, SPEC, kafka_bootstrap=kafka_bootstrap
+    ) as settings:
+        yield Deployment(
+            database_url=database_url,
+            schema=settings.schema,
+            token_secret=settings.token_secret.get_secret_value(),
+            pii_key=settings.pii_key.get_secret_value(),
+            kafka_bootstrap=kafka_bootstrap,
+        )

@@ -12,11 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
-import secrets
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -24,10 +22,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench.deployment import migrated_schema
 from bench.report import BELOW, PASS, table
 from wuye.core.db import create_service_engine
 from wuye.core.ids import credit_code_check_char
-from wuye.core.migrate import upgrade
 from wuye.core.settings import ORDOS_DISTRICTS
 from wuye.inspections import domain, store
 from wuye.inspections.commands import Inspections
@@ -175,24 +173,6 @@ def measure_draw(options: InspectionsOptions) -> dict[str, Any]:
 # ---------------------------------------------------------------- the assessment report
 
 
-@contextmanager
-def _fresh_schema(database_url: str) -> Iterator[InspectionsSettings]:
-    settings = InspectionsSettings(
-        database_url=database_url,
-        database_schema=f"bench_insp_{secrets.token_hex(4)}",
-        token_secret=secrets.token_hex(32),
-    )
-    admin = sa.create_engine(database_url, poolclass=sa.NullPool)
-    try:
-        upgrade(settings, SPEC.migrations_dir)
-        yield settings
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql("SET lock_timeout = '10s'")
-            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{settings.schema}" CASCADE')
-        admin.dispose()
-
-
 def _moment(rng: random.Random, start: dt.datetime, end: dt.datetime) -> dt.datetime:
     return start + dt.timedelta(seconds=rng.uniform(0, (end - start).total_seconds()))
 
@@ -270,7 +250,7 @@ def _year_of_results(
 
 
 def measure_report(options: InspectionsOptions) -> dict[str, Any]:
-    with _fresh_schema(options.database_url) as settings:
+    with migrated_schema(options.database_url, InspectionsSettings, SPEC) as settings:
         engine = create_service_engine(settings)
         try:
             stored = _year_of_results(engine, options, random.Random(2026))

@@ -8,14 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import grpc
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from google.type import date_pb2
+from e2e_support import CALL_TIMEOUT_SECONDS, EVENTUAL_SECONDS, poll
 
+from wuye.core.wire import to_date
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
 from wuye.credit.v1 import credit_service_pb2_grpc as credit_grpc
 from wuye.credit.v1 import events_pb2 as credit_events
@@ -24,27 +24,6 @@ from wuye.registry.v1 import registry_service_pb2 as pb
 pytestmark = pytest.mark.e2e
 
 GRADE_TOPIC = "wuye.credit.grade.v1"
-# Registry -> Kafka -> credit consumer (its first group join on Tansu takes seconds) -> report.
-EVENTUAL_SECONDS = 60.0
-CALL_TIMEOUT_SECONDS = 10.0
-
-T = TypeVar("T")
-
-
-def poll(probe: Callable[[], T | None], what: str, timeout: float = EVENTUAL_SECONDS) -> T:
-    """`probe()` until it returns something, for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.2)
-
-
-def _date(day: dt.date) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 @pytest.fixture
@@ -112,10 +91,10 @@ def test_an_approved_enterprise_gets_a_credit_file_and_an_unfiled_exit_lowers_it
             project_id=project.project_id,
             assignment=pb.Assignment(
                 credit_code=code,
-                contract_start=_date(start),
-                contract_end=_date(dt.date(2028, 12, 31)),
+                contract_start=to_date(start),
+                contract_end=to_date(dt.date(2028, 12, 31)),
                 handover=pb.HandoverInspection(
-                    inspection_date=_date(start - dt.timedelta(days=10)),
+                    inspection_date=to_date(start - dt.timedelta(days=10)),
                     items=[pb.HandoverItem(facility="消防水泵", passed=True)],
                     record_reference="CJ-2026-001",
                 ),
@@ -130,7 +109,7 @@ def test_an_approved_enterprise_gets_a_credit_file_and_an_unfiled_exit_lowers_it
             project_id=project.project_id,
             credit_code=code,
             filed=False,
-            exit_date=_date(dt.date.today()),
+            exit_date=to_date(dt.date.today()),
             reason="擅自撤离",
         ),
         metadata=auth,

@@ -9,18 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import grpc
 import pytest
+from e2e_support import CALL_TIMEOUT_SECONDS, poll
 from google.protobuf import json_format
-from google.type import date_pb2
 
 from wuye.core.auth import Role, issue_token
+from wuye.core.wire import to_date
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
 from wuye.credit.v1 import credit_service_pb2_grpc as credit_grpc
 from wuye.inspections.v1 import inspections_service_pb2 as pb
@@ -31,28 +30,7 @@ from wuye.registry.v1 import registry_service_pb2 as registry_pb
 pytestmark = pytest.mark.e2e
 
 DONGSHENG = "150602"
-# Registry -> Kafka -> the inspections consumer (and credit's grades) -> the lists.
-EVENTUAL_SECONDS = 60.0
-CALL_TIMEOUT_SECONDS = 10.0
 REPO = Path(__file__).resolve().parents[2]
-
-T = TypeVar("T")
-
-
-def poll(probe: Callable[[], T | None], what: str, timeout: float = EVENTUAL_SECONDS) -> T:
-    """`probe()` until it returns something, for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.5)
-
-
-def _date(day: dt.date) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 @pytest.fixture
@@ -121,10 +99,10 @@ def _served_projects(platform, new_filing, count: int) -> tuple[str, list[str], 
                 project_id=project_id,
                 assignment=registry_pb.Assignment(
                     credit_code=code,
-                    contract_start=_date(start),
-                    contract_end=_date(dt.date(2028, 12, 31)),
+                    contract_start=to_date(start),
+                    contract_end=to_date(dt.date(2028, 12, 31)),
                     handover=registry_pb.HandoverInspection(
-                        inspection_date=_date(start - dt.timedelta(days=10)),
+                        inspection_date=to_date(start - dt.timedelta(days=10)),
                         items=[registry_pb.HandoverItem(facility="消防水泵", passed=True)],
                         record_reference="CJ-2026-001",
                     ),
@@ -174,7 +152,7 @@ def _round_listing(platform, inspections, served: list[str], unserved: list[str]
         wanted = {**dict.fromkeys(served, "A"), **dict.fromkeys(unserved, "")}
         return created if all(grades.get(p) == g for p, g in wanted.items()) else None
 
-    return poll(create, "a round listing every project with its grade")
+    return poll(create, "a round listing every project with its grade", interval=0.5)
 
 
 def test_a_round_is_drawn_and_anyone_verifies_it_from_the_public_export(
@@ -283,7 +261,7 @@ def test_a_failed_check_is_published_and_becomes_a_bad_credit_record(
                 pb.Finding(
                     item_id="R04",
                     description="消防通道被占用",
-                    rectify_by=_date(dt.date.today() + dt.timedelta(days=14)),
+                    rectify_by=to_date(dt.date.today() + dt.timedelta(days=14)),
                 )
             ],
         ),
@@ -311,6 +289,8 @@ def test_a_failed_check_is_published_and_becomes_a_bad_credit_record(
         failed = [r for r in report.records if r.record_type == "INSPECTION_FAILED"]
         return report if failed else None
 
-    report = poll(bad_record, "the failed check as a bad record in the credit service")
+    report = poll(
+        bad_record, "the failed check as a bad record in the credit service", interval=0.5
+    )
     [record] = report.records
     assert record.direction == credit_pb.DIRECTION_BAD

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
@@ -25,7 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wuye.core.auth import Role, issue_token
+from wuye.core.consumer import EventMeta, Handler
 from wuye.core.db import create_service_engine
+from wuye.core.events import inbox
 from wuye.core.grpcserver import ServiceDefinition, build_server
 from wuye.core.migrate import upgrade
 from wuye.core.service import ServiceSpec
@@ -97,6 +101,10 @@ class Client:
 # -- the server
 
 
+# The district events delivered to a service's handlers come from, unless they say otherwise.
+DELIVERY_DISTRICT = "150602"
+
+
 class InProcessServer:
     """One running server of `spec`, with its settings and database. A service's subclass names
     its spec, stub and client classes, and may override `definitions` (e.g. to put the servicer
@@ -119,6 +127,41 @@ class InProcessServer:
     def definitions(self) -> list[ServiceDefinition]:
         """What the server serves: the spec's, over this server's engine."""
         return self.spec.definitions(self.settings, self.engine)
+
+    # -- other services' events, as the Consumer hands them to the handlers
+
+    # The topic events are delivered from unless a test names another; `handlers` (by ce_type)
+    # are set by a subclass whose service consumes events.
+    event_topic: ClassVar[str] = ""
+    handlers: dict[str, Handler]
+
+    def deliver(self, message: Message, *, topic: str = "", event_id: str | None = None) -> str:
+        """Handle one event in one transaction with its inbox row; returns its ce_id. An event
+        no handler takes is ignored, as the Consumer ignores it."""
+        meta = EventMeta(
+            event_id=event_id or str(uuid.uuid4()),
+            event_type=message.DESCRIPTOR.full_name,
+            source="/wuye/registry",
+            subject="",
+            district=DELIVERY_DISTRICT,
+            time="",
+            topic=topic or self.event_topic,
+            partition=0,
+            offset=0,
+        )
+        handler = self.handlers.get(meta.event_type)
+        if handler is None:
+            return meta.event_id
+        with self.engine.begin() as connection:
+            connection.execute(
+                inbox.insert().values(
+                    consumer=self.spec.consumers[0].name,
+                    event_id=meta.event_id,
+                    processed_at=time.time(),
+                )
+            )
+            handler.handle(connection, message, meta)
+        return meta.event_id
 
     def close(self) -> None:
         self.channel.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import random
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,8 +21,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_support import Client, InProcessServer, started_servers
 
-from wuye.core.consumer import EventMeta
-from wuye.core.events import inbox, outbox
+from wuye.core.events import outbox
 from wuye.core.grpcserver import ServiceDefinition
 from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char
 from wuye.credit import store
@@ -95,6 +93,7 @@ class CreditServer(InProcessServer):
     spec = SPEC
     stub_class = pb_grpc.CreditServiceStub
     client_class = CreditClient
+    event_topic = ENTERPRISE_TOPIC
 
     def definitions(self) -> list[ServiceDefinition]:
         """The servicer of SPEC.definitions (routes and all), on the test's clock."""
@@ -103,35 +102,7 @@ class CreditServer(InProcessServer):
         self.handlers = self.credit.handlers()
         return [replace(d, servicer=CreditApi(self.credit)) for d in super().definitions()]
 
-    # -- the registry's events, as the Consumer hands them to the handlers
-
-    def deliver(
-        self, message: Message, *, event_id: str | None = None, topic: str = ENTERPRISE_TOPIC
-    ) -> str:
-        """Handle one event in one transaction with its inbox row; returns its ce_id. An event
-        no handler takes is ignored, as the Consumer ignores it."""
-        meta = EventMeta(
-            event_id=event_id or str(uuid.uuid4()),
-            event_type=message.DESCRIPTOR.full_name,
-            source="/wuye/registry",
-            subject="",
-            district=DONGSHENG,
-            time="",
-            topic=topic,
-            partition=0,
-            offset=0,
-        )
-        handler = self.handlers.get(meta.event_type)
-        if handler is None:
-            return meta.event_id
-        with self.engine.begin() as connection:
-            connection.execute(
-                inbox.insert().values(
-                    consumer=CONSUMER_NAME, event_id=meta.event_id, processed_at=time.time()
-                )
-            )
-            handler.handle(connection, message, meta)
-        return meta.event_id
+    # -- builders of the events delivered to the handlers
 
     def filing_approved(
         self,

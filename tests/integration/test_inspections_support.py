@@ -14,7 +14,6 @@ import datetime as dt
 import random
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,8 +27,7 @@ from google.type import date_pb2
 from grpc_support import Client, InProcessServer, started_servers
 
 from wuye.core.auth import Role
-from wuye.core.consumer import EventMeta
-from wuye.core.events import inbox, outbox
+from wuye.core.events import outbox
 from wuye.core.grpcserver import ServiceDefinition
 from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char, new_id
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
@@ -148,6 +146,7 @@ class InspectionsServer(InProcessServer):
 
     spec = SPEC
     stub_class = pb_grpc.InspectionsServiceStub
+    event_topic = PROJECT_TOPIC
 
     def __init__(self, settings: InspectionsSettings) -> None:
         super().__init__(settings)
@@ -167,35 +166,7 @@ class InspectionsServer(InProcessServer):
     def inspector(self, inspector_id: str, district: str = DONGSHENG) -> Client:
         return self.client(Role.INSPECTOR, inspector_id, [district])
 
-    # -- other services' events, as the Consumer hands them to the handlers
-
-    def deliver(
-        self, message: Message, *, topic: str = PROJECT_TOPIC, event_id: str | None = None
-    ) -> str:
-        """Handle one event in one transaction with its inbox row; returns its ce_id. An event
-        no handler takes is ignored, as the Consumer ignores it."""
-        meta = EventMeta(
-            event_id=event_id or str(uuid.uuid4()),
-            event_type=message.DESCRIPTOR.full_name,
-            source="/wuye/registry",
-            subject="",
-            district=DONGSHENG,
-            time="",
-            topic=topic,
-            partition=0,
-            offset=0,
-        )
-        handler = self.handlers.get(meta.event_type)
-        if handler is None:
-            return meta.event_id
-        with self.engine.begin() as connection:
-            connection.execute(
-                inbox.insert().values(
-                    consumer=CONSUMER_NAME, event_id=meta.event_id, processed_at=time.time()
-                )
-            )
-            handler.handle(connection, message, meta)
-        return meta.event_id
+    # -- builders of the events delivered to the handlers
 
     def project(
         self,
