@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     # Processed event ids are remembered this long to drop redeliveries.
     inbox_retention_days: int = Field(default=14, ge=1)
 
+    # Names, addresses, reasons: the text columns hold 200 characters.
+    max_text_length: int = Field(default=200, ge=10, le=200)
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=500, ge=1)
 

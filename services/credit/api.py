@@ -101,8 +101,8 @@ class CreditApi(pb_grpc.CreditServiceServicer):
     def _text(self, v: Violations, field: str, value: str, required: bool = True) -> None:
         if required and not value.strip():
             v.add(field, "is required")
-        elif len(value) > 200 or not value.isprintable():
-            v.add(field, "must be at most 200 printable characters")
+        elif len(value) > self._settings.max_text_length or not value.isprintable():
+            v.add(field, f"must be at most {self._settings.max_text_length} printable characters")
 
     def _past(
         self, v: Violations, field: str, stamp: Timestamp, present: bool

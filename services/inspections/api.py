@@ -93,8 +93,9 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
         self._city = dict(inspections.settings.city_districts)
 
     def _text(
-        self, v: Violations, field: str, value: str, required: bool = True, limit: int = 200
+        self, v: Violations, field: str, value: str, required: bool = True, limit: int = 0
     ) -> None:
+        limit = limit or self._settings.max_text_length
         if required and not value.strip():
             v.add(field, "is required")
         elif len(value) > limit or not value.isprintable():

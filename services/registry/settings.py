@@ -11,7 +11,6 @@ class RegistrySettings(Settings):
     service: str = "registry"
 
     max_units_per_request: int = Field(default=1000, ge=1)
-    max_text_length: int = Field(default=200, ge=10)
     max_list_items: int = Field(default=50, ge=1)
     # Owners' committees: 5 to 11 members, an odd number, terms of at most 5 years (common local
     # rules under the Property Management Regulations).
