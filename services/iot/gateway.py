@@ -1,0 +1,308 @@
+"""The gateway side of the IoT intake: signed batches, a stream with a window of unacknowledged
+batches, one-off posts and MQTT publishing. The simulator, the bench and the tests drive the
+intake through it, so it stays lean: it runs in load generators.
+
+Batches travel pre-serialized: the gRPC calls are made without a request serializer, so the
+signed bytes reach the wire as they are (a signature covers bytes, not a message that another
+encoder might write differently).
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from wuye.iot import signing
+from wuye.iot.v1 import intake_service_pb2 as pb
+
+SERVICE = "wuye.iot.v1.IntakeService"
+STREAM_METHOD = f"/{SERVICE}/StreamReadings"
+POST_METHOD = f"/{SERVICE}/PostReadings"
+MQTT_PORT = 1883
+
+# (device_id, value, observe_time_unix_nano)
+Reading = tuple[str, float, int]
+Metadata = Sequence[tuple[str, str]]
+# Opens StreamReadings: signed batches in, responses out (a grpc multicallable fits).
+OpenStream = Callable[[Iterator[bytes]], Iterable[pb.StreamReadingsResponse]]
+
+
+def encode_readings(readings: Iterable[Reading]) -> bytes:
+    """The batch's `readings` field alone. Encoded once, it can go into many batches: the
+    encoder writes fields in number order, so header + readings is the whole batch's bytes."""
+    return pb.ReadingBatch(
+        readings=[
+            pb.Reading(device_id=device, value=value, observe_time_unix_nano=at)
+            for device, value, at in readings
+        ]
+    ).SerializeToString()
+
+
+def signed_batch(
+    secret: bytes,
+    gateway_id: str,
+    sequence: int,
+    readings: Iterable[Reading] | bytes,
+    send_time_ns: int | None = None,
+) -> bytes:
+    """A batch as sent: serialized with the signature unset, then signed (signing.sign).
+    `readings` may be tuples or the bytes of encode_readings; send_time defaults to now."""
+    at = time.time_ns() if send_time_ns is None else send_time_ns
+    header = pb.ReadingBatch(
+        gateway_id=gateway_id,
+        sequence=sequence,
+        send_time=Timestamp(seconds=at // 1_000_000_000, nanos=at % 1_000_000_000),
+    ).SerializeToString()
+    body = readings if isinstance(readings, bytes) else encode_readings(readings)
+    return signing.sign(secret, header + body)
+
+
+def open_stream(channel: Any, metadata: Metadata = (), timeout: float | None = None) -> OpenStream:
+    """StreamReadings on a grpc channel, bytes in and StreamReadingsResponse out."""
+    call = channel.stream_stream(
+        STREAM_METHOD,
+        request_serializer=None,
+        response_deserializer=pb.StreamReadingsResponse.FromString,
+    )
+    return functools.partial(call, metadata=tuple(metadata), timeout=timeout)
+
+
+def post_batch(
+    channel: Any, raw: bytes, metadata: Metadata = (), timeout: float | None = 10.0
+) -> pb.BatchResult:
+    """PostReadings: one signed batch, answered once it is durable."""
+    call = channel.unary_unary(
+        POST_METHOD, request_serializer=None, response_deserializer=pb.BatchResult.FromString
+    )
+    return call(raw, metadata=tuple(metadata), timeout=timeout)
+
+
+class StreamBroken(Exception):
+    """The stream ended (an error, or the server hung up) with batches still unacknowledged;
+    `cause` is the RpcError or None. Reconnect to resend them."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        super().__init__(f"the reading stream ended: {cause!r}")
+        self.cause = cause
+
+
+@dataclass
+class StreamTally:
+    batches_acked: int = 0
+    duplicates: int = 0
+    readings_accepted: int = 0
+    readings_rejected: int = 0
+    reconnects: int = 0
+
+
+_END = object()
+
+
+def _requests(outgoing: queue.SimpleQueue) -> Iterator[bytes]:
+    while (raw := outgoing.get()) is not _END:
+        yield raw
+
+
+class GatewayStream:
+    """One gateway's StreamReadings, with at most `window` batches unacknowledged.
+
+    `send` numbers and signs a batch, keeps it until its result comes and blocks while the
+    window is full. When the stream breaks, `send` raises StreamBroken; `connect` opens a new
+    stream and first resends every unacknowledged batch, byte for byte (so under its first
+    sequence number), which the service acknowledges without taking it twice.
+    `on_result` runs on the receiving thread for each BatchResult: keep it short.
+    """
+
+    def __init__(
+        self,
+        open_stream: OpenStream,
+        gateway_id: str,
+        secret: bytes,
+        *,
+        window: int = 8,
+        first_sequence: int = 1,
+        on_result: Callable[[pb.BatchResult], None] | None = None,
+    ) -> None:
+        self._open = open_stream
+        self.gateway_id = gateway_id
+        self.secret = secret
+        self.window = window
+        self._next = first_sequence
+        self._on_result = on_result
+        self._cond = threading.Condition()
+        self._unacked: dict[int, bytes] = {}  # in sequence order
+        self._outgoing: queue.SimpleQueue | None = None
+        self._call: Any = None
+        self._receiver: threading.Thread | None = None
+        self._ended = True
+        self.error: BaseException | None = None
+        self.tally = StreamTally()
+        self.connected_once = False
+
+    # -- state
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._unacked)
+
+    @property
+    def next_sequence(self) -> int:
+        return self._next
+
+    @property
+    def broken(self) -> bool:
+        return self._ended
+
+    def unacked_sequences(self) -> list[int]:
+        with self._cond:
+            return list(self._unacked)
+
+    # -- connecting
+
+    def connect(self) -> None:
+        """Opens a stream; what the last one left unacknowledged goes first, in order."""
+        with self._cond:
+            self._stop_requests()
+            outgoing: queue.SimpleQueue = queue.SimpleQueue()
+            for raw in self._unacked.values():
+                outgoing.put(raw)
+            self._outgoing, self._ended, self.error = outgoing, False, None
+            if self.connected_once:
+                self.tally.reconnects += 1
+            self.connected_once = True
+        call = self._open(_requests(outgoing))
+        self._call = call
+        self._receiver = threading.Thread(
+            target=self._receive, args=(call, outgoing), name=f"acks-{self.gateway_id}", daemon=True
+        )
+        self._receiver.start()
+
+    def _stop_requests(self) -> None:
+        if self._outgoing is not None:
+            self._outgoing.put(_END)  # ends the request iterator: the stream half-closes
+
+    def _receive(self, call: Iterable[pb.StreamReadingsResponse], outgoing: Any) -> None:
+        error: BaseException | None = None
+        try:
+            for response in call:
+                self._take(response)
+        except Exception as e:  # grpc.RpcError, or a transport's own
+            error = e
+        with self._cond:
+            if outgoing is self._outgoing:
+                self._ended, self.error = True, error
+                self._stop_requests()
+            self._cond.notify_all()
+
+    def _take(self, response: pb.StreamReadingsResponse) -> None:
+        tally = self.tally
+        fresh = []
+        with self._cond:
+            for result in response.results:
+                if self._unacked.pop(result.sequence, None) is None:
+                    continue  # a result we already had (a resend acknowledged twice)
+                fresh.append(result)
+                tally.batches_acked += 1
+                tally.duplicates += result.duplicate
+                tally.readings_accepted += result.accepted
+                tally.readings_rejected += len(result.rejected)
+            self._cond.notify_all()
+        if self._on_result is not None:
+            for result in fresh:
+                self._on_result(result)
+
+    # -- sending
+
+    def send(
+        self,
+        readings: Iterable[Reading] | bytes,
+        timeout: float | None = None,
+        send_time_ns: int | None = None,
+    ) -> int:
+        """Numbers, signs and sends one batch once the window has room; returns its sequence.
+        Raises StreamBroken when the stream ended, TimeoutError when the window stays full."""
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: self._ended or len(self._unacked) < self.window, timeout
+            ):
+                raise TimeoutError(f"{self.window} batches unacknowledged for {timeout} s")
+            if self._ended:
+                raise StreamBroken(self.error)
+            sequence = self._next
+            self._next += 1
+            raw = signed_batch(self.secret, self.gateway_id, sequence, readings, send_time_ns)
+            self._unacked[sequence] = raw
+            self._outgoing.put(raw)
+        return sequence
+
+    def wait_acked(self, timeout: float | None = None) -> bool:
+        """True once nothing is unacknowledged; False on timeout or when the stream ended."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._ended or not self._unacked, timeout)
+            return not self._unacked
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Half-closes the stream, waits for the server to finish it, then cancels it."""
+        with self._cond:
+            self._stop_requests()
+        if self._receiver is not None:
+            self._receiver.join(timeout)
+        cancel = getattr(self._call, "cancel", None)
+        if cancel is not None:
+            cancel()
+        if self._receiver is not None:
+            self._receiver.join(1.0)
+
+
+# ---------------------------------------------------------------- MQTT
+
+
+def mqtt_topic(district_code: str, gateway_id: str) -> str:
+    return f"wuye/{district_code}/{gateway_id}/readings"
+
+
+def mqtt_client(host: str = "127.0.0.1", port: int = MQTT_PORT, client_id: str = "") -> Any:
+    """A connected MQTT 5 client with its network loop running (paho-mqtt 2)."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    client.connect(host, port)
+    client.loop_start()
+    return client
+
+
+def publish_mqtt(client: Any, topic: str, raw: bytes, qos: int = 1) -> Any:
+    """A signed protobuf batch (signed_batch's bytes) as the payload."""
+    return client.publish(topic, raw, qos=qos)
+
+
+def json_payload(batch: pb.ReadingBatch) -> bytes:
+    """The proto3 JSON of a batch, its signature left out (it travels beside the payload)."""
+    unsigned = pb.ReadingBatch()
+    unsigned.CopyFrom(batch)
+    unsigned.ClearField("signature")
+    return json_format.MessageToJson(unsigned, indent=None).encode()
+
+
+def publish_mqtt_json(
+    client: Any, topic: str, secret: bytes, batch: pb.ReadingBatch, qos: int = 1
+) -> Any:
+    """The batch as proto3 JSON, signed over the payload's bytes: the signature (hex) goes in
+    the MQTT 5 user property "signature"."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    payload = json_payload(batch)
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.UserProperty = [("signature", signing.signature_of(secret, payload).hex())]
+    return client.publish(topic, payload, qos=qos, properties=properties)
