@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import credit, inspections, relay, rpc
+from bench import credit, inspections, iot, relay, rpc
 from bench.deployment import DEFAULT_DATABASE_URL
 from bench.report import render
 from bench.stats import machine_busy_seconds
@@ -28,7 +28,11 @@ OUTPUT_DIR = Path(__file__).resolve().parent.parent / ".wuye" / "bench"
 def _options(
     quick: bool, database_url: str
 ) -> tuple[
-    rpc.RpcOptions, relay.RelayOptions, credit.CreditOptions, inspections.InspectionsOptions
+    rpc.RpcOptions,
+    relay.RelayOptions,
+    credit.CreditOptions,
+    inspections.InspectionsOptions,
+    iot.IotOptions,
 ]:
     return (
         rpc.RpcOptions(
@@ -55,6 +59,13 @@ def _options(
             database_url=database_url,
             draw_repeats=3 if quick else 5,
             report_repeats=3 if quick else 5,
+        ),
+        iot.IotOptions(
+            database_url=database_url,
+            full_seconds=20.0 if quick else 60.0,
+            warmup_seconds=5.0 if quick else 8.0,
+            latency_seconds=10.0 if quick else 20.0,
+            bare_batches=10_000 if quick else 30_000,
         ),
     )
 
@@ -85,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a short run (~1 minute)")
     parser.add_argument(
-        "--only", choices=["rpc", "relay", "credit", "inspections"], help="run one suite"
+        "--only", choices=["rpc", "relay", "credit", "inspections", "iot"], help="run one suite"
     )
     parser.add_argument(
         "--database-url",
@@ -98,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log_dir = OUTPUT_DIR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    rpc_options, relay_options, credit_options, inspections_options = _options(
+    rpc_options, relay_options, credit_options, inspections_options, iot_options = _options(
         args.quick, args.database_url
     )
     results: dict[str, Any] = {
@@ -119,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "inspections"):
             _say("inspections: the draw, then a year's district report ...")
             results["inspections"] = inspections.run(inspections_options, log_dir)
+        if args.only in (None, "iot"):
+            _say("iot: intake at full load, bare pipelines, alarm latency at half load ...")
+            results["iot"] = iot.run(iot_options, log_dir)
     except KeyboardInterrupt:
         _say("interrupted: everything the run started is stopped, its schemas dropped")
         return 130

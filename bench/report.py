@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench import inspections
+from bench import inspections, iot
 
 PASS = "PASS"
 BELOW = "BELOW TARGET"
@@ -220,4 +220,6 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", credit_section(results["credit"])]
     if "inspections" in results:
         lines += ["", inspections.section(results["inspections"])]
+    if "iot" in results:
+        lines += ["", iot.section(results["iot"])]
     return "\n".join(lines)

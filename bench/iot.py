@@ -1,0 +1,773 @@
+"""The IoT suite: how many readings one intake process takes, beside the bare pipeline limit of
+this machine in the same run, alarm latency at half that load, and the intake's memory.
+
+(a) `python -m wuye.iot serve` (and its relay, for alarm events) on a fresh PostgreSQL schema
+    and a Tansu broker, fed by load-generator processes: batches of 100 readings over
+    StreamReadings, each gateway keeping a window of unacknowledged batches. Acknowledged
+    readings/s over a steady window, and the server's CPU per reading.
+(b) The bare pipeline: a process that only parses the same batches (ReadingBatch.FromString)
+    and produces one record per batch, keyed by gateway, to the same broker; once with
+    kafka-python (with crc32c) and once with confluent-kafka (librdkafka, the intake's client).
+(c) Alarm latency at half the measured rate: some readings switch a fire facility off and on;
+    from the off reading's observe time to its AlarmRaised being readable on wuye.iot.alarm.v1.
+(d) The intake's RSS at the start and the end of the full-load run (memory must stay flat).
+
+Load generators and the bare pipeline are this module run as a child: `python -m bench.iot`,
+its config as JSON on stdin (with a "role"), its measurement as JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.processes import PYTHON, Children, wait_until
+from bench.stats import latency_summary_ms, machine_busy_seconds, process_cpu_seconds
+
+READINGS_PER_BATCH = 100
+READINGS_TOPIC = "wuye.iot.reading.v1"
+ALARM_TOPIC = "wuye.iot.alarm.v1"
+DISTRICT = "150602"
+# Memory is flat if the end of the full-load run is within this of its start.
+RSS_GROWTH_LIMIT = 1.20
+# Kinds of a gateway's devices, in turn, and the value each reads when all is well.
+NORMAL_VALUES = {
+    "HYDRANT_PRESSURE": 0.35,
+    "FIRE_PUMP": 1.0,
+    "SPRINKLER_VALVE": 1.0,
+    "FIRE_FACILITY": 1.0,
+    "SMOKE_DETECTOR": 0.0,
+    "FIRE_DOOR": 0.0,
+    "FIRE_LANE": 0.0,
+}
+KINDS = list(NORMAL_VALUES)
+# Latency run: each gateway's switched facility is off this long, then on as long.
+TOGGLE_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class IotOptions:
+    database_url: str
+    gateways: int = 8
+    load_processes: int = 2
+    window: int = 8
+    full_seconds: float = 60.0
+    warmup_seconds: float = 8.0
+    latency_seconds: float = 20.0
+    bare_batches: int = 20_000
+
+
+# ---------------------------------------------------------------- load generator (child)
+
+
+def _blocks(devices: list[list[Any]], start_at: float, seconds: int) -> list[bytes]:
+    """One block of encoded readings per second of the run (every device once, all well,
+    observed during that second): a batch is its second's block under its own header."""
+    from wuye.iot.gateway import encode_readings
+
+    blocks = []
+    for second in range(seconds):
+        base = int((start_at + second) * 1e9)
+        blocks.append(
+            encode_readings(
+                (device, NORMAL_VALUES[kind], base + index * 1_000_000)
+                for index, (device, kind) in enumerate(devices)
+            )
+        )
+    return blocks
+
+
+def _load(config: dict[str, Any]) -> dict[str, Any]:
+    """Streams batches for each gateway given, as fast as the window allows or at `rate`
+    readings/s, from start_at to stop_at; counts what is acknowledged in the measured window."""
+    import grpc
+
+    from wuye.iot.gateway import GatewayStream, StreamBroken, encode_readings, open_stream
+
+    start_at, stop_at = config["start_at"], config["stop_at"]
+    since, until = config["measure_from"], config["measure_until"]
+    rate_each = config["rate"] / len(config["gateways"]) if config["rate"] else 0.0
+    channel = grpc.insecure_channel(config["target"])
+    lock = threading.Lock()
+    counted = {"readings": 0, "accepted": 0, "rejected": 0, "batches": 0}
+    errors: list[str] = []
+
+    def on_result(result: Any) -> None:
+        now = time.time()
+        if since <= now < until:
+            with lock:
+                counted["batches"] += 1
+                counted["accepted"] += result.accepted
+                counted["rejected"] += len(result.rejected)
+
+    def feed(gateway: dict[str, Any]) -> None:
+        seconds = int(stop_at - start_at) + 2
+        blocks = _blocks(gateway["devices"], start_at, seconds)
+        stream = GatewayStream(
+            open_stream(channel),
+            gateway["id"],
+            bytes.fromhex(gateway["secret"]),
+            window=config["window"],
+            first_sequence=time.time_ns() // 1000,
+            on_result=on_result,
+        )
+        time.sleep(max(0.0, start_at - time.time()))
+        stream.connect()
+        sent = 0
+        try:
+            while (now := time.time()) < stop_at:
+                if rate_each:
+                    due = start_at + sent * READINGS_PER_BATCH / rate_each
+                    if due > now:
+                        time.sleep(due - now)
+                        continue
+                body = blocks[min(int(now - start_at), seconds - 1)]
+                toggled = gateway.get("toggled")
+                if toggled:
+                    off = int((now - start_at) / TOGGLE_SECONDS) % 2 == 1
+                    body += encode_readings([(toggled, 0.0 if off else 1.0, time.time_ns())])
+                try:
+                    stream.send(body, timeout=30)
+                except StreamBroken as e:
+                    errors.append(f"{gateway['id']}: {e}")
+                    time.sleep(0.2)
+                    stream.connect()
+                    continue
+                sent += 1
+            stream.wait_acked(15)
+        finally:
+            stream.close()
+        with lock:
+            counted["sent_batches"] = counted.get("sent_batches", 0) + sent
+            counted["unacked_at_end"] = counted.get("unacked_at_end", 0) + stream.in_flight
+
+    cpu_before = process_cpu_seconds(os.getpid())
+    threads = [threading.Thread(target=feed, args=(g,), daemon=True) for g in config["gateways"]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(stop_at - time.time() + 60)
+    channel.close()
+    counted["readings"] = counted["batches"] * (READINGS_PER_BATCH + bool(config["toggle"]))
+    return {
+        **counted,
+        "seconds": until - since,
+        "cpu_seconds": round(process_cpu_seconds(os.getpid()) - cpu_before, 2),
+        "errors": errors[:10],
+        "error_count": len(errors),
+    }
+
+
+# ---------------------------------------------------------------- bare pipeline (child)
+
+
+def _bare_batches(count: int, gateways: int) -> list[bytes]:
+    """The batches the load generators send: 100 readings, signed, over `gateways` gateways."""
+    from wuye.iot.gateway import encode_readings, signed_batch
+
+    now = time.time_ns()
+    secret = bytes(32)
+    blocks = [
+        encode_readings(
+            (f"{DISTRICT}-D{g:04d}{d:03d}", NORMAL_VALUES[KINDS[d % len(KINDS)]], now + d)
+            for d in range(READINGS_PER_BATCH)
+        )
+        for g in range(gateways)
+    ]
+    return [
+        signed_batch(secret, f"{DISTRICT}-G{n % gateways:04d}", n, blocks[n % gateways], now)
+        for n in range(count)
+    ]
+
+
+def _bare(config: dict[str, Any]) -> dict[str, Any]:
+    """Parse each batch, produce it as one record keyed by its gateway; timed to the last
+    acknowledgement."""
+    from wuye.iot.v1.intake_service_pb2 import ReadingBatch
+
+    batches = _bare_batches(config["batches"], config["gateways"])
+    topic, bootstrap = config["topic"], config["bootstrap"]
+    failures: list[Any] = []
+    if config["client"] == "kafka-python":
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            acks="all",
+            linger_ms=2,
+            batch_size=512 * 1024,
+            max_request_size=8 * 1024 * 1024,
+        )
+
+        def send(raw: bytes) -> None:
+            batch = ReadingBatch.FromString(raw)
+            producer.send(topic, value=raw, key=batch.gateway_id.encode())
+
+        def flush() -> None:
+            producer.flush(60)
+
+        def close() -> None:
+            producer.close(5)
+    else:
+        from confluent_kafka import Producer
+
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "linger.ms": 2,
+                "batch.size": 1024 * 1024,
+                "queue.buffering.max.messages": 200_000,
+            }
+        )
+
+        def delivered(error: Any, _message: Any) -> None:
+            if error is not None:
+                failures.append(str(error))
+
+        def send(raw: bytes) -> None:
+            batch = ReadingBatch.FromString(raw)
+            while True:
+                try:
+                    producer.produce(
+                        topic, value=raw, key=batch.gateway_id.encode(), on_delivery=delivered
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            producer.poll(0)
+
+        def flush() -> None:
+            if producer.flush(60):
+                failures.append("records left unsent")
+
+        def close() -> None:
+            producer.flush(5)
+
+    try:
+        # Connections and metadata first, as a running intake has them.
+        for raw in batches[:100]:
+            send(raw)
+        flush()
+        cpu_before = process_cpu_seconds(os.getpid())
+        started = time.perf_counter()
+        for raw in batches:
+            send(raw)
+        flush()
+        seconds = time.perf_counter() - started
+        cpu = process_cpu_seconds(os.getpid()) - cpu_before
+    finally:
+        close()
+    readings = len(batches) * READINGS_PER_BATCH
+    return {
+        "client": config["client"],
+        "batches": len(batches),
+        "readings": readings,
+        "seconds": round(seconds, 3),
+        "readings_per_s": round(readings / seconds, 1),
+        "cpu_seconds": round(cpu, 2),
+        "failures": failures[:5],
+    }
+
+
+# ---------------------------------------------------------------- the run (parent)
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _serving(address: str, timeout: float) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    channel = grpc.insecure_channel(address)
+
+    def ready() -> bool:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1.0
+            )
+        except grpc.RpcError:
+            return False
+        return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+    try:
+        wait_until(ready, timeout, f"the intake at {address} serving")
+    finally:
+        channel.close()
+
+
+def _register(address: str, token: str, project_id: str, gateways: int) -> list[dict[str, Any]]:
+    """Gateways with 100 devices each (the kinds in turn) and one facility the latency run
+    switches off and on."""
+    import grpc
+
+    from wuye.iot.v1 import intake_service_pb2 as pb
+    from wuye.iot.v1 import intake_service_pb2_grpc as pb_grpc
+
+    auth = (("authorization", f"Bearer {token}"),)
+    registered = []
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.IntakeServiceStub(channel)
+        for g in range(gateways):
+            answer = stub.RegisterGateway(
+                pb.RegisterGatewayRequest(
+                    request_id=str(uuid.uuid4()), project_id=project_id, name=f"bench {g}"
+                ),
+                metadata=auth,
+                timeout=10,
+            )
+
+            def device(kind: str, where: str, gateway_id: str = answer.gateway.id) -> str:
+                return stub.RegisterDevice(
+                    pb.RegisterDeviceRequest(
+                        request_id=str(uuid.uuid4()),
+                        gateway_id=gateway_id,
+                        kind=pb.DeviceKind.Value(f"DEVICE_KIND_{kind}"),
+                        location=where,
+                    ),
+                    metadata=auth,
+                    timeout=10,
+                ).id
+
+            devices = [
+                [device(KINDS[d % len(KINDS)], f"{g}号楼 {d}"), KINDS[d % len(KINDS)]]
+                for d in range(READINGS_PER_BATCH)
+            ]
+            registered.append(
+                {
+                    "id": answer.gateway.id,
+                    "secret": answer.secret.hex(),
+                    "devices": devices,
+                    "toggled": device("FIRE_FACILITY", f"{g}号楼 消防控制室"),
+                }
+            )
+    return registered
+
+
+class _AlarmWatch:
+    """Reads wuye.iot.alarm.v1 from its end; notes, per AlarmRaised of a switched-off facility,
+    the time from the reading's observe time to the record being readable."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        partitions = self._consumer.list_topics(ALARM_TOPIC, timeout=10).topics[ALARM_TOPIC]
+        assignment = []
+        for partition in partitions.partitions:
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(ALARM_TOPIC, partition), timeout=10
+            )
+            assignment.append(TopicPartition(ALARM_TOPIC, partition, high))
+        self._consumer.assign(assignment)
+        self.latencies: list[tuple[float, float]] = []  # (observe time, seconds to Kafka)
+        self.other_kinds: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="alarm-watch", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        from wuye.iot.v1 import events_pb2
+        from wuye.iot.v1 import intake_service_pb2 as pb
+
+        while not self._stop.is_set():
+            message = self._consumer.poll(0.05)
+            if message is None or message.error():
+                continue
+            now = time.time()
+            if dict(message.headers() or ()).get("ce_type") != b"wuye.iot.v1.AlarmRaised":
+                continue
+            alarm = events_pb2.AlarmRaised.FromString(message.value()).alarm
+            if alarm.kind != pb.ALARM_KIND_FACILITY_OFF:
+                kind = pb.AlarmKind.Name(alarm.kind)
+                self.other_kinds[kind] = self.other_kinds.get(kind, 0) + 1
+                continue
+            observed = alarm.observe_time.seconds + alarm.observe_time.nanos / 1e9
+            self.latencies.append((observed, now - observed))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+
+def _times(seconds: float, warmup: float) -> dict[str, float]:
+    """Absolute times of a run and its measured window, shared by every load generator."""
+    start_at = time.time() + 3.0  # for the generators to start and encode their readings
+    return {
+        "start_at": start_at,
+        "measure_from": start_at + warmup,
+        "measure_until": start_at + seconds - 1.0,
+        "stop_at": start_at + seconds,
+    }
+
+
+def _drive(
+    children: Children,
+    name: str,
+    options: IotOptions,
+    target: str,
+    gateways: list[dict[str, Any]],
+    times: dict[str, float],
+    rate: float,
+    toggle: bool,
+) -> dict[str, Any]:
+    """Load generator processes sharing the gateways, in step; their counts summed."""
+    seconds = times["stop_at"] - time.time()
+    shares = [gateways[n :: options.load_processes] for n in range(options.load_processes)]
+    results: list[dict[str, Any]] = []
+    failures: list[BaseException] = []
+
+    def one(n: int) -> None:
+        config = {
+            "role": "load",
+            "target": target,
+            "gateways": [{**g, "toggled": g["toggled"] if toggle else ""} for g in shares[n]],
+            "window": options.window,
+            "rate": rate * len(shares[n]) / len(gateways),
+            "toggle": toggle,
+            **times,
+        }
+        try:
+            results.append(
+                children.run_json(f"{name}-{n}", "bench.iot", config, timeout=seconds + 90)
+            )
+        except BaseException as e:  # raised once every generator has finished
+            failures.append(e)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(options.load_processes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    total: dict[str, Any] = {"errors": []}
+    for result in results:
+        for key, value in result.items():
+            if key == "errors":
+                total["errors"] += value
+            elif key != "seconds":
+                total[key] = total.get(key, 0) + value
+    total["seconds"] = results[0]["seconds"]
+    return total
+
+
+def _full_load(
+    children: Children,
+    options: IotOptions,
+    target: str,
+    serve_pid: int,
+    gateways: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """As fast as the windows allow; the intake's RSS read every second, its CPU over the
+    measured window."""
+    times = _times(options.full_seconds, options.warmup_seconds)
+    samples: list[tuple[float, int]] = []
+    cpu: dict[str, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        marks = {"from": times["measure_from"], "until": times["measure_until"]}
+        while not done.is_set():
+            now = time.time()
+            for mark, at in list(marks.items()):
+                if now >= at:
+                    cpu[f"serve_{mark}"] = process_cpu_seconds(serve_pid)
+                    cpu[f"machine_{mark}"] = machine_busy_seconds()
+                    del marks[mark]
+            if times["start_at"] <= now <= times["stop_at"]:
+                samples.append((now - times["start_at"], _rss_bytes(serve_pid)))
+            done.wait(min([1.0, *(max(0.001, at - time.time()) for at in marks.values())]))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        load = _drive(
+            children, "iot-load", options, target, gateways, times, rate=0.0, toggle=False
+        )
+    finally:
+        done.set()
+        watcher.join(5)
+    seconds = load["seconds"]
+    serve_cpu = cpu.get("serve_until", 0.0) - cpu.get("serve_from", 0.0)
+    machine_cpu = cpu.get("machine_until", 0.0) - cpu.get("machine_from", 0.0)
+    readings = load["batches"] * READINGS_PER_BATCH
+
+    def mb(value: int) -> float:
+        return round(value / 2**20, 1)
+
+    return {
+        "gateways": len(gateways),
+        "load_processes": options.load_processes,
+        "window": options.window,
+        "run_seconds": options.full_seconds,
+        "seconds": round(seconds, 1),
+        "readings": readings,
+        "readings_per_s": round(readings / seconds, 1),
+        "accepted": load["accepted"],
+        "rejected": load["rejected"],
+        "cpu_seconds": {
+            "serve": round(serve_cpu, 2),
+            "machine": round(machine_cpu, 2),
+            "loadgen": load["cpu_seconds"],
+        },
+        "serve_cpu_us_per_reading": round(serve_cpu / readings * 1e6, 2) if readings else 0.0,
+        "stream_errors": load["error_count"],
+        "errors": load["errors"][:5],
+        "unacked_at_end": load.get("unacked_at_end", 0),
+        "rss_mb": {
+            "start": mb(samples[0][1]) if samples else 0.0,
+            "end": mb(samples[-1][1]) if samples else 0.0,
+            "max": mb(max(s[1] for s in samples)) if samples else 0.0,
+            "seconds": round(samples[-1][0] - samples[0][0], 1) if samples else 0.0,
+        },
+    }
+
+
+def _alarm_latency(
+    children: Children,
+    options: IotOptions,
+    target: str,
+    bootstrap: str,
+    gateways: list[dict[str, Any]],
+    rate: float,
+) -> dict[str, Any]:
+    """At `rate` readings/s, each gateway's switched facility off then on every
+    TOGGLE_SECONDS: the FACILITY_OFF alarms raised, from observation to Kafka."""
+    watch = _AlarmWatch(bootstrap)
+    try:
+        times = _times(options.latency_seconds, 1.0)
+        load = _drive(
+            children, "iot-latency-load", options, target, gateways, times, rate, toggle=True
+        )
+        # An off reading in the last moments may still be on its way.
+        time.sleep(2.0)
+    finally:
+        watch.close()
+    seen = [
+        latency
+        for observed, latency in watch.latencies
+        if times["start_at"] <= observed <= times["stop_at"]
+    ]
+    # Every gateway switches its facility off once per two TOGGLE_SECONDS.
+    expected = int(options.latency_seconds / (2 * TOGGLE_SECONDS)) * len(gateways)
+    return {
+        "readings_per_s": round(load["readings"] / load["seconds"], 1),
+        "target_readings_per_s": round(rate, 1),
+        "alarms": len(seen),
+        "expected_alarms": expected,
+        "other_alarms": watch.other_kinds,
+        "latency_ms": latency_summary_ms(seen),
+        "stream_errors": load["error_count"],
+    }
+
+
+def _bare_pipelines(
+    children: Children, options: IotOptions, bootstrap: str
+) -> dict[str, dict[str, Any]]:
+    return {
+        client: children.run_json(
+            f"iot-bare-{client}",
+            "bench.iot",
+            {
+                "role": "bare",
+                "client": client,
+                "bootstrap": bootstrap,
+                "topic": READINGS_TOPIC,
+                "batches": options.bare_batches,
+                "gateways": options.gateways,
+            },
+            timeout=300,
+        )
+        for client in ("kafka-python", "confluent-kafka")
+    }
+
+
+def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
+    # The service is imported here: the suite's children import only what their role needs.
+    from bench.deployment import migrated_schema
+    from wuye.core.auth import Role, issue_token
+    from wuye.core.db import create_service_engine
+    from wuye.core.devbroker import DevBroker, free_port
+    from wuye.core.kafka import ensure_topics
+    from wuye.iot import store
+    from wuye.iot.service import SPEC
+    from wuye.iot.settings import IotSettings
+
+    broker = DevBroker(log=log_dir / "iot-broker.log").start()
+    try:
+        with (
+            migrated_schema(
+                options.database_url,
+                IotSettings,
+                SPEC,
+                kafka_bootstrap=broker.bootstrap,
+                iot_gateway_key=secrets.token_hex(32),
+            ) as settings,
+            Children(log_dir) as children,
+        ):
+            ensure_topics(settings, SPEC.topics, SPEC.topic_partitions)
+            project_id = f"{DISTRICT}-P{secrets.token_hex(6)}"
+            engine = create_service_engine(settings)
+            try:
+                with engine.begin() as connection:
+                    # What the registry's ProjectRegistered would have told the intake.
+                    store.upsert_project(
+                        connection, project_id=project_id, district_code=DISTRICT, credit_code=""
+                    )
+            finally:
+                engine.dispose()
+            grpc_port = free_port()
+            env = {
+                "WUYE_DATABASE_URL": settings.database_url,
+                "WUYE_DATABASE_SCHEMA": settings.schema,
+                "WUYE_TOKEN_SECRET": settings.token_secret.get_secret_value(),
+                "WUYE_PII_KEY": settings.pii_key.get_secret_value(),
+                "WUYE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+                "WUYE_IOT_GATEWAY_KEY": settings.iot_gateway_key.get_secret_value(),
+                # Gateways come by gRPC only here: MQTT would share the intake's CPU.
+                "WUYE_IOT_MQTT_URL": "",
+                "WUYE_LOG_LEVEL": "INFO",
+                "WUYE_GRPC_HOST": "127.0.0.1",
+                "WUYE_METRICS_HOST": "127.0.0.1",
+            }
+            serve = children.start(
+                "iot-serve",
+                [PYTHON, "-m", "wuye.iot", "serve"],
+                {**env, "WUYE_GRPC_PORT": str(grpc_port), "WUYE_METRICS_PORT": str(free_port())},
+            )
+            children.start(
+                "iot-relay",
+                [PYTHON, "-m", "wuye.iot", "relay"],
+                {**env, "WUYE_METRICS_PORT": str(free_port())},
+            )
+            target = f"127.0.0.1:{grpc_port}"
+            _serving(target, 60)
+            token = issue_token(
+                settings.token_secret.get_secret_value(), subject="bench", role=Role.ADMIN
+            )
+            gateways = _register(target, token, project_id, options.gateways)
+            full = _full_load(children, options, target, serve.pid, gateways)
+            latency = _alarm_latency(
+                children,
+                options,
+                target,
+                settings.kafka_bootstrap,
+                gateways,
+                rate=full["readings_per_s"] / 2,
+            )
+            if serve.poll() is not None:
+                raise RuntimeError("the intake exited during the run; see iot-serve.log")
+            bare = _bare_pipelines(children, options, settings.kafka_bootstrap)
+    finally:
+        broker.stop()
+    intake = full["readings_per_s"]
+    return {
+        "intake": full,
+        "alarm_latency": latency,
+        "bare": bare,
+        "intake_to_bare": {
+            client: round(intake / result["readings_per_s"], 3) for client, result in bare.items()
+        },
+    }
+
+
+# ---------------------------------------------------------------- the report
+
+
+def section(figures: dict[str, Any]) -> str:
+    """The suite's part of the printed report."""
+    from bench.report import PASS, table  # here: bench.report imports this module
+
+    intake, latency, bare = figures["intake"], figures["alarm_latency"], figures["bare"]
+    rss = intake["rss_mb"]
+
+    def per_reading_us(cpu: float, readings: int) -> str:
+        return f"{cpu / readings * 1e6:.2f} µs" if readings and cpu else "-"
+
+    def ceiling(cpu: float, readings: int) -> str:
+        return f"{readings / cpu:,.0f} readings/s" if cpu else "-"
+
+    rows = [
+        [
+            f"intake: StreamReadings, {intake['gateways']} gateways × window "
+            f"{intake['window']}, {READINGS_PER_BATCH} readings a batch",
+            f"{intake['readings_per_s']:,.0f} readings/s",
+            "",
+        ],
+        [
+            "  CPU per reading: intake / machine",
+            f"{per_reading_us(intake['cpu_seconds']['serve'], intake['readings'])} / "
+            f"{per_reading_us(intake['cpu_seconds']['machine'], intake['readings'])}",
+            "",
+        ],
+        [
+            "  ceiling with a core of its own (1 s / intake CPU per reading)",
+            ceiling(intake["cpu_seconds"]["serve"], intake["readings"]),
+            "",
+        ],
+    ]
+    for client, result in bare.items():
+        rows += [
+            [
+                f"bare pipeline: parse + produce a record per batch, {client}",
+                f"{result['readings_per_s']:,.0f} readings/s",
+                "",
+            ],
+            [
+                "  CPU per reading; intake / this",
+                f"{per_reading_us(result['cpu_seconds'], result['readings'])}; "
+                f"{figures['intake_to_bare'][client]:.3f}",
+                "",
+            ],
+        ]
+    flat = rss["end"] <= rss["start"] * RSS_GROWTH_LIMIT
+    rows += [
+        [
+            f"alarm latency at {latency['readings_per_s']:,.0f} readings/s (half), "
+            "observed → AlarmRaised on Kafka p50 / p99",
+            f"{latency['latency_ms']['p50']:,.0f} / {latency['latency_ms']['p99']:,.0f} ms",
+            f"{latency['alarms']} / {latency['expected_alarms']} alarms",
+        ],
+        [
+            f"intake RSS at start / end of {intake['run_seconds']:.0f} s at full load (max)",
+            f"{rss['start']:,.0f} / {rss['end']:,.0f} MB ({rss['max']:,.0f})",
+            PASS if flat else f"grew over {RSS_GROWTH_LIMIT - 1:.0%}",
+        ],
+    ]
+    return "\n".join(
+        [
+            "IoT intake: one `wuye.iot serve` on PostgreSQL and Tansu, "
+            f"{intake['load_processes']} load-generator processes; the bare pipeline on the "
+            "same broker",
+            table(["measure", "value", "note"], rows),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    request = json.load(sys.stdin)
+    role = request.pop("role")
+    json.dump(_load(request) if role == "load" else _bare(request), sys.stdout)
