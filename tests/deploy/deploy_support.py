@@ -20,7 +20,9 @@ CITY_VALUES = DEPLOY / "ordos.yaml"
 DISTRICT_OVERLAYS = sorted((DEPLOY / "districts").glob("*.yaml"))
 # The services' own list of the city's districts.
 ORDOS_DISTRICTS = tuple(sorted(settings.ORDOS_DISTRICTS))
-SERVICES = ("registry", "credit", "inspections")
+SERVICES = ("registry", "credit", "inspections", "iot")
+# Services whose servers each own their districts' state in memory (chart value singleOwner).
+SINGLE_OWNER_SERVICES = ("iot",)
 RELEASE = "wuye"
 NAMESPACE = "wuye"
 INSTALL = "make check-deploy (it installs helm, kubernetes-validate, hadolint and checks promtool)"

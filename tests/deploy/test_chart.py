@@ -16,6 +16,7 @@ from deploy_support import (
     ORDOS_DISTRICTS,
     RELEASE,
     SERVICES,
+    SINGLE_OWNER_SERVICES,
     env_of,
     helm,
     objects,
@@ -28,21 +29,30 @@ pytestmark = pytest.mark.deploy
 
 KUBERNETES_VERSIONS = ("1.30.0", "1.33.0")
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
-# An IoT intake service per district in all nine districts: what values alone must express.
-IOT_PER_DISTRICT = "services.iot=" + json.dumps(
-    {
-        "consumers": {},
-        "timers": {"enabled": False},
-        "districts": {code: {"replicas": 2} for code in ORDOS_DISTRICTS},
-    }
+# Egress restricted to DNS, PostgreSQL and Kafka, plus what a service adds (IoT: MQTT).
+RESTRICT_EGRESS = (
+    "networkPolicy.restrictEgress=true",
+    "networkPolicy.egress="
+    + json.dumps(
+        [
+            {
+                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}],
+                "ports": [{"port": port, "protocol": "TCP"}],
+            }
+            for ns, port in (("db", 5432), ("kafka", 9092))
+        ]
+    ),
+    # Callers of the gRPC APIs narrowed to the cluster's own namespaces.
+    'networkPolicy.grpcFrom=[{"namespaceSelector": {}}]',
 )
+CITY_WIDE_SERVICES = tuple(s for s in SERVICES if s not in SINGLE_OWNER_SERVICES)
 
 RENDERS = {
     "defaults": ((), ()),
     "ordos": ((CITY_VALUES,), ()),
     **{f"ordos+{path.stem}": ((CITY_VALUES, path), ()) for path in DISTRICT_OVERLAYS},
     "ordos+all-districts": ((CITY_VALUES, *DISTRICT_OVERLAYS), ()),
-    "ordos+iot-per-district": ((CITY_VALUES,), (IOT_PER_DISTRICT,)),
+    "ordos+restricted-network": ((CITY_VALUES,), RESTRICT_EGRESS),
     "autoscaling-everywhere": (
         (),
         ('defaults.serve.autoscaling={"enabled": true, "minReplicas": 2, "maxReplicas": 4}',),
@@ -152,6 +162,28 @@ def test_only_known_custom_resources() -> None:
             '"maxReplicas": 3}',
             "autoscaling.minReplicas 5 is above maxReplicas 3",
         ),
+        # A singleOwner service's instance is one pod: no more replicas, no autoscaler, no
+        # disruption budget.
+        (
+            'services.iot.districts={"150602": {"replicas": 2}}',
+            "services.iot.districts.150602.replicas: Must be less than or equal to 1",
+        ),
+        (
+            "services.iot.serve.replicas=2",
+            "services.iot.serve.replicas: Must be less than or equal to 1",
+        ),
+        (
+            'services.iot.districts={"150603": {"autoscaling": {"enabled": true}}}',
+            "services.iot.districts.150603.autoscaling.enabled must be one of the following: false",
+        ),
+        (
+            'services.iot.districts={"150621": {"podDisruptionBudget": {"minAvailable": 1}}}',
+            "services.iot.districts.150621.podDisruptionBudget: Invalid type. Expected: null",
+        ),
+        (
+            'services.iot.serveSecrets={"WUYE_IOT_OTHER_KEY": {"name": "k"}}',
+            "services.iot.serveSecrets.WUYE_IOT_OTHER_KEY: key is required",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(setting: str, message: str) -> None:
@@ -182,10 +214,10 @@ def backing(docs: list[dict], service_name: str) -> set[str]:
     }
 
 
-def test_ordos_runs_every_service_city_wide() -> None:
+def test_ordos_runs_every_service_but_iot_city_wide() -> None:
     docs = rendered("ordos")
     deployments = objects(docs, "Deployment")
-    for service in SERVICES:
+    for service in CITY_WIDE_SERVICES:
         serve = serve_deployments(docs, service)
         assert list(serve) == [f"{RELEASE}-{service}"], "one city-wide instance"
         env = env_of(pod_spec(serve[f"{RELEASE}-{service}"])["containers"][0])
@@ -213,6 +245,9 @@ def test_ordos_runs_every_service_city_wide() -> None:
         ("inspections", "relay"),
         ("inspections", "consume-events"),
         ("inspections", "timers"),
+        ("iot", "serve"),
+        ("iot", "relay"),
+        ("iot", "consume-events"),
     }
     hpa = objects(docs, "HorizontalPodAutoscaler")
     assert set(hpa) == {f"{RELEASE}-registry"}, "ordos.yaml autoscales the registry"
@@ -254,6 +289,14 @@ def test_a_district_overlay_gives_that_district_its_own_registry(overlay: Path) 
     for service in ("credit", "inspections"):
         assert list(serve_deployments(docs, service)) == [f"{RELEASE}-{service}"]
     assert f"{RELEASE}-registry-relay" in objects(docs, "Deployment")
+    # The district's IoT instance stays one pod; the overlay may give it more resources.
+    iot = serve_deployments(docs, "iot")[f"{RELEASE}-iot-{code}"]
+    assert iot["spec"]["replicas"] == 1
+    wanted_iot = (yaml.safe_load(overlay.read_text())["services"].get("iot") or {}).get(
+        "districts", {}
+    )
+    if code in wanted_iot:
+        assert pod_spec(iot)["containers"][0]["resources"] == wanted_iot[code]["resources"]
 
 
 def test_moving_a_district_keeps_its_address_served() -> None:
@@ -300,19 +343,87 @@ def test_all_overlays_together_leave_no_city_wide_registry() -> None:
     assert f"{RELEASE}-registry-relay" in objects(docs, "Deployment")
 
 
-def test_a_new_service_per_district_is_one_values_block() -> None:
-    """What IoT intake will need: nine district instances, its relay and migration, nothing
-    city-wide, from values alone."""
-    docs = rendered("ordos+iot-per-district")
+def test_ordos_runs_iot_as_one_pod_per_district() -> None:
+    """The IoT intake holds each district's device state in the memory of one pod: nine
+    instances of exactly one replica, replaced with Recreate, without autoscaler or budget; its
+    relay and consumer city-wide."""
+    docs = rendered("ordos")
     serve = serve_deployments(docs, "iot")
     assert set(serve) == {f"{RELEASE}-iot-{code}" for code in ORDOS_DISTRICTS}
     for code in ORDOS_DISTRICTS:
-        env = env_of(pod_spec(serve[f"{RELEASE}-iot-{code}"])["containers"][0])
+        name = f"{RELEASE}-iot-{code}"
+        deployment = serve[name]
+        assert deployment["spec"]["replicas"] == 1, name
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}, name
+        env = env_of(pod_spec(deployment)["containers"][0])
         assert env["WUYE_DISTRICTS"]["value"] == code
         assert env["WUYE_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "wuye-iot-database"
-    assert f"{RELEASE}-iot-relay" in objects(docs, "Deployment")
+        assert env["WUYE_IOT_GATEWAY_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "wuye-iot-gateway-keys",
+            "key": "current",
+        }
+        assert env["WUYE_IOT_GATEWAY_PREVIOUS_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "wuye-iot-gateway-keys",
+            "key": "previous",
+            "optional": True,
+        }
+        assert env["WUYE_IOT_MQTT_URL"]["value"] == "mqtt://mosquitto.iot:1883"
+        assert backing(docs, f"{RELEASE}-iot-{code}") == {name}
+    assert f"{RELEASE}-iot" not in objects(docs, "Service"), "no city-wide instance"
+    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        assert not [n for n in objects(docs, kind) if n.startswith(f"{RELEASE}-iot")], kind
+    deployments = objects(docs, "Deployment")
+    for part, args in (("relay", ["relay"]), ("consume-events", ["consume", "events"])):
+        worker = deployments[f"{RELEASE}-iot-{part}"]
+        assert worker["metadata"]["labels"]["wuye/district"] == "city"
+        container = pod_spec(worker)["containers"][0]
+        assert container["args"] == args
+        assert "WUYE_DISTRICTS" not in env_of(container)
+    assert not [d for d in deployments if d.startswith(f"{RELEASE}-iot-timers")]
     assert f"{RELEASE}-iot-migrate" in objects(docs, "Job")
-    assert f"{RELEASE}-iot" in objects(docs, "NetworkPolicy")
+
+
+@pytest.mark.parametrize("name", list(RENDERS))
+def test_single_owner_instances_are_one_pod_whatever_the_defaults(name: str) -> None:
+    """defaults.serve's replicas, autoscaler and budget never reach a singleOwner instance."""
+    docs = rendered(name)
+    for service in SINGLE_OWNER_SERVICES:
+        serve = serve_deployments(docs, service)
+        assert serve, f"{name}: no {service} instance"
+        for deployment_name, deployment in serve.items():
+            assert deployment["spec"]["replicas"] == 1, deployment_name
+            assert deployment["spec"]["strategy"] == {"type": "Recreate"}, deployment_name
+        for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
+            assert not set(objects(docs, kind)) & set(serve), f"{name}: {kind}"
+
+
+def test_gateways_reach_iot_from_anywhere_and_iot_reaches_mqtt() -> None:
+    """Gateways are outside the cluster: the intake's gRPC port is open to anyone even when the
+    other services' callers are narrowed; /metrics stays for Prometheus. With egress restricted,
+    the intake may reach the MQTT broker and the others may not."""
+    for name in ("ordos", "ordos+restricted-network"):
+        policies = objects(rendered(name), "NetworkPolicy")
+        iot = policies[f"{RELEASE}-iot"]["spec"]
+        grpc_rule, metrics_rule = iot["ingress"]
+        assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+        assert "from" not in grpc_rule, f"{name}: gateways must reach iot"
+        assert metrics_rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+        assert metrics_rule["from"], f"{name}: metrics open to anyone"
+    policies = objects(rendered("ordos+restricted-network"), "NetworkPolicy")
+    assert policies[f"{RELEASE}-registry"]["spec"]["ingress"][0]["from"] == [
+        {"namespaceSelector": {}}
+    ]
+
+    def egress_ports(policy: dict) -> set[int]:
+        assert "Egress" in policy["spec"]["policyTypes"]
+        return {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
+
+    assert egress_ports(policies[f"{RELEASE}-iot"]) == {53, 5432, 9092, 1883}
+    for service in CITY_WIDE_SERVICES:
+        assert egress_ports(policies[f"{RELEASE}-{service}"]) == {53, 5432, 9092}
+    # Unrestricted (the default), no policy limits where pods connect.
+    for policy in objects(rendered("ordos"), "NetworkPolicy").values():
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
 
 
 # ---------------------------------------------------------------- every workload
@@ -370,7 +481,7 @@ def test_ports_and_probes(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(RENDERS))
 def test_keys_come_from_existing_secrets(name: str) -> None:
-    secret_env = {"WUYE_DATABASE_URL", "WUYE_TOKEN_SECRET", "WUYE_PII_KEY"}
+    secret_env = {"WUYE_DATABASE_URL", "WUYE_TOKEN_SECRET", "WUYE_PII_KEY", "WUYE_IOT_GATEWAY_KEY"}
     for doc in workloads(rendered(name)):
         where = f"{name}: {doc['metadata']['name']}"
         part = doc["metadata"]["labels"]["wuye/part"]
@@ -381,6 +492,8 @@ def test_keys_come_from_existing_secrets(name: str) -> None:
         expected = {"WUYE_DATABASE_URL"}
         if part == "serve":
             expected |= {"WUYE_TOKEN_SECRET", "WUYE_PII_KEY"}
+            if doc["metadata"]["labels"]["wuye/service"] == "iot":
+                expected |= {"WUYE_IOT_GATEWAY_KEY"}
         elif part not in ("relay", "migrate"):
             expected |= {"WUYE_PII_KEY"}
         assert secret_env & set(env) == expected, where

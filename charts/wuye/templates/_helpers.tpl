@@ -61,17 +61,30 @@ service's one database) and its migration Job.
 {{- range $values.cityDistricts -}}
 {{- if not (has . $split) -}}{{- $rest = append $rest . -}}{{- end -}}
 {{- end -}}
+{{- $singleOwner := eq (toString (dig "singleOwner" false $svc)) "true" -}}
 {{- $instances := list -}}
 {{- if $rest -}}
 {{- $all := eq (len $rest) (len $values.cityDistricts) -}}
-{{- $instances = append $instances (dict "district" "city" "name" $name "serves" $rest "all" $all "spec" $serve) -}}
+{{- $instances = append $instances (dict "district" "city" "name" $name "serves" $rest "all" $all "spec" $serve "given" (get $svc "serve" | default dict)) -}}
 {{- end -}}
 {{- range $code := $split -}}
 {{- $spec := deepCopy $values.defaults.serve -}}
 {{- include "wuye.mergeInto" (list $spec (get $byDistrict $code)) -}}
-{{- $instances = append $instances (dict "district" $code "name" (printf "%s-%s" $name $code) "serves" (list $code) "all" false "spec" $spec) -}}
+{{- $instances = append $instances (dict "district" $code "name" (printf "%s-%s" $name $code) "serves" (list $code) "all" false "spec" $spec "given" (get $byDistrict $code | default dict)) -}}
 {{- end -}}
 {{- range $instances -}}
+{{- $_ := set . "singleOwner" $singleOwner -}}
+{{- if $singleOwner -}}
+{{- /* One pod owns the districts' in-memory state: the values' own replica count (0 or 1;
+values.schema.json refuses more, and autoscaling) or 1, never defaults.serve's; no autoscaler;
+no disruption budget, since on one pod it would either block every node drain (minAvailable 1)
+or allow just what no budget allows (maxUnavailable 1). */ -}}
+{{- $replicas := 1 -}}
+{{- if hasKey .given "replicas" -}}{{- $replicas = int .given.replicas -}}{{- end -}}
+{{- $_ := set .spec "replicas" $replicas -}}
+{{- $_ := set .spec "autoscaling" (dict "enabled" false) -}}
+{{- $_ := unset .spec "podDisruptionBudget" -}}
+{{- end -}}
 {{- $scaling := .spec.autoscaling -}}
 {{- if and $scaling.enabled (gt (int $scaling.minReplicas) (int $scaling.maxReplicas)) -}}
 {{- fail (printf "services.%s (%s): autoscaling.minReplicas %v is above maxReplicas %v" $name .district $scaling.minReplicas $scaling.maxReplicas) -}}
@@ -97,7 +110,8 @@ service's one database) and its migration Job.
 {{- include "wuye.mergeInto" (list $migrate (get $svc "migrate")) -}}
 {{- $env := deepCopy ($values.env | default dict) -}}
 {{- include "wuye.mergeInto" (list $env (get $svc "env")) -}}
-{{- $services = append $services (dict "name" $name "instances" $instances "workers" $workers "migrate" $migrate "env" $env) -}}
+{{- $policy := get $svc "networkPolicy" | default dict -}}
+{{- $services = append $services (dict "name" $name "instances" $instances "workers" $workers "migrate" $migrate "env" $env "serveSecrets" (get $svc "serveSecrets" | default dict) "networkPolicy" $policy) -}}
 {{- end -}}
 {{- end -}}
 {{- $_ := set .out "services" $services -}}
@@ -123,7 +137,8 @@ service's one database) and its migration Job.
 {{/*
 A pod template. (dict "root" $ "service" SVC "part" PART "district" city|CODE "args" LIST
 "resources" MAP "instance" INSTANCE-or-nil "restartPolicy" Never-or-nil)
-`instance` is set for `serve` pods: they get the gRPC port, probes and WUYE_DISTRICTS.
+`instance` is set for `serve` pods: they get the gRPC port, probes and WUYE_DISTRICTS, and
+"serveSecrets" (environment variable: Secret reference) are keys only the servers get.
 */}}
 {{- define "wuye.pod" -}}
 {{- $root := .root -}}
@@ -207,6 +222,16 @@ spec:
               name: {{ $values.secrets.tokenSecret.name }}
               key: {{ . }}
               optional: true
+        {{- end }}
+        {{- range $variable, $ref := .serveSecrets }}
+        - name: {{ $variable }}
+          valueFrom:
+            secretKeyRef:
+              name: {{ $ref.name }}
+              key: {{ $ref.key }}
+              {{- if $ref.optional }}
+              optional: true
+              {{- end }}
         {{- end }}
         {{- end }}
         {{- if not (has $part (list "relay" "migrate")) }}
