@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from wuye.core.service import ServiceSpec
 
 # The services `make run` starts, in this order; a new service is one more name here.
-SERVICES: tuple[str, ...] = ("registry", "credit", "inspections")
+SERVICES: tuple[str, ...] = ("registry", "credit", "inspections", "iot")
 
 SECRETS_FILE = "secrets.env"
 # Written once every part is ready, removed at shutdown: addresses and pids for scripts and tests.
@@ -98,8 +98,12 @@ class Child:
 # ---------------------------------------------------------------- secrets
 
 
+# Keys `run` makes once and keeps: tokens, pseudonymised data and gateways' secrets stay valid.
+GENERATED_KEYS = ("WUYE_TOKEN_SECRET", "WUYE_PII_KEY", "WUYE_IOT_GATEWAY_KEY")
+
+
 def read_secrets_file(state_dir: Path) -> dict[str, str]:
-    """WUYE_TOKEN_SECRET and WUYE_PII_KEY as `run` wrote them; empty if it never ran here."""
+    """The GENERATED_KEYS as `run` wrote them; empty if it never ran here."""
     path = state_dir / SECRETS_FILE
     if not path.exists():
         return {}
@@ -108,15 +112,15 @@ def read_secrets_file(state_dir: Path) -> dict[str, str]:
 
 
 def _ensure_secrets_file(state_dir: Path) -> None:
-    """Random keys made once and kept: tokens and pseudonymised data stay valid across runs."""
+    """Random keys made once and kept; a key a newer version needs is added to an older file."""
     path = state_dir / SECRETS_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    missing = [key for key in GENERATED_KEYS if key not in read_secrets_file(state_dir)]
+    if not missing:
         return
-    with os.fdopen(fd, "w") as out:
-        out.write(f"WUYE_TOKEN_SECRET={secrets.token_urlsafe(32)}\n")
-        out.write(f"WUYE_PII_KEY={secrets.token_urlsafe(32)}\n")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as out:
+        for key in missing:
+            out.write(f"{key}={secrets.token_urlsafe(32)}\n")
 
 
 def _secret_env(settings: Settings, state_dir: Path) -> dict[str, str]:
@@ -126,6 +130,8 @@ def _secret_env(settings: Settings, state_dir: Path) -> dict[str, str]:
         "WUYE_TOKEN_SECRET": settings.token_secret.get_secret_value()
         or stored.get("WUYE_TOKEN_SECRET", ""),
         "WUYE_PII_KEY": settings.pii_key.get_secret_value() or stored.get("WUYE_PII_KEY", ""),
+        "WUYE_IOT_GATEWAY_KEY": os.environ.get("WUYE_IOT_GATEWAY_KEY")
+        or stored.get("WUYE_IOT_GATEWAY_KEY", ""),
     }
     missing = [name for name, value in chosen.items() if not value]
     if missing:

@@ -84,6 +84,16 @@ class Unauthenticated(DomainError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class ResourceExhausted(DomainError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(DomainError):
+    """Nothing the caller did wrong: the same call may succeed a little later."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 class Violations:
     """Collects every problem of a request, so the caller learns all of them at once."""
 

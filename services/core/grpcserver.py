@@ -11,7 +11,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +58,10 @@ class ServiceDefinition:
     add_to_server: Callable[[Any, grpc.Server], None]
     servicer: Any
     routes: dict[str, Route]  # by method name
+    # Work the servicer does besides answering calls (background threads): started before the
+    # server takes calls, stopped after it has finished them.
+    start: Callable[[], None] | None = None
+    stop: Callable[[], None] | None = None
 
 
 def _field(message: pb_message.Message, path: str) -> str:
@@ -212,27 +216,31 @@ class Gateway(grpc.ServerInterceptor):
                 ref = call.request_id if call else ""
                 grpc_context.abort(INTERNAL, f"internal error (request {ref})")
 
+        def admit(grpc_context: grpc.ServicerContext) -> tuple[Any, RequestContext]:
+            if route is None:
+                raise PermissionDenied("METHOD_NOT_ROUTED", f"{method_name} has no access policy")
+            call = self._call(route, grpc_context)
+            return context.enter(call), call
+
+        def request_of(raw: bytes, call: RequestContext) -> pb_message.Message:
+            request = parse_request(raw)
+            if route.district_field:
+                district = district_of(request, route.district_field, city)
+                if district is not None and route.policy.roles is None:
+                    # Public: anyone reads, whatever districts a token names (or none).
+                    self._scope.check_served(district)
+                elif district is not None:
+                    call.require_district(district)
+            return request
+
         def run(behavior, raw: bytes, grpc_context: grpc.ServicerContext):
             started.inc()
             start = time.perf_counter()
             token = response = error = None
             code = grpc.StatusCode.OK
             try:
-                if route is None:
-                    raise PermissionDenied(
-                        "METHOD_NOT_ROUTED", f"{method_name} has no access policy"
-                    )
-                call = self._call(route, grpc_context)
-                token = context.enter(call)
-                request = parse_request(raw)
-                if route.district_field:
-                    district = district_of(request, route.district_field, city)
-                    if district is not None and route.policy.roles is None:
-                        # Public: anyone reads, whatever districts a token names (or none).
-                        self._scope.check_served(district)
-                    elif district is not None:
-                        call.require_district(district)
-                response = behavior(request, grpc_context)
+                token, call = admit(grpc_context)
+                response = behavior(request_of(raw, call), grpc_context)
             except DomainError as e:
                 code, error = e.code, e
             except Exception as e:
@@ -244,6 +252,35 @@ class Gateway(grpc.ServerInterceptor):
                     context.leave(token)
             return response
 
+        def run_stream(behavior, requests, grpc_context: grpc.ServicerContext, unary: bool):
+            """A call whose responses stream: sent as the handler yields them. `requests` is
+            the request's bytes, or (`unary` false) an iterator of requests' bytes."""
+            started.inc()
+            start = time.perf_counter()
+            token = error = None
+            code = grpc.StatusCode.OK
+            try:
+                try:
+                    token, call = admit(grpc_context)
+                    if unary:
+                        request = request_of(requests, call)
+                    else:
+                        request = (parse_request(raw) for raw in requests)
+                    yield from behavior(request, grpc_context)
+                except DomainError as e:
+                    code, error = e.code, e
+                except GeneratorExit:
+                    code = grpc.StatusCode.CANCELLED  # the caller went away
+                    raise
+                except Exception as e:
+                    code, error = INTERNAL, e
+            finally:
+                try:
+                    finish(code, start, grpc_context, error)
+                finally:
+                    if token is not None:
+                        context.leave(token)
+
         if handler.unary_unary:
             inner = handler.unary_unary
             return grpc.unary_unary_rpc_method_handler(
@@ -252,26 +289,32 @@ class Gateway(grpc.ServerInterceptor):
             )
         if handler.unary_stream:
             inner_stream = handler.unary_stream
-
-            def stream(raw: bytes, grpc_context) -> Iterator[Any]:
-                responses = run(lambda req, ctx: list(inner_stream(req, ctx)), raw, grpc_context)
-                yield from responses or ()
-
             return grpc.unary_stream_rpc_method_handler(
-                stream, response_serializer=handler.response_serializer
+                lambda raw, ctx: run_stream(inner_stream, raw, ctx, unary=True),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream:
+            inner_bidi = handler.stream_stream
+            return grpc.stream_stream_rpc_method_handler(
+                lambda requests, ctx: run_stream(inner_bidi, requests, ctx, unary=False),
+                response_serializer=handler.response_serializer,
             )
         raise NotImplementedError(f"{method}: client-streaming methods are not routed yet")
 
 
-def build_server(
-    settings: Settings, definitions: list[ServiceDefinition]
-) -> tuple[grpc.Server, int, health.HealthServicer]:
-    scope = DistrictScope(
+def district_scope(settings: Settings) -> DistrictScope:
+    return DistrictScope(
         service=settings.service,
         served=settings.served_districts,
         city=dict(settings.city_districts),
         endpoint_template=settings.district_endpoint_template,
     )
+
+
+def build_server(
+    settings: Settings, definitions: list[ServiceDefinition]
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    scope = district_scope(settings)
     gateway = Gateway(
         domain=f"wuye.{settings.service}",
         definitions=definitions,
@@ -312,6 +355,9 @@ def serve(settings: Settings, definitions: list[ServiceDefinition]) -> None:
     """Run until SIGTERM or SIGINT, then stop taking calls and let running ones finish."""
     server, port, health_servicer = build_server(settings, definitions)
     metrics_port = metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
+    for definition in definitions:
+        if definition.start is not None:
+            definition.start()
     server.start()
     log(
         logging.getLogger("wuye"),
@@ -334,3 +380,6 @@ def serve(settings: Settings, definitions: list[ServiceDefinition]) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     server.wait_for_termination()
+    for definition in definitions:
+        if definition.stop is not None:
+            definition.stop()

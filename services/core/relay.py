@@ -53,6 +53,7 @@ class Relay:
         batch_size: int,
         poll_seconds: float,
         gauge_seconds: float = 1.0,
+        on_published: Callable[[list, float], None] | None = None,
     ) -> None:
         self._engine = engine
         self._reader = reader(engine)
@@ -75,6 +76,8 @@ class Relay:
         self._lock_key = zlib.crc32(f"wuye-outbox:{lock_name}".encode()) & 0x7FFFFFFF
         self._leader: sa.Connection | None = None
         self._gauges_at = 0.0
+        # Told of each batch Kafka acknowledged (rows, when): a service's own measurements.
+        self._on_published = on_published
 
     def publish_batch(self) -> int:
         """Publish up to one batch; returns how many events Kafka acknowledged."""
@@ -108,6 +111,8 @@ class Relay:
             metrics.OUTBOX_LATENCY.observe(max(0.0, acknowledged - row.created_at))
         for topic, count in by_topic.items():
             metrics.OUTBOX_PUBLISHED.labels(topic).inc(count)
+        if self._on_published is not None:
+            self._on_published(rows, acknowledged)
         return len(rows)
 
     def update_gauges(self) -> None:

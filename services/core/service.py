@@ -62,6 +62,8 @@ class ServiceSpec:
     consumers: tuple[ConsumerSpec, ...] = field(default_factory=tuple)
     timers: tuple[TimerSpec, ...] = field(default_factory=tuple)
     topic_partitions: int = 6
+    # Called by the relay with each batch of outbox rows Kafka acknowledged, and when.
+    on_published: Callable[[list, float], None] | None = None
 
 
 def _stop_on_signals() -> threading.Event:
@@ -84,6 +86,7 @@ def build_relay(spec: ServiceSpec, settings: Settings, engine: Engine) -> Relay:
         lock_name=f"{settings.resolved_database_url()}#{settings.schema}",
         batch_size=settings.relay_batch_size,
         poll_seconds=settings.relay_poll_seconds,
+        on_published=spec.on_published,
     )
 
 

@@ -117,7 +117,11 @@ class InProcessServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_service_engine(settings)
-        self.server, self.port, self.health = build_server(settings, self.definitions())
+        self.served = self.definitions()
+        self.server, self.port, self.health = build_server(settings, self.served)
+        for definition in self.served:
+            if definition.start is not None:
+                definition.start()
         self.server.start()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.stub = self.stub_class(self.channel)
@@ -166,6 +170,9 @@ class InProcessServer:
     def close(self) -> None:
         self.channel.close()
         self.server.stop(None).wait(10)
+        for definition in self.served:
+            if definition.stop is not None:
+                definition.stop()
         self.engine.dispose()
 
     # -- principals

@@ -1,0 +1,379 @@
+"""Use cases of the IoT intake other than the readings themselves: registering gateways and
+devices, handling alarms, and learning projects from the registry's events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from wuye.core import context
+from wuye.core.consumer import EventMeta, Handler
+from wuye.core.db import utc
+from wuye.core.errors import FailedPrecondition, NotFound
+from wuye.core.events import Event, add_events, run_idempotent
+from wuye.core.ids import new_id
+from wuye.core.paging import Page
+from wuye.core.wire import timestamp
+from wuye.iot import metrics, store
+from wuye.iot.domain import AlarmState, DeviceKind, DeviceState
+from wuye.iot.intake import Intake, alarm_event, alarm_message, resolve
+from wuye.iot.settings import IotSettings
+from wuye.iot.v1 import events_pb2 as events
+from wuye.iot.v1 import intake_service_pb2 as pb
+from wuye.registry.v1 import events_pb2 as registry
+
+DEVICE_TOPIC = "wuye.iot.device.v1"
+TOPICS = ("wuye.iot.alarm.v1", DEVICE_TOPIC, "wuye.iot.reading.v1")
+REGISTRY_TOPICS = ("wuye.registry.project.v1",)
+
+
+def gateway_message(row) -> pb.Gateway:
+    return pb.Gateway(
+        id=row.gateway_id,
+        project_id=row.project_id,
+        district_code=row.district_code,
+        name=row.name,
+        mqtt_topic=f"wuye/{row.district_code}/{row.gateway_id}/readings",
+        create_time=timestamp(utc(row.created_at)),
+    )
+
+
+def device_message(device: DeviceState) -> pb.Device:
+    message = pb.Device(
+        id=device.device_id,
+        gateway_id=device.gateway_id,
+        project_id=device.project_id,
+        district_code=device.district,
+        kind=pb.DeviceKind.Value(f"DEVICE_KIND_{device.kind}"),
+        location=device.location,
+        thresholds=pb.Thresholds(low=device.low, high=device.high),
+        silent=device.silent,
+        create_time=timestamp(dt.datetime.fromtimestamp(device.registered_at, dt.UTC)),
+    )
+    message.heartbeat_interval.FromNanoseconds(int(device.heartbeat_seconds * 1e9))
+    if device.last_value is not None:
+        message.last_value = device.last_value
+        message.last_observe_time.FromNanoseconds(device.last_observed_ns)
+    if device.last_seen:
+        message.last_seen_time.FromNanoseconds(int(device.last_seen * 1e9))
+    return message
+
+
+class Iot:
+    def __init__(self, engine: Engine, settings: IotSettings, intake: Intake | None = None):
+        self.engine = engine
+        self.settings = settings
+        self._intake = intake
+
+    @property
+    def intake(self) -> Intake:
+        assert self._intake is not None, "only the serving process has an intake"
+        return self._intake
+
+    # -- gateways and devices
+
+    def register_gateway(self, request: pb.RegisterGatewayRequest) -> pb.RegisterGatewayResponse:
+        def command(connection: Connection) -> pb.RegisterGatewayResponse:
+            project = connection.execute(
+                sa.select(store.projects).where(store.projects.c.project_id == request.project_id)
+            ).first()
+            if project is None:
+                raise FailedPrecondition(
+                    "PROJECT_UNKNOWN",
+                    f"the registry has not announced project {request.project_id} (yet)",
+                    project_id=request.project_id,
+                )
+            values = {
+                "gateway_id": new_id(project.district_code, "G"),
+                "project_id": project.project_id,
+                "district_code": project.district_code,
+                "name": request.name,
+                "key_version": 1,
+                "created_at": dt.datetime.now(dt.UTC),
+                "replay_highest": 0,
+                "replay_bits": 0,
+                "clock_skewed": False,
+            }
+            connection.execute(store.gateways.insert().values(values))
+            gateway = gateway_message(SimpleNamespace(**values))
+            add_events(
+                connection,
+                [
+                    Event(
+                        DEVICE_TOPIC,
+                        gateway.id,
+                        gateway.id,
+                        gateway.district_code,
+                        events.GatewayRegistered(gateway=gateway),
+                    )
+                ],
+            )
+            return pb.RegisterGatewayResponse(gateway=gateway)
+
+        response = run_idempotent(
+            self.engine,
+            method="RegisterGateway",
+            request_id=request.request_id,
+            request=request,
+            response_type=pb.RegisterGatewayResponse,
+            command=command,
+        )
+        # The secret is derived, never stored (not even in the idempotency record).
+        gateway = response.gateway
+        version = self._key_version(gateway.id)
+        self.intake.add_gateway(gateway.id, gateway.district_code, gateway.project_id, version)
+        response.secret = self.intake.secret_of(gateway.id, version)
+        return response
+
+    def _gateway_row(self, connection: Connection, gateway_id: str, lock: bool = False):
+        query = sa.select(store.gateways).where(store.gateways.c.gateway_id == gateway_id)
+        row = connection.execute(query.with_for_update() if lock else query).first()
+        if row is None:
+            raise NotFound("GATEWAY_NOT_FOUND", f"no gateway {gateway_id}")
+        return row
+
+    def _key_version(self, gateway_id: str) -> int:
+        with self.engine.connect() as connection:
+            return self._gateway_row(connection, gateway_id).key_version
+
+    def get_gateway(self, gateway_id: str) -> pb.Gateway:
+        with self.engine.connect() as connection:
+            return gateway_message(self._gateway_row(connection, gateway_id))
+
+    def rotate_secret(self, gateway_id: str) -> pb.RotateGatewaySecretResponse:
+        with self.engine.begin() as connection:
+            row = self._gateway_row(connection, gateway_id, lock=True)
+            version = row.key_version + 1
+            connection.execute(
+                store.gateways.update()
+                .where(store.gateways.c.gateway_id == gateway_id)
+                .values(key_version=version)
+            )
+        self.intake.add_gateway(gateway_id, row.district_code, row.project_id, version)
+        return pb.RotateGatewaySecretResponse(
+            gateway=gateway_message(row), secret=self.intake.secret_of(gateway_id, version)
+        )
+
+    def register_device(
+        self,
+        request: pb.RegisterDeviceRequest,
+        kind: DeviceKind,
+        low: float,
+        high: float,
+        heartbeat_seconds: float,
+    ) -> pb.Device:
+        def command(connection: Connection) -> pb.Device:
+            gateway = self._gateway_row(connection, request.gateway_id)
+            values = {
+                "device_id": new_id(gateway.district_code, "D"),
+                "gateway_id": gateway.gateway_id,
+                "district_code": gateway.district_code,
+                "project_id": gateway.project_id,
+                "kind": kind,
+                "location": request.location,
+                "low": low,
+                "high": high,
+                "heartbeat_seconds": heartbeat_seconds,
+                "created_at": dt.datetime.now(dt.UTC),
+                "last_value": None,
+                "last_observed_ns": 0,
+                "last_seen": 0.0,
+                "abnormal": False,
+                "silent": False,
+            }
+            connection.execute(store.devices.insert().values(values))
+            device = device_message(store.device_state(SimpleNamespace(**values), self._valid()))
+            add_events(
+                connection,
+                [
+                    Event(
+                        DEVICE_TOPIC,
+                        gateway.gateway_id,
+                        device.id,
+                        device.district_code,
+                        events.DeviceRegistered(device=device),
+                    )
+                ],
+            )
+            return device
+
+        device = run_idempotent(
+            self.engine,
+            method="RegisterDevice",
+            request_id=request.request_id,
+            request=request,
+            response_type=pb.Device,
+            command=command,
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(store.devices).where(store.devices.c.device_id == device.id)
+            ).one()
+        self.intake.add_device(row)
+        return self.get_device(device.id)
+
+    def _valid(self) -> dict[str, tuple[float, float]]:
+        return {kind: (r.low, r.high) for kind, r in self.settings.iot_valid_ranges.items()}
+
+    def get_device(self, device_id: str) -> pb.Device:
+        device = self.intake.devices.get(device_id)
+        if device is None:
+            raise NotFound("DEVICE_NOT_FOUND", f"no device {device_id}")
+        return device_message(device)
+
+    def list_devices(
+        self, district: str, gateway_id: str, silent_only: bool, page: Page
+    ) -> list[DeviceState]:
+        found = sorted(
+            (
+                d
+                for d in list(self.intake.devices.values())
+                if d.district == district
+                and (not gateway_id or d.gateway_id == gateway_id)
+                and (not silent_only or d.silent)
+                and (page.after is None or d.device_id > page.after)
+            ),
+            key=lambda d: d.device_id,
+        )
+        return found[: page.size + 1]
+
+    # -- alarms
+
+    def _alarm_row(self, connection: Connection, alarm_id: str, lock: bool = False):
+        query = sa.select(store.alarms).where(store.alarms.c.alarm_id == alarm_id)
+        row = connection.execute(query.with_for_update() if lock else query).first()
+        if row is None:
+            raise NotFound("ALARM_NOT_FOUND", f"no alarm {alarm_id}")
+        return row
+
+    def get_alarm(self, alarm_id: str) -> pb.Alarm:
+        with self.engine.connect() as connection:
+            return alarm_message(self._alarm_row(connection, alarm_id)._asdict())
+
+    def list_alarms(
+        self, district: str, states: list[str], kind: str, page: Page
+    ) -> list[pb.Alarm]:
+        """Newest first; the page key is "<raised_at ISO>|<alarm_id>"."""
+        alarms = store.alarms.c
+        query = sa.select(store.alarms).where(alarms.district_code == district)
+        if states:
+            query = query.where(alarms.state.in_(states))
+        if kind:
+            query = query.where(alarms.kind == kind)
+        if page.after is not None:
+            raised, _, alarm_id = page.after.partition("|")
+            at = dt.datetime.fromisoformat(raised)
+            query = query.where(
+                sa.or_(
+                    alarms.raised_at < at,
+                    sa.and_(alarms.raised_at == at, alarms.alarm_id > alarm_id),
+                )
+            )
+        query = query.order_by(alarms.raised_at.desc(), alarms.alarm_id).limit(page.size + 1)
+        with self.engine.connect() as connection:
+            return [alarm_message(row._asdict()) for row in connection.execute(query)]
+
+    def open_alarms(self, districts: frozenset[str]) -> list[pb.Alarm]:
+        alarms = store.alarms.c
+        query = (
+            sa.select(store.alarms)
+            .where(
+                alarms.district_code.in_(sorted(districts)),
+                alarms.state != AlarmState.RESOLVED,
+            )
+            .order_by(alarms.raised_at)
+        )
+        with self.engine.connect() as connection:
+            return [alarm_message(row._asdict()) for row in connection.execute(query)]
+
+    def acknowledge(self, alarm_id: str, note: str) -> pb.Alarm:
+        by = context.current().principal.subject
+        now = dt.datetime.now(dt.UTC)
+        with self.engine.begin() as connection:
+            row = self._alarm_row(connection, alarm_id, lock=True)
+            if row.state == AlarmState.RESOLVED:
+                raise FailedPrecondition(
+                    "ALARM_RESOLVED", f"alarm {alarm_id} is resolved already", alarm_id=alarm_id
+                )
+            if row.state == AlarmState.ACKNOWLEDGED:
+                return alarm_message(row._asdict())
+            values = {
+                **row._asdict(),
+                "state": AlarmState.ACKNOWLEDGED,
+                "acked_at": now,
+                "acked_by": by,
+                "note": note or row.note,
+            }
+            connection.execute(
+                store.alarms.update()
+                .where(store.alarms.c.alarm_id == alarm_id)
+                .values(
+                    state=AlarmState.ACKNOWLEDGED, acked_at=now, acked_by=by, note=values["note"]
+                )
+            )
+            alarm = alarm_message(values)
+            add_events(connection, [alarm_event(alarm, events.AlarmAcknowledged(alarm=alarm))])
+        self._announce(alarm, "acknowledged")
+        return alarm
+
+    def resolve(self, alarm_id: str, note: str) -> pb.Alarm:
+        by = context.current().principal.subject
+        with self.engine.begin() as connection:
+            row = self._alarm_row(connection, alarm_id, lock=True)
+            if row.state == AlarmState.RESOLVED:
+                return alarm_message(row._asdict())
+            alarm = resolve(connection, row, by, note, dt.datetime.now(dt.UTC))
+            add_events(connection, [alarm_event(alarm, events.AlarmResolved(alarm=alarm))])
+        self._announce(alarm, "resolved")
+        return alarm
+
+    def _announce(self, alarm: pb.Alarm, transition: str) -> None:
+        self.intake.hub.publish([alarm])
+        metrics.ALARMS.labels(
+            alarm.district_code,
+            pb.AlarmKind.Name(alarm.kind).removeprefix("ALARM_KIND_"),
+            transition,
+        ).inc()
+
+    # -- the registry's events: where projects are and who serves them
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "wuye.registry.v1.ProjectRegistered": Handler(
+                registry.ProjectRegistered, self.on_project_registered
+            ),
+            "wuye.registry.v1.EnterpriseAssigned": Handler(
+                registry.EnterpriseAssigned, self.on_enterprise_assigned
+            ),
+            "wuye.registry.v1.EnterpriseExited": Handler(
+                registry.EnterpriseExited, self.on_enterprise_exited
+            ),
+        }
+
+    def on_project_registered(self, connection: Connection, message, _meta: EventMeta) -> None:
+        store.upsert_project(
+            connection,
+            project_id=message.project_id,
+            district_code=message.district_code,
+            credit_code=store.credit_code_of(connection, message.project_id),
+        )
+
+    def on_enterprise_assigned(self, connection: Connection, message, _meta: EventMeta) -> None:
+        store.upsert_project(
+            connection,
+            project_id=message.project_id,
+            district_code=message.district_code,
+            credit_code=message.credit_code,
+        )
+
+    def on_enterprise_exited(self, connection: Connection, message, _meta: EventMeta) -> None:
+        if store.credit_code_of(connection, message.project_id) == message.credit_code:
+            store.upsert_project(
+                connection,
+                project_id=message.project_id,
+                district_code=message.district_code,
+                credit_code="",
+            )

@@ -1,0 +1,694 @@
+"""The intake engine of one instance: takes signed batches from any transport, keeps the state
+of the devices it owns in memory, sends each accepted batch to Kafka as one record, and turns
+conditions into alarms.
+
+A batch's path:
+1. `submit` (the transport's thread): check the signature and the sequence, apply the readings
+   to the devices' state (domain.take_readings), hand the record to the readings producer
+   (librdkafka) and the conditions to the writer.
+2. The producer's delivery report marks the batch durable on Kafka.
+3. The writer thread, every few milliseconds, commits in one transaction the alarms raised or
+   cleared since its last round (rows and outbox events) and the replay windows of the batches
+   now on Kafka; then it acknowledges those batches and tells alarm watchers.
+
+So an acknowledged batch is on Kafka, its alarms are committed and its sequence is remembered;
+a batch resent after a lost acknowledgement is acknowledged again without being processed twice.
+Alarm events go through the outbox and the relay's own producer: a backlog of readings on the
+readings producer never delays them. The writer also writes device snapshots, finds silent
+devices and escalates alarms nobody acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from confluent_kafka import KafkaError as LibrdkafkaError
+from confluent_kafka import Producer
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from wuye.core.context import DistrictScope
+from wuye.core.db import utc
+from wuye.core.errors import (
+    DomainError,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
+from wuye.core.events import Event, add_events
+from wuye.core.ids import new_id
+from wuye.core.kafka import cloudevent_headers
+from wuye.core.logs import log
+from wuye.core.wire import timestamp
+from wuye.iot import domain, metrics, store
+from wuye.iot.domain import AlarmState, Change, DeviceState, GatewayState
+from wuye.iot.settings import IotSettings
+from wuye.iot.signing import gateway_secret, is_signed_by, split_signature
+from wuye.iot.v1 import events_pb2 as events
+from wuye.iot.v1 import intake_service_pb2 as pb
+
+logger = logging.getLogger("wuye.iot")
+
+ALARM_TOPIC = "wuye.iot.alarm.v1"
+READING_TYPE = pb.ReadingBatch.DESCRIPTOR.full_name
+AUTO = "auto"
+
+Done = Callable[[pb.BatchResult | DomainError], None]
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A batch between submit and acknowledgement; `done` gets the result or the failure."""
+
+    gateway: GatewayState
+    sequence: int
+    result: pb.BatchResult
+    received: float
+    waiters: list[Done] = field(default_factory=list)
+
+
+class AlarmHub:
+    """Fans committed alarm changes out to WatchAlarms streams. A watcher that falls behind is
+    dropped (its stream ends and it reconnects) rather than slowing the writer."""
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._watchers: dict[queue.Queue, frozenset[str]] = {}
+
+    def watch(self, districts: frozenset[str]) -> queue.Queue:
+        watcher: queue.Queue = queue.Queue(self._capacity)
+        with self._lock:
+            self._watchers[watcher] = districts
+        return watcher
+
+    def leave(self, watcher: queue.Queue) -> None:
+        with self._lock:
+            self._watchers.pop(watcher, None)
+
+    def publish(self, alarms: list[pb.Alarm]) -> None:
+        with self._lock:
+            watchers = list(self._watchers.items())
+        for watcher, districts in watchers:
+            for alarm in alarms:
+                if alarm.district_code not in districts:
+                    continue
+                try:
+                    watcher.put_nowait(alarm)
+                except queue.Full:
+                    self.leave(watcher)
+                    with contextlib.suppress(queue.Full):
+                        watcher.get_nowait()
+                        watcher.put_nowait(None)  # the end of this watcher's stream
+                    break
+
+
+class Intake:
+    def __init__(self, settings: IotSettings, engine: Engine, scope: DistrictScope) -> None:
+        key = settings.iot_gateway_key.get_secret_value().encode()
+        if not key:
+            raise ValueError("WUYE_IOT_GATEWAY_KEY must be set: gateways' secrets derive from it")
+        self.settings = settings
+        self.hub = AlarmHub()
+        self._engine = engine
+        self._scope = scope
+        self._keys = [key]
+        previous = settings.iot_gateway_previous_key.get_secret_value().encode()
+        if previous:
+            self._keys.append(previous)
+        self._valid = {kind: (r.low, r.high) for kind, r in settings.iot_valid_ranges.items()}
+        self._lock = threading.Lock()
+        self.devices: dict[str, DeviceState] = {}
+        self.gateways: dict[str, GatewayState] = {}
+        self._secrets: dict[tuple[str, int], list[bytes]] = {}
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._changes: list[Change] = []
+        self._durable: list[_Pending] = []
+        self._work = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._producer: Producer | None = None
+        self._max_future_ns = int(settings.iot_max_future_seconds * 1e9)
+        self._max_skew_ns = int(settings.iot_max_clock_skew_seconds * 1e9)
+        self._district_counters: dict[str, tuple] = {}
+
+    # -- life cycle
+
+    def start(self) -> None:
+        with self._engine.connect() as connection:
+            self.gateways = store.load_gateways(
+                connection, self._scope.served, self.settings.iot_replay_window
+            )
+            self.devices = store.load_devices(connection, self._scope.served, self._valid)
+        self._producer = Producer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "client.id": f"wuye-iot-intake-{','.join(sorted(self._scope.served))}"[:200],
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "batch.size": 1024 * 1024,
+                "queue.buffering.max.kbytes": 256 * 1024,
+                # A broker away this long fails the batches waiting for it: their gateways get
+                # UNAVAILABLE and resend; until then they wait unacknowledged.
+                "message.timeout.ms": 60_000,
+                "reconnect.backoff.max.ms": 2_000,
+            }
+        )
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._deliveries, name="iot-deliveries", daemon=True),
+            threading.Thread(target=self._write_loop, name="iot-writer", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._update_gauges()
+        log(
+            logger,
+            "intake ready",
+            gateways=len(self.gateways),
+            devices=len(self.devices),
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what was accepted: deliver to Kafka, commit, acknowledge, snapshot."""
+        if self._producer is not None:
+            self._producer.flush(timeout)
+        self._stop.set()
+        self._work.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    # -- registration (commands call these after committing)
+
+    def add_gateway(self, gateway_id: str, district: str, project_id: str, version: int) -> None:
+        with self._lock:
+            known = self.gateways.get(gateway_id)
+            if known is not None:
+                known.key_version = version
+                return
+            self.gateways[gateway_id] = GatewayState(
+                gateway_id,
+                district,
+                project_id,
+                version,
+                domain.ReplayWindow(self.settings.iot_replay_window),
+            )
+
+    def add_device(self, row) -> None:
+        device = store.device_state(row, self._valid)
+        with self._lock:
+            self.devices.setdefault(device.device_id, device)
+        self._update_gauges()
+
+    def secret_of(self, gateway_id: str, version: int) -> bytes:
+        return gateway_secret(self._keys[0], gateway_id, version)
+
+    # -- intake
+
+    def submit(
+        self,
+        raw: bytes,
+        transport: str,
+        done: Done,
+        signature: bytes | None = None,
+        gateway_id: str | None = None,
+    ) -> None:
+        """Takes one batch: raises DomainError if the batch cannot be taken at all; otherwise
+        `done` is called once with its result when it is durable, or with the failure.
+
+        `raw` is a serialized batch with its signature as the last field, or (MQTT) a JSON
+        batch whose signature comes separately. `gateway_id`: the gateway the transport
+        says sent it (an MQTT topic), which the batch must name."""
+        received = time.time()
+        try:
+            batch, signed, signature, encoded = self._parse(raw, signature)
+        except DomainError:
+            metrics.BATCHES.labels("", transport, "refused").inc()
+            raise
+        if gateway_id is not None and batch.gateway_id != gateway_id:
+            metrics.BATCHES.labels("", transport, "refused").inc()
+            raise InvalidArgument(
+                [FieldViolation("gateway_id", "is not the gateway the topic names")]
+            )
+        gateway = self._check(batch, signed, signature, transport)
+        sequence = batch.sequence
+        key = (gateway.gateway_id, sequence)
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is not None:  # resent while the first is still on its way
+                pending.waiters.append(done)
+                self._count(gateway.district, transport, "duplicate", len(batch.readings))
+                return
+            duplicate = gateway.window.seen(sequence)
+            if not duplicate:
+                changes = self._changes
+                taken, refused = domain.take_readings(
+                    self.devices,
+                    gateway.gateway_id,
+                    batch.readings,
+                    received,
+                    time.time_ns() + self._max_future_ns,
+                    changes,
+                )
+                sent_ns = batch.send_time.seconds * 1_000_000_000 + batch.send_time.nanos
+                skew = domain.check_clock(gateway, sent_ns, int(received * 1e9), self._max_skew_ns)
+                if skew is not None:
+                    changes.append(skew)
+                result = pb.BatchResult(sequence=sequence, accepted=taken)
+                for r in refused:
+                    result.rejected.add(
+                        index=r.index,
+                        device_id=r.device_id,
+                        reason=r.reason,
+                        description=r.description,
+                    )
+                pending = self._pending[key] = _Pending(gateway, sequence, result, received, [done])
+        if duplicate:
+            self._count(gateway.district, transport, "duplicate", len(batch.readings))
+            done(pb.BatchResult(sequence=sequence, duplicate=True))
+            return
+        self._count(gateway.district, transport, "accepted", taken, len(refused))
+        metrics.BATCH_READINGS.observe(len(batch.readings))
+        if taken:
+            value = encoded if encoded and not refused else self._kept(batch, refused)
+            self._produce(gateway, sequence, value, pending, received)
+        else:
+            self._durable_now(pending)
+
+    def _parse(self, raw: bytes, signature: bytes | None):
+        """(batch, the bytes signed, signature, the batch's protobuf bytes if it came so)."""
+        try:
+            if signature is None:
+                signed, signature = split_signature(raw)
+                return pb.ReadingBatch.FromString(signed), signed, signature, signed
+            return json_format.Parse(raw, pb.ReadingBatch()), raw, signature, b""
+        except (DecodeError, json_format.ParseError, UnicodeDecodeError) as e:
+            raise InvalidArgument(
+                [FieldViolation("batch", f"not a valid ReadingBatch: {str(e)[:120]}")],
+                reason="MALFORMED_BATCH",
+            ) from e
+
+    def _check(
+        self, batch: pb.ReadingBatch, signed: bytes, signature: bytes, transport: str
+    ) -> GatewayState:
+        gateway_id = batch.gateway_id
+        district = gateway_id[:6]
+        if district not in self._scope.city or gateway_id[6:7] != "-":
+            metrics.BATCHES.labels("", transport, "refused").inc()
+            raise InvalidArgument([FieldViolation("gateway_id", "is not a gateway id")])
+        try:
+            self._scope.check_served(district)
+        except DomainError:
+            metrics.BATCHES.labels(district, transport, "refused").inc()
+            raise
+        gateway = self.gateways.get(gateway_id)
+        if gateway is None:
+            metrics.BATCHES.labels(district, transport, "refused").inc()
+            raise NotFound("GATEWAY_NOT_FOUND", f"no gateway {gateway_id[:40]}")
+        if not any(is_signed_by(secret, signed, signature) for secret in self._secrets_of(gateway)):
+            metrics.BATCHES.labels(district, transport, "refused").inc()
+            raise Unauthenticated(
+                "BAD_SIGNATURE" if signature else "SIGNATURE_MISSING",
+                "the batch is not signed with this gateway's secret"
+                if signature
+                else "the batch carries no signature (field 15, HMAC-SHA256)",
+                gateway_id=gateway_id,
+            )
+        problems = []
+        if not 1 <= batch.sequence < 1 << 63:
+            problems.append(FieldViolation("sequence", "must be between 1 and 2^63 - 1"))
+        if not batch.HasField("send_time"):
+            problems.append(FieldViolation("send_time", "is required"))
+        if len(batch.readings) > self.settings.iot_max_batch_readings:
+            problems.append(
+                FieldViolation(
+                    "readings", f"at most {self.settings.iot_max_batch_readings} per batch"
+                )
+            )
+        if problems:
+            metrics.BATCHES.labels(district, transport, "refused").inc()
+            raise InvalidArgument(problems)
+        return gateway
+
+    def _secrets_of(self, gateway: GatewayState) -> list[bytes]:
+        key = (gateway.gateway_id, gateway.key_version)
+        secrets = self._secrets.get(key)
+        if secrets is None:
+            secrets = self._secrets[key] = [
+                gateway_secret(k, gateway.gateway_id, gateway.key_version) for k in self._keys
+            ]
+        return secrets
+
+    @staticmethod
+    def _kept(batch: pb.ReadingBatch, refused: list[domain.Refused]) -> bytes:
+        """The batch as it goes to Kafka when some readings were refused: without them."""
+        dropped = {r.index for r in refused}
+        kept = pb.ReadingBatch(
+            gateway_id=batch.gateway_id, sequence=batch.sequence, send_time=batch.send_time
+        )
+        kept.readings.extend(r for i, r in enumerate(batch.readings) if i not in dropped)
+        return kept.SerializeToString()
+
+    def _count(
+        self, district: str, transport: str, outcome: str, readings: int, rejected: int = 0
+    ) -> None:
+        counters = self._district_counters.get((district, transport))
+        if counters is None:
+            counters = self._district_counters[(district, transport)] = (
+                metrics.BATCHES.labels(district, transport, "accepted"),
+                metrics.BATCHES.labels(district, transport, "duplicate"),
+                metrics.READINGS.labels(district, "accepted"),
+                metrics.READINGS.labels(district, "duplicate"),
+                metrics.READINGS.labels(district, "rejected"),
+            )
+        if outcome == "accepted":
+            counters[0].inc()
+            counters[2].inc(readings)
+            if rejected:
+                counters[4].inc(rejected)
+        else:
+            counters[1].inc()
+            counters[3].inc(readings)
+
+    def _produce(
+        self, gateway: GatewayState, sequence: int, value: bytes, pending: _Pending, at: float
+    ) -> None:
+        headers = cloudevent_headers(
+            event_id=f"{gateway.gateway_id}:{sequence}",
+            event_type=READING_TYPE,
+            source="/wuye/iot",
+            subject=gateway.gateway_id,
+            time=at,
+            district=gateway.district,
+            trace_id="",
+        )
+
+        def delivered(error, _message) -> None:
+            if error is None:
+                with self._lock:
+                    self._durable.append(pending)
+                self._work.set()
+            else:
+                self._fail(pending, error)
+
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.produce(
+                    self.settings.iot_readings_topic,
+                    value=value,
+                    key=gateway.gateway_id.encode(),
+                    headers=headers,
+                    on_delivery=delivered,
+                )
+                return
+            except BufferError:  # the local queue is full: the broker is slow or away
+                time.sleep(0.005)
+
+    def _durable_now(self, pending: _Pending) -> None:
+        with self._lock:
+            self._durable.append(pending)
+        self._work.set()
+
+    def _fail(self, pending: _Pending, error: LibrdkafkaError) -> None:
+        log(logger, "batch not stored", logging.WARNING, error=str(error)[:200])
+        with self._lock:
+            self._pending.pop((pending.gateway.gateway_id, pending.sequence), None)
+            waiters = pending.waiters
+        failure = Unavailable(
+            "BATCH_NOT_STORED", "the batch could not be stored; send it again", error=str(error)
+        )
+        for done in waiters:
+            done(failure)
+
+    def _deliveries(self) -> None:
+        assert self._producer is not None
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    # -- the writer
+
+    def _write_loop(self) -> None:
+        flush = self.settings.iot_flush_seconds
+        due = {"snapshot": time.monotonic(), "silence": 0.0, "escalation": 0.0}
+        while True:
+            stopping = self._stop.is_set()
+            self._work.wait(flush)
+            self._work.clear()
+            time.sleep(flush if not stopping else 0)  # let a round's work gather
+            now = time.monotonic()
+            try:
+                if now >= due["silence"]:
+                    self._find_silent()
+                    due["silence"] = now + self.settings.iot_silence_check_seconds
+                self._write_round()
+                if now >= due["escalation"]:
+                    self.escalate_due()
+                    due["escalation"] = now + self.settings.iot_escalation_check_seconds
+                if now >= due["snapshot"] or stopping:
+                    self._snapshot()
+                    due["snapshot"] = now + self.settings.iot_snapshot_seconds
+            except DBAPIError as e:
+                log(logger, "write failed, will retry", logging.WARNING, error=repr(e)[:300])
+                self._stop.wait(0.5)
+            if stopping:
+                return
+
+    def _write_round(self) -> None:
+        with self._lock:
+            changes, self._changes = self._changes, []
+            durable, self._durable = self._durable, []
+            for pending in durable:
+                pending.gateway.window.mark(pending.sequence)
+        if not changes and not durable:
+            return
+        try:
+            with self._engine.begin() as connection:
+                alarms = [a for change in changes if (a := self._apply(connection, change))]
+                touched = {id(p.gateway): p.gateway for p in durable}
+                if touched:
+                    store.save_windows(connection, list(touched.values()))
+        except BaseException:
+            with self._lock:  # try again next round; the windows are marked already
+                self._changes[:0] = changes
+                self._durable[:0] = durable
+            raise
+        acknowledged = time.time()
+        for pending in durable:
+            with self._lock:
+                self._pending.pop((pending.gateway.gateway_id, pending.sequence), None)
+                waiters = pending.waiters
+            metrics.ACK_LATENCY.observe(acknowledged - pending.received)
+            for index, done in enumerate(waiters):
+                done(
+                    pending.result
+                    if index == 0
+                    else pb.BatchResult(sequence=pending.sequence, duplicate=True)
+                )
+        if alarms:
+            self.hub.publish([alarm for alarm, _ in alarms])
+            for alarm, transition in alarms:
+                metrics.ALARMS.labels(
+                    alarm.district_code, pb.AlarmKind.Name(alarm.kind)[11:], transition
+                ).inc()
+
+    def _apply(self, connection: Connection, change: Change) -> tuple[pb.Alarm, str] | None:
+        """Raises the alarm of a condition that started (unless one is open), or resolves the
+        open one of a condition that ended (where alarms resolve by themselves)."""
+        subject = change.device_id or change.gateway_id
+        condition = store.condition_of(subject, change.kind)
+        open_row = store.open_alarm(connection, condition)
+        now = dt.datetime.now(dt.UTC)
+        if change.raised:
+            if open_row is not None:
+                return None
+            values = {
+                "alarm_id": new_id(change.district, "A"),
+                "district_code": change.district,
+                "project_id": change.project_id,
+                "gateway_id": change.gateway_id,
+                "device_id": change.device_id,
+                "condition": condition,
+                "credit_code": store.credit_code_of(connection, change.project_id),
+                "kind": change.kind,
+                "state": AlarmState.RAISED,
+                "value": change.value,
+                "observed_at": dt.datetime.fromtimestamp(change.observed_ns / 1e9, dt.UTC),
+                "raised_at": now,
+                "acked_at": None,
+                "acked_by": "",
+                "resolved_at": None,
+                "resolved_by": "",
+                "escalated_at": None,
+                "note": "",
+            }
+            connection.execute(store.alarms.insert().values(values))
+            alarm = alarm_message(values)
+            add_events(connection, [alarm_event(alarm, events.AlarmRaised(alarm=alarm))])
+            return alarm, "raised"
+        if open_row is None or not self.settings.iot_auto_resolve:
+            return None
+        alarm = resolve(connection, open_row, AUTO, "the condition cleared", now)
+        add_events(
+            connection, [alarm_event(alarm, events.AlarmResolved(alarm=alarm, automatic=True))]
+        )
+        return alarm, "resolved"
+
+    def _find_silent(self) -> None:
+        with self._lock:
+            silent_before = len(self._changes)
+            domain.find_silent(self.devices.values(), time.time(), self._changes)
+            found = len(self._changes) > silent_before
+        if found:
+            self._work.set()
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        counts: dict[str, list[int]] = {d: [0, 0] for d in self._scope.served}
+        with self._lock:
+            for device in self.devices.values():
+                count = counts.setdefault(device.district, [0, 0])
+                count[0] += 1
+                count[1] += device.silent
+        for district, (total, silent) in counts.items():
+            metrics.DEVICES.labels(district).set(total)
+            metrics.DEVICES_SILENT.labels(district).set(silent)
+
+    def _snapshot(self) -> None:
+        with self._lock:
+            dirty = [d for d in self.devices.values() if d.dirty]
+            for device in dirty:
+                device.dirty = False
+        if not dirty:
+            return
+        try:
+            with self._engine.begin() as connection:
+                store.save_snapshot(connection, dirty)
+        except BaseException:
+            for device in dirty:
+                device.dirty = True
+            raise
+
+    def escalate_due(self) -> int:
+        """Escalates the alarms of the served districts raised longer ago than allowed and not
+        acknowledged; safe to run in several places (each alarm escalates once)."""
+        now = dt.datetime.now(dt.UTC)
+        cutoff = now - dt.timedelta(seconds=self.settings.iot_escalate_after_seconds)
+        due = (
+            sa.select(store.alarms)
+            .where(
+                store.alarms.c.state == AlarmState.RAISED,
+                store.alarms.c.escalated_at.is_(None),
+                store.alarms.c.raised_at < cutoff,
+                store.alarms.c.district_code.in_(sorted(self._scope.served)),
+            )
+            .order_by(store.alarms.c.raised_at)
+            .limit(500)
+        )
+        escalated: list[pb.Alarm] = []
+        with self._engine.begin() as connection:
+            for row in connection.execute(due).all():
+                claimed = connection.execute(
+                    store.alarms.update()
+                    .where(
+                        store.alarms.c.alarm_id == row.alarm_id,
+                        store.alarms.c.escalated_at.is_(None),
+                        store.alarms.c.state == AlarmState.RAISED,
+                    )
+                    .values(escalated_at=now)
+                ).rowcount
+                if not claimed:
+                    continue
+                alarm = alarm_message({**row._asdict(), "escalated_at": now})
+                add_events(
+                    connection,
+                    [
+                        alarm_event(
+                            alarm,
+                            events.AlarmEscalated(
+                                alarm=alarm,
+                                project_id=alarm.project_id,
+                                credit_code=alarm.credit_code,
+                                district_code=alarm.district_code,
+                                kind=alarm.kind,
+                                occur_time=timestamp(now),
+                            ),
+                        )
+                    ],
+                )
+                escalated.append(alarm)
+        if escalated:
+            self.hub.publish(escalated)
+            for alarm in escalated:
+                metrics.ALARMS.labels(
+                    alarm.district_code, pb.AlarmKind.Name(alarm.kind)[11:], "escalated"
+                ).inc()
+        return len(escalated)
+
+
+def resolve(connection: Connection, row, by: str, note: str, now: dt.datetime) -> pb.Alarm:
+    values = {
+        **row._asdict(),
+        "state": AlarmState.RESOLVED,
+        "resolved_at": now,
+        "resolved_by": by,
+        "note": note or row.note,
+    }
+    connection.execute(
+        store.alarms.update()
+        .where(store.alarms.c.alarm_id == row.alarm_id)
+        .values(state=AlarmState.RESOLVED, resolved_at=now, resolved_by=by, note=values["note"])
+    )
+    return alarm_message(values)
+
+
+def alarm_message(values: dict) -> pb.Alarm:
+    alarm = pb.Alarm(
+        id=values["alarm_id"],
+        kind=pb.AlarmKind.Value(f"ALARM_KIND_{values['kind']}"),
+        state=pb.AlarmState.Value(f"ALARM_STATE_{values['state']}"),
+        district_code=values["district_code"],
+        project_id=values["project_id"],
+        gateway_id=values["gateway_id"],
+        device_id=values["device_id"],
+        credit_code=values["credit_code"],
+        acked_by=values["acked_by"],
+        resolved_by=values["resolved_by"],
+        note=values["note"],
+    )
+    if values["value"] is not None:
+        alarm.value = values["value"]
+    for name, moment in (
+        ("observe_time", values["observed_at"]),
+        ("raise_time", values["raised_at"]),
+        ("ack_time", values["acked_at"]),
+        ("resolve_time", values["resolved_at"]),
+        ("escalate_time", values["escalated_at"]),
+    ):
+        if moment is not None:
+            getattr(alarm, name).CopyFrom(timestamp(utc(moment)))
+    return alarm
+
+
+def alarm_event(alarm: pb.Alarm, message) -> Event:
+    return Event(
+        topic=ALARM_TOPIC,
+        key=alarm.id,
+        subject=alarm.id,
+        district=alarm.district_code,
+        message=message,
+    )

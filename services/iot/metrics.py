@@ -1,0 +1,46 @@
+"""The IoT intake's own metrics, beside the RPC and event metrics every service has."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from wuye.core.metrics import LATENCY_BUCKETS
+
+READINGS = Counter(
+    "wuye_iot_readings",
+    "Readings received, by district and outcome (accepted, rejected, duplicate).",
+    ["district", "outcome"],
+)
+BATCHES = Counter(
+    "wuye_iot_batches",
+    "Batches received, by district, transport (grpc, mqtt) and outcome (accepted, duplicate, "
+    "refused).",
+    ["district", "transport", "outcome"],
+)
+BATCH_READINGS = Histogram(
+    "wuye_iot_batch_readings",
+    "Readings per batch.",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+ACK_LATENCY = Histogram(
+    "wuye_iot_ack_latency_seconds",
+    "Time from receiving a batch to acknowledging it (durable on Kafka, alarms committed).",
+    buckets=LATENCY_BUCKETS,
+)
+ALARMS = Counter(
+    "wuye_iot_alarms",
+    "Alarm transitions, by district, kind and transition (raised, acknowledged, resolved, "
+    "escalated).",
+    ["district", "kind", "transition"],
+)
+ALARM_LATENCY = Histogram(
+    "wuye_iot_alarm_latency_seconds",
+    "Time from observing the reading that raised an alarm to its event being on Kafka "
+    "(measured by the relay).",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 20, 60),
+)
+DEVICES = Gauge("wuye_iot_devices", "Devices this instance owns.", ["district"])
+DEVICES_SILENT = Gauge(
+    "wuye_iot_devices_silent", "Devices not heard for longer than their heartbeat.", ["district"]
+)

@@ -1,0 +1,3 @@
+from wuye.core.migrate import run_in_alembic
+
+run_in_alembic()

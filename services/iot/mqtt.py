@@ -1,0 +1,121 @@
+"""The MQTT path of the intake: gateways that publish to a broker rather than call gRPC.
+
+Topic wuye/<district>/<gateway>/readings, QoS 1; the payload is the same signed protobuf batch a
+gRPC gateway sends, or the batch as proto3 JSON with its signature (hex, over the payload's
+bytes) in the MQTT 5 user property "signature". The session persists, and a message is
+acknowledged to the broker only once its batch is durable, so the broker redelivers what an
+instance had not finished when it stopped. Each batch's result (or why it was refused) is
+published to wuye/<district>/<gateway>/acks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from google.protobuf import json_format
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from wuye.core.errors import DomainError
+from wuye.core.logs import log
+from wuye.iot.intake import Intake
+from wuye.iot.v1 import intake_service_pb2 as pb
+
+logger = logging.getLogger("wuye.iot.mqtt")
+
+# How long the broker keeps the session (and the messages for it) while the intake is away.
+_SESSION_SECONDS = 3600
+
+
+def readings_topic(district: str, gateway: str = "+") -> str:
+    return f"wuye/{district}/{gateway}/readings"
+
+
+class MqttIntake:
+    def __init__(
+        self, url: str, intake: Intake, districts: frozenset[str], deployment: str
+    ) -> None:
+        """`deployment` names the database this instance keeps its state in: the broker keeps
+        one session per deployment and districts, across restarts."""
+        self._url = urlparse(url)
+        self._intake = intake
+        self._districts = sorted(districts)
+        owner = zlib.crc32(f"{deployment}|{','.join(self._districts)}".encode())
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"wuye-iot-{owner:08x}",
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self._url.username:
+            self._client.username_pw_set(self._url.username, self._url.password)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+
+    def start(self) -> None:
+        session = Properties(PacketTypes.CONNECT)
+        session.SessionExpiryInterval = _SESSION_SECONDS
+        # Connects in the background and keeps reconnecting: gRPC intake works meanwhile.
+        self._client.connect_async(
+            self._url.hostname or "127.0.0.1",
+            self._url.port or 1883,
+            clean_start=False,
+            properties=session,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client, _userdata, _flags, reason, _properties) -> None:
+        if reason.is_failure:
+            log(logger, "MQTT broker refused", logging.WARNING, reason=str(reason))
+            return
+        client.subscribe([(readings_topic(d), 1) for d in self._districts])
+        log(logger, "subscribed", broker=self._url.hostname, districts=",".join(self._districts))
+
+    def _on_message(self, client, _userdata, message: mqtt.MQTTMessage) -> None:
+        parts = message.topic.split("/")
+        gateway = parts[2] if len(parts) == 4 else ""
+
+        def done(result: pb.BatchResult | DomainError) -> None:
+            self._answer(gateway, result)
+            client.ack(message.mid, message.qos)
+
+        try:
+            signature = _signature(message) if message.payload[:1] == b"{" else None
+            self._intake.submit(message.payload, "mqtt", done, signature, gateway_id=gateway)
+        except DomainError as e:
+            done(e)
+
+    def _answer(self, gateway: str, result: pb.BatchResult | DomainError) -> None:
+        if isinstance(result, DomainError):
+            payload = json.dumps(
+                {
+                    "error": {
+                        "code": result.code.name,
+                        "reason": result.reason,
+                        "message": result.message,
+                    }
+                }
+            )
+        else:
+            payload = json_format.MessageToJson(result, indent=None)
+        district = gateway[:6]
+        if district in self._districts:
+            self._client.publish(f"wuye/{district}/{gateway}/acks", payload, qos=1)
+
+
+def _signature(message: mqtt.MQTTMessage) -> bytes:
+    for name, value in getattr(message.properties, "UserProperty", None) or ():
+        if name == "signature":
+            try:
+                return bytes.fromhex(value)
+            except ValueError:
+                return b""
+    return b""

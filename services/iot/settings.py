@@ -1,0 +1,87 @@
+"""IoT intake settings: alarm rules' defaults, GB 50440's limits and the intake's sizes. Every
+number is a default (DOMAIN.md section 6) another city changes through WUYE_IOT_* variables
+(JSON for the structured ones)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from wuye.core.settings import Settings
+
+
+class Range(BaseModel, frozen=True):
+    low: float
+    high: float
+
+
+# What each kind's values may be at all; a reading outside is refused, not alarmed.
+DEFAULT_VALID_RANGES: dict[str, Range] = {
+    "HYDRANT_PRESSURE": Range(low=0.0, high=10.0),  # MPa
+    "FIRE_PUMP": Range(low=0.0, high=1.0),
+    "SPRINKLER_VALVE": Range(low=0.0, high=1.0),
+    "FIRE_FACILITY": Range(low=0.0, high=1.0),
+    "SMOKE_DETECTOR": Range(low=0.0, high=1.0),
+    "FIRE_DOOR": Range(low=0.0, high=1.0),
+    "FIRE_LANE": Range(low=0.0, high=1.0),
+}
+
+# The normal range a device gets unless it is registered with its own: a reading outside raises
+# the kind's alarm. Hydrants: 0.10 MPa is the least static pressure at the least favourable
+# hydrant of GB 50974; a city sets its own.
+DEFAULT_THRESHOLDS: dict[str, Range] = {
+    "HYDRANT_PRESSURE": Range(low=0.10, high=10.0),
+    "FIRE_PUMP": Range(low=1.0, high=1.0),
+    "SPRINKLER_VALVE": Range(low=1.0, high=1.0),
+    "FIRE_FACILITY": Range(low=1.0, high=1.0),
+    "SMOKE_DETECTOR": Range(low=0.0, high=0.0),
+    "FIRE_DOOR": Range(low=0.0, high=0.0),
+    "FIRE_LANE": Range(low=0.0, high=0.0),
+}
+
+
+class IotSettings(Settings):
+    service: str = "iot"
+
+    # The key every gateway's secret is derived from, and the one being rotated out.
+    iot_gateway_key: SecretStr = SecretStr("")
+    iot_gateway_previous_key: SecretStr = SecretStr("")
+    # The MQTT broker gateways publish to (mqtt://[user:password@]host:port); empty: no MQTT.
+    iot_mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # Readings topic: one record per accepted batch.
+    iot_readings_topic: str = "wuye.iot.reading.v1"
+
+    iot_max_batch_readings: int = Field(default=1000, ge=1)
+    # GB 50440: the gateway's clock may differ from the centre's by 5 s at most.
+    iot_max_clock_skew_seconds: float = Field(default=5.0, gt=0)
+    # A reading observed later than this beyond the centre's clock is refused.
+    iot_max_future_seconds: float = Field(default=60.0, gt=0)
+    # GB 50440: devices are patrolled at least every 2 h; also the default heartbeat.
+    iot_max_heartbeat_seconds: int = Field(default=7200, ge=1)
+    iot_min_heartbeat_seconds: int = Field(default=10, ge=1)
+    # How often silence is looked for: a silent device is alarmed within its heartbeat plus this.
+    iot_silence_check_seconds: float = Field(default=5.0, gt=0)
+    # An alarm nobody acknowledged this long after it was raised is escalated.
+    iot_escalate_after_seconds: float = Field(default=300.0, gt=0)
+    iot_escalation_check_seconds: float = Field(default=5.0, gt=0)
+    # Whether an alarm resolves by itself when its condition clears.
+    iot_auto_resolve: bool = True
+    # Device state is written down this often (and at shutdown), to be recovered at restart.
+    iot_snapshot_seconds: float = Field(default=30.0, gt=0)
+    # How long state changes and acknowledgements gather before one transaction writes them.
+    iot_flush_seconds: float = Field(default=0.01, gt=0)
+    # Batches a stream may have in the pipeline before the intake stops reading from it.
+    iot_stream_window: int = Field(default=64, ge=1)
+    # Per gateway, how many sequences below the highest seen are remembered (anti-replay window,
+    # as in IPsec); an older batch is treated as already processed.
+    iot_replay_window: int = Field(default=64, ge=8, le=64)
+
+    iot_valid_ranges: dict[str, Range] = DEFAULT_VALID_RANGES
+    iot_default_thresholds: dict[str, Range] = DEFAULT_THRESHOLDS
+
+    @model_validator(mode="after")
+    def _every_kind_has_ranges(self) -> IotSettings:
+        for kind, normal in self.iot_default_thresholds.items():
+            valid = self.iot_valid_ranges.get(kind)
+            if valid is None or not valid.low <= normal.low <= normal.high <= valid.high:
+                raise ValueError(f"{kind}: the normal range must lie inside the valid range")
+        return self
