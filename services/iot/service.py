@@ -26,8 +26,11 @@ _RAISED = events.AlarmRaised.DESCRIPTOR.full_name
 def definitions(settings: IotSettings, engine: Engine) -> list[ServiceDefinition]:
     scope = district_scope(settings)
     intake = Intake(settings, engine, scope)
+    deployment = f"{settings.resolved_database_url()}#{settings.schema}"
     mqtt = (
-        MqttIntake(settings.iot_mqtt_url, intake, scope.served) if settings.iot_mqtt_url else None
+        MqttIntake(settings.iot_mqtt_url, intake, scope.served, deployment)
+        if settings.iot_mqtt_url
+        else None
     )
 
     def start() -> None:
