@@ -125,6 +125,12 @@ def test_dashboard_shape() -> None:
         "consumed",
         "backlog",
         "lag",
+        "iot readings per second",
+        "iot batch size",
+        "iot ack latency",
+        "iot alarms",
+        "iot alarm latency",
+        "iot silent devices",
     ):
         assert topic in titles, topic
     for panel in board["panels"]:
@@ -249,15 +255,25 @@ def _series_of(family: str, kind: str) -> set[str]:
     return {family + suffix for suffix in suffixes}
 
 
-def core_label_names() -> dict[str, set[str]]:
-    """Label names of the metrics wuye.core defines, by series name (samples of a labelled
-    family appear only once something happened, so the scrape alone cannot tell them)."""
-    from prometheus_client import Counter, Histogram
+def declared_label_names() -> dict[str, set[str]]:
+    """Label names of the metrics the platform's code declares (wuye.core and every module of
+    every service `python -m wuye run` starts), by series name: samples of a labelled family
+    appear only once something happened, so the scrape alone cannot tell them."""
+    import importlib
+    import pkgutil
 
-    from wuye.core import metrics
+    from prometheus_client import REGISTRY, Counter, Histogram
 
+    from wuye.launcher import SERVICES
+
+    importlib.import_module("wuye.core.metrics")
+    for service in SERVICES:
+        package = importlib.import_module(f"wuye.{service}")
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name not in ("__main__", "migrations"):
+                importlib.import_module(f"wuye.{service}.{module.name}")
     labels: dict[str, set[str]] = {}
-    for value in vars(metrics).values():
+    for value in list(REGISTRY._collector_to_names):
         if not hasattr(value, "_labelnames"):
             continue
         names = set(value._labelnames)
@@ -283,21 +299,43 @@ def used_expressions() -> list[tuple[str, str]]:
     return found
 
 
+# The IoT intake's own series and the part that serves them: its servers (one per district
+# instance, where the device state lives) and its relay (which publishes the alarms).
+IOT_SERIES = {
+    "iot serve": {
+        "wuye_iot_readings_total",
+        "wuye_iot_batches_total",
+        "wuye_iot_batch_readings_bucket",
+        "wuye_iot_ack_latency_seconds_bucket",
+        "wuye_iot_alarms_total",
+        "wuye_iot_devices",
+        "wuye_iot_devices_silent",
+    },
+    "iot relay": {"wuye_iot_alarm_latency_seconds_bucket"},
+}
+
+
 def test_rules_and_dashboard_use_only_exported_metrics(exported: dict[str, dict]) -> None:
     known = set(exported) | recorded() | SYNTHETIC
     for where, expr in used_expressions():
         unknown = metric_names(expr) - known
         assert not unknown, f"{where} uses {sorted(unknown)}, which no process exports"
+    # What the IoT rules and panels read comes from the part they assume.
+    used = {name for _, expr in used_expressions() for name in metric_names(expr)}
+    assert {name for names in IOT_SERIES.values() for name in names} <= used
+    for process, names in IOT_SERIES.items():
+        for name in names:
+            assert process in exported[name]["processes"], f"{name} is not served by {process}"
 
 
 def test_rules_and_dashboard_match_only_real_labels(exported: dict[str, dict]) -> None:
-    core = core_label_names()
+    declared = declared_label_names()
     for where, expr in used_expressions():
         for name, labels in matchers(expr):
             if name in SYNTHETIC or name in recorded():
                 real = set()
             else:
-                real = exported[name]["labels"] | core.get(name, set())
+                real = exported[name]["labels"] | declared.get(name, set())
             unknown = labels - real - TARGET_LABELS
             assert not unknown, f"{where}: {name} has no label {sorted(unknown)}"
 
