@@ -83,7 +83,7 @@ class DeviceState:
     last_seen: float = 0.0  # Unix seconds of the centre's clock; 0: never heard
     abnormal: bool = False
     silent: bool = False
-    # Changed since the last snapshot.
+    # A condition changed since the last snapshot (readings alone show in last_seen).
     dirty: bool = False
 
     @property
@@ -153,8 +153,9 @@ def take_readings(
     """
     taken = 0
     refused: list[Refused] = []
+    find = devices.get
     for index, reading in enumerate(readings):
-        device = devices.get(reading.device_id)
+        device = find(reading.device_id)
         if device is None or device.gateway_id != gateway_id:
             refused.append(
                 Refused(
@@ -177,25 +178,26 @@ def take_readings(
                 )
             )
             continue
-        if not device.low <= value <= device.high:
+        normal = device.low <= value <= device.high
+        if not normal:
             problem = _invalid(device, value)
             if problem is not None:
                 refused.append(Refused(index, device.device_id, *problem))
                 continue
         taken += 1
         device.last_seen = received_at
-        device.dirty = True
         if device.silent:
             device.silent = False
+            device.dirty = True
             changes.append(_change(device, False, AlarmKind.DEVICE_SILENT, None, observed))
         if observed < device.last_observed_ns:
             continue
         device.last_value = value
         device.last_observed_ns = observed
-        abnormal = not device.low <= value <= device.high
-        if abnormal is not device.abnormal:
-            device.abnormal = abnormal
-            changes.append(_change(device, abnormal, device.alarm_kind, value, observed))
+        if normal is device.abnormal:  # the condition starts (abnormal) or ends (normal)
+            device.abnormal = not normal
+            device.dirty = True
+            changes.append(_change(device, not normal, device.alarm_kind, value, observed))
     return taken, refused
 
 

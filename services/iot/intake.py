@@ -136,13 +136,17 @@ class Intake:
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._changes: list[Change] = []
         self._durable: list[_Pending] = []
-        self._work = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._producer: Producer | None = None
         self._max_future_ns = int(settings.iot_max_future_seconds * 1e9)
         self._max_skew_ns = int(settings.iot_max_clock_skew_seconds * 1e9)
         self._district_counters: dict[str, tuple] = {}
+        self._headers: dict[str, list[tuple[str, bytes]]] = {}
+        self._headers_second = 0
+        # Batches Kafka acknowledged, appended by delivery reports in the writer's thread.
+        self._delivered: list[_Pending] = []
+        self._snapshot_at = 0.0
 
     # -- life cycle
 
@@ -168,10 +172,7 @@ class Intake:
             }
         )
         self._stop.clear()
-        self._threads = [
-            threading.Thread(target=self._deliveries, name="iot-deliveries", daemon=True),
-            threading.Thread(target=self._write_loop, name="iot-writer", daemon=True),
-        ]
+        self._threads = [threading.Thread(target=self._write_loop, name="iot-writer", daemon=True)]
         for thread in self._threads:
             thread.start()
         self._update_gauges()
@@ -187,7 +188,6 @@ class Intake:
         if self._producer is not None:
             self._producer.flush(timeout)
         self._stop.set()
-        self._work.set()
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
@@ -387,21 +387,11 @@ class Intake:
     def _produce(
         self, gateway: GatewayState, sequence: int, value: bytes, pending: _Pending, at: float
     ) -> None:
-        headers = cloudevent_headers(
-            event_id=f"{gateway.gateway_id}:{sequence}",
-            event_type=READING_TYPE,
-            source="/wuye/iot",
-            subject=gateway.gateway_id,
-            time=at,
-            district=gateway.district,
-            trace_id="",
-        )
+        headers = self._headers_of(gateway, sequence, at)
 
-        def delivered(error, _message) -> None:
+        def delivered(error, _message) -> None:  # in the writer's thread (its poll)
             if error is None:
-                with self._lock:
-                    self._durable.append(pending)
-                self._work.set()
+                self._delivered.append(pending)
             else:
                 self._fail(pending, error)
 
@@ -419,10 +409,33 @@ class Intake:
             except BufferError:  # the local queue is full: the broker is slow or away
                 time.sleep(0.005)
 
+    def _headers_of(self, gateway: GatewayState, sequence: int, at: float):
+        """CloudEvents headers of a readings record: the gateway's fixed ones made once, the
+        time once a second."""
+        second = int(at)
+        fixed = self._headers.get(gateway.gateway_id)
+        if fixed is None or self._headers_second != second:
+            if self._headers_second != second:
+                self._headers.clear()
+                self._headers_second = second
+            fixed = self._headers[gateway.gateway_id] = [
+                header
+                for header in cloudevent_headers(
+                    event_id="",
+                    event_type=READING_TYPE,
+                    source="/wuye/iot",
+                    subject=gateway.gateway_id,
+                    time=second,
+                    district=gateway.district,
+                    trace_id="",
+                )
+                if header[0] != "ce_id"
+            ]
+        return [("ce_id", f"{gateway.gateway_id}:{sequence}".encode()), *fixed]
+
     def _durable_now(self, pending: _Pending) -> None:
         with self._lock:
             self._durable.append(pending)
-        self._work.set()
 
     def _fail(self, pending: _Pending, error: LibrdkafkaError) -> None:
         log(logger, "batch not stored", logging.WARNING, error=str(error)[:200])
@@ -435,21 +448,22 @@ class Intake:
         for done in waiters:
             done(failure)
 
-    def _deliveries(self) -> None:
-        assert self._producer is not None
-        while not self._stop.is_set():
-            self._producer.poll(0.05)
-
     # -- the writer
 
     def _write_loop(self) -> None:
+        """Rounds of at most every `iot_flush_seconds`: take Kafka's delivery reports, commit,
+        acknowledge; and the timers' work when it is due."""
+        assert self._producer is not None
         flush = self.settings.iot_flush_seconds
         due = {"snapshot": time.monotonic(), "silence": 0.0, "escalation": 0.0}
         while True:
             stopping = self._stop.is_set()
-            self._work.wait(flush)
-            self._work.clear()
-            time.sleep(flush if not stopping else 0)  # let a round's work gather
+            began = time.monotonic()
+            self._producer.poll(flush)  # wakes at the first report, or after `flush`
+            rest = flush - (time.monotonic() - began)
+            if rest > 0 and not stopping:
+                time.sleep(rest)  # let the round's work gather
+            self._producer.poll(0)
             now = time.monotonic()
             try:
                 if now >= due["silence"]:
@@ -469,9 +483,10 @@ class Intake:
                 return
 
     def _write_round(self) -> None:
+        delivered, self._delivered = self._delivered, []
         with self._lock:
             changes, self._changes = self._changes, []
-            durable, self._durable = self._durable, []
+            durable, self._durable = self._durable + delivered, []
             for pending in durable:
                 pending.gateway.window.mark(pending.sequence)
         if not changes and not durable:
@@ -488,12 +503,12 @@ class Intake:
                 self._durable[:0] = durable
             raise
         acknowledged = time.time()
-        for pending in durable:
-            with self._lock:
+        with self._lock:
+            for pending in durable:
                 self._pending.pop((pending.gateway.gateway_id, pending.sequence), None)
-                waiters = pending.waiters
+        for pending in durable:
             metrics.ACK_LATENCY.observe(acknowledged - pending.received)
-            for index, done in enumerate(waiters):
+            for index, done in enumerate(pending.waiters):
                 done(
                     pending.result
                     if index == 0
@@ -550,11 +565,7 @@ class Intake:
 
     def _find_silent(self) -> None:
         with self._lock:
-            silent_before = len(self._changes)
             domain.find_silent(self.devices.values(), time.time(), self._changes)
-            found = len(self._changes) > silent_before
-        if found:
-            self._work.set()
         self._update_gauges()
 
     def _update_gauges(self) -> None:
@@ -569,8 +580,10 @@ class Intake:
             metrics.DEVICES_SILENT.labels(district).set(silent)
 
     def _snapshot(self) -> None:
+        """Writes down the devices heard or changed since the last snapshot."""
+        since, taken_at = self._snapshot_at, time.time()
         with self._lock:
-            dirty = [d for d in self.devices.values() if d.dirty]
+            dirty = [d for d in self.devices.values() if d.dirty or d.last_seen >= since]
             for device in dirty:
                 device.dirty = False
         if not dirty:
@@ -582,6 +595,7 @@ class Intake:
             for device in dirty:
                 device.dirty = True
             raise
+        self._snapshot_at = taken_at
 
     def escalate_due(self) -> int:
         """Escalates the alarms of the served districts raised longer ago than allowed and not

@@ -175,15 +175,32 @@ def load_devices(
     return {row.device_id: device_state(row, valid) for row in rows}
 
 
+# Built once: the writer runs these many times a second.
+_SAVE_WINDOW = (
+    gateways.update()
+    .where(gateways.c.gateway_id == sa.bindparam("id"))
+    .values(
+        replay_highest=sa.bindparam("highest"),
+        replay_bits=sa.bindparam("bits"),
+        clock_skewed=sa.bindparam("skewed"),
+    )
+)
+_SAVE_DEVICE = (
+    devices.update()
+    .where(devices.c.device_id == sa.bindparam("id"))
+    .values(
+        last_value=sa.bindparam("value"),
+        last_observed_ns=sa.bindparam("observed"),
+        last_seen=sa.bindparam("seen"),
+        abnormal=sa.bindparam("abnormal"),
+        silent=sa.bindparam("silent"),
+    )
+)
+
+
 def save_windows(connection: Connection, states: list[GatewayState]) -> None:
     connection.execute(
-        gateways.update()
-        .where(gateways.c.gateway_id == sa.bindparam("id"))
-        .values(
-            replay_highest=sa.bindparam("highest"),
-            replay_bits=sa.bindparam("bits"),
-            clock_skewed=sa.bindparam("skewed"),
-        ),
+        _SAVE_WINDOW,
         [
             {
                 "id": g.gateway_id,
@@ -198,15 +215,7 @@ def save_windows(connection: Connection, states: list[GatewayState]) -> None:
 
 def save_snapshot(connection: Connection, states: list[DeviceState]) -> None:
     connection.execute(
-        devices.update()
-        .where(devices.c.device_id == sa.bindparam("id"))
-        .values(
-            last_value=sa.bindparam("value"),
-            last_observed_ns=sa.bindparam("observed"),
-            last_seen=sa.bindparam("seen"),
-            abnormal=sa.bindparam("abnormal"),
-            silent=sa.bindparam("silent"),
-        ),
+        _SAVE_DEVICE,
         [
             {
                 "id": d.device_id,
