@@ -136,6 +136,9 @@ def _load(config: dict[str, Any]) -> dict[str, Any]:
                     body += encode_readings([(toggled, 0.0 if off else 1.0, time.time_ns())])
                 try:
                     stream.send(body, timeout=30)
+                except TimeoutError as e:
+                    errors.append(f"{gateway['id']}: {e}")
+                    continue
                 except StreamBroken as e:
                     errors.append(f"{gateway['id']}: {e}")
                     time.sleep(0.2)
@@ -650,6 +653,8 @@ def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
                 # Gateways come by gRPC only here: MQTT would share the intake's CPU.
                 "WUYE_IOT_MQTT_URL": "",
                 "WUYE_LOG_LEVEL": "INFO",
+                # Each open stream holds a server thread: one per gateway, and a few for calls.
+                "WUYE_GRPC_WORKERS": str(options.gateways + 4),
                 "WUYE_GRPC_HOST": "127.0.0.1",
                 "WUYE_METRICS_HOST": "127.0.0.1",
             }
@@ -746,8 +751,8 @@ def section(figures: dict[str, Any]) -> str:
     flat = rss["end"] <= rss["start"] * RSS_GROWTH_LIMIT
     rows += [
         [
-            f"alarm latency at {latency['readings_per_s']:,.0f} readings/s (half), "
-            "observed → AlarmRaised on Kafka p50 / p99",
+            f"alarm latency, half load ({latency['target_readings_per_s']:,.0f} asked, "
+            f"{latency['readings_per_s']:,.0f} readings/s taken): observed → on Kafka p50 / p99",
             f"{latency['latency_ms']['p50']:,.0f} / {latency['latency_ms']['p99']:,.0f} ms",
             f"{latency['alarms']} / {latency['expected_alarms']} alarms",
         ],
