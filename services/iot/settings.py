@@ -41,6 +41,12 @@ DEFAULT_THRESHOLDS: dict[str, Range] = {
 
 class IotSettings(Settings):
     service: str = "iot"
+    # Every gateway's stream and every duty desk's watch holds a server thread while it is open
+    # (they mostly wait, outside the GIL); calls beyond these are refused, not queued.
+    grpc_workers: int = Field(default=1000, ge=1)
+    grpc_max_concurrent_rpcs: int = Field(default=1000, ge=1)
+    # Alarm events wait for the relay's next look at the outbox: it looks often.
+    relay_poll_seconds: float = Field(default=0.005, gt=0)
 
     # The key every gateway's secret is derived from, and the one being rotated out.
     iot_gateway_key: SecretStr = SecretStr("")
@@ -74,6 +80,8 @@ class IotSettings(Settings):
     # Per gateway, how many sequences below the highest seen are remembered (anti-replay window,
     # as in IPsec); an older batch is treated as already processed.
     iot_replay_window: int = Field(default=64, ge=8, le=64)
+    # How soon a thread waiting for the GIL gets it (Python's default is 5 ms).
+    iot_gil_switch_seconds: float = Field(default=0.001, gt=0)
 
     iot_valid_ranges: dict[str, Range] = DEFAULT_VALID_RANGES
     iot_default_thresholds: dict[str, Range] = DEFAULT_THRESHOLDS

@@ -6,14 +6,12 @@ registry and the credit service, and librdkafka (not our kafka-python) to read t
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections.abc import Iterator
 
 import grpc
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from e2e_support import CALL_TIMEOUT_SECONDS, EVENTUAL_SECONDS, poll
+from e2e_support import CALL_TIMEOUT_SECONDS, poll, read_events
 
 from wuye.core.wire import to_date
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
@@ -134,47 +132,15 @@ def test_an_approved_enterprise_gets_a_credit_file_and_an_unfiled_exit_lowers_it
 
 
 def _grade_changes(bootstrap: str, key: str, count: int) -> list[credit_pb.GradeChange]:
-    """The GradeChanged events keyed `key` on the grade topic, read from the beginning with
-    partitions assigned by hand (joining a group is slow on Tansu)."""
-    reader = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"e2e-credit-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-        }
-    )
-    deadline = time.monotonic() + EVENTUAL_SECONDS
-    found: list[credit_pb.GradeChange] = []
-    try:
-        reader.assign(
-            [
-                TopicPartition(GRADE_TOPIC, p, OFFSET_BEGINNING)
-                for p in _partitions(reader, GRADE_TOPIC, deadline)
-            ]
-        )
-        while len(found) < count and time.monotonic() < deadline:
-            message = reader.poll(0.5)
-            if message is None or message.error() is not None or message.key() != key.encode():
-                continue
-            headers = dict(message.headers() or ())
-            if headers.get("ce_type") != b"wuye.credit.v1.GradeChanged":
-                continue
-            assert headers["content-type"] == b"application/protobuf"
-            found.append(credit_events.GradeChanged.FromString(message.value()).change)
-    finally:
-        reader.close()
-    assert len(found) == count, f"{len(found)} of {count} GradeChanged keyed {key} on Kafka"
-    return found
+    """The GradeChanged events keyed `key` on the grade topic."""
 
+    def grade_change(message) -> credit_pb.GradeChange | None:
+        headers = dict(message.headers() or ())
+        if message.key() != key.encode():
+            return None
+        if headers.get("ce_type") != b"wuye.credit.v1.GradeChanged":
+            return None
+        assert headers["content-type"] == b"application/protobuf"
+        return credit_events.GradeChanged.FromString(message.value()).change
 
-def _partitions(reader: Consumer, topic: str, deadline: float) -> list[int]:
-    while True:
-        try:
-            metadata = reader.list_topics(topic, timeout=5).topics[topic]
-            if metadata.error is None and metadata.partitions:
-                return sorted(metadata.partitions)
-        except KafkaException:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"topic {topic} did not appear in {EVENTUAL_SECONDS} s")
-        time.sleep(0.2)
+    return read_events(bootstrap, GRADE_TOPIC, grade_change, count)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from e2e_support import CALL_TIMEOUT_SECONDS, poll
+from e2e_support import CALL_TIMEOUT_SECONDS, DONGSHENG, poll, served_projects
 from google.protobuf import json_format
 
 from wuye.core.auth import Role, issue_token
@@ -25,11 +25,9 @@ from wuye.credit.v1 import credit_service_pb2_grpc as credit_grpc
 from wuye.inspections.v1 import inspections_service_pb2 as pb
 from wuye.inspections.v1 import inspections_service_pb2_grpc as pb_grpc
 from wuye.launcher import read_secrets_file
-from wuye.registry.v1 import registry_service_pb2 as registry_pb
 
 pytestmark = pytest.mark.e2e
 
-DONGSHENG = "150602"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -55,63 +53,6 @@ def verify_draw(path: Path) -> subprocess.CompletedProcess:
         timeout=60,
         cwd=REPO,
     )
-
-
-def _served_projects(platform, new_filing, count: int) -> tuple[str, list[str], list[str]]:
-    """An approved enterprise serving `count` new Dongsheng projects, and one self-managed
-    project; returns the credit code, the served and the self-managed project ids."""
-    registry = platform.registry()
-    auth = platform.auth()
-    code = new_filing.enterprise.credit_code
-    filed = registry.FileEnterprise(new_filing, metadata=auth, timeout=CALL_TIMEOUT_SECONDS)
-    registry.ReviewFiling(
-        registry_pb.ReviewFilingRequest(
-            filing_id=filed.filing.filing_id,
-            decision=registry_pb.REVIEW_DECISION_APPROVE,
-            reason="",
-        ),
-        metadata=auth,
-        timeout=CALL_TIMEOUT_SECONDS,
-    )
-    start = dt.date(2026, 1, 1)
-    projects = []
-    for n in range(count + 1):
-        project = registry.RegisterProject(
-            registry_pb.RegisterProjectRequest(
-                request_id=str(uuid.uuid4()),
-                project=registry_pb.Project(
-                    name=f"天骄花园{n}期",
-                    type=registry_pb.PROJECT_TYPE_RESIDENTIAL,
-                    district_code=DONGSHENG,
-                    sub_district="天骄街道",
-                    address=f"鄂尔多斯市东胜区天骄路 {n + 8} 号",
-                    building_area_m2="125000.50",
-                ),
-            ),
-            metadata=auth,
-            timeout=CALL_TIMEOUT_SECONDS,
-        ).project
-        projects.append(project.project_id)
-    for project_id in projects[:count]:
-        registry.AssignEnterprise(
-            registry_pb.AssignEnterpriseRequest(
-                request_id=str(uuid.uuid4()),
-                project_id=project_id,
-                assignment=registry_pb.Assignment(
-                    credit_code=code,
-                    contract_start=to_date(start),
-                    contract_end=to_date(dt.date(2028, 12, 31)),
-                    handover=registry_pb.HandoverInspection(
-                        inspection_date=to_date(start - dt.timedelta(days=10)),
-                        items=[registry_pb.HandoverItem(facility="消防水泵", passed=True)],
-                        record_reference="CJ-2026-001",
-                    ),
-                ),
-            ),
-            metadata=auth,
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-    return code, projects[:count], projects[count:]
 
 
 def _register_inspectors(platform, inspections, conflict: str) -> list[str]:
@@ -158,7 +99,7 @@ def _round_listing(platform, inspections, served: list[str], unserved: list[str]
 def test_a_round_is_drawn_and_anyone_verifies_it_from_the_public_export(
     platform, inspections, new_filing, tmp_path
 ):
-    code, served, unserved = _served_projects(platform, new_filing, count=6)
+    code, served, unserved = served_projects(platform, new_filing, count=6)
     inspectors = _register_inspectors(platform, inspections, conflict=code)
     created = _round_listing(platform, inspections, served, unserved)
     assert created.state == pb.ROUND_STATE_COMMITTED and created.seed == ""
@@ -224,7 +165,7 @@ def credit(platform) -> Iterator[credit_grpc.CreditServiceStub]:
 def test_a_failed_check_is_published_and_becomes_a_bad_credit_record(
     platform, inspections, credit, new_filing
 ):
-    code, served, unserved = _served_projects(platform, new_filing, count=1)
+    code, served, unserved = served_projects(platform, new_filing, count=1)
     _register_inspectors(platform, inspections, conflict="")
     _round_listing(platform, inspections, served, unserved)
     authority = platform.auth(platform.token(Role.DISTRICT_AUTHORITY, [DONGSHENG]))
