@@ -1,0 +1,503 @@
+"""The IoT intake's rules in memory: which readings are taken, when each kind of device raises
+its alarm and when the condition clears, silence, clock skew, the replay window that makes a
+batch count once, and the signature of a batch."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from wuye.iot import domain
+from wuye.iot.domain import (
+    AlarmKind,
+    Change,
+    DeviceKind,
+    DeviceState,
+    GatewayState,
+    Rejection,
+    ReplayWindow,
+)
+from wuye.iot.settings import DEFAULT_THRESHOLDS, DEFAULT_VALID_RANGES
+from wuye.iot.signing import (
+    SIGNATURE_BYTES,
+    gateway_secret,
+    is_signed_by,
+    sign,
+    signature_of,
+    split_signature,
+)
+
+GATEWAY = "150602-Ga1b2c3d4e5f6"
+OTHER_GATEWAY = "150602-G0f0f0f0f0f0f"
+NOW = 1_790_000_000.0  # Unix seconds of the centre's clock in these tests
+NOW_NS = int(NOW * 1e9)
+LATEST_NS = NOW_NS + 60 * 1_000_000_000  # what the centre allows: 60 s ahead
+SECOND = 1_000_000_000
+
+
+def device(
+    kind: DeviceKind = DeviceKind.FIRE_FACILITY,
+    device_id: str = "150602-D000000000001",
+    gateway_id: str = GATEWAY,
+    heartbeat: float = 60.0,
+    registered_at: float = NOW - 10,
+    **kw,
+) -> DeviceState:
+    normal, valid = DEFAULT_THRESHOLDS[kind], DEFAULT_VALID_RANGES[kind]
+    return DeviceState(
+        device_id=device_id,
+        gateway_id=gateway_id,
+        district="150602",
+        project_id="150602-P000000000001",
+        kind=kind,
+        low=kw.pop("low", normal.low),
+        high=kw.pop("high", normal.high),
+        valid_low=valid.low,
+        valid_high=valid.high,
+        heartbeat_seconds=heartbeat,
+        registered_at=registered_at,
+        **kw,
+    )
+
+
+def reading(device_id: str, value: float, observed_ns: int = NOW_NS):
+    return SimpleNamespace(device_id=device_id, value=value, observe_time_unix_nano=observed_ns)
+
+
+def take(devices: list[DeviceState], *readings, gateway=GATEWAY, received=NOW):
+    """Applies one batch; returns (taken, refused, changes)."""
+    changes: list[Change] = []
+    taken, refused = domain.take_readings(
+        {d.device_id: d for d in devices}, gateway, list(readings), received, LATEST_NS, changes
+    )
+    return taken, refused, changes
+
+
+# (kind, a normal value, an abnormal value, the alarm)
+RULES = [
+    (DeviceKind.HYDRANT_PRESSURE, 0.35, 0.05, AlarmKind.LOW_PRESSURE),
+    (DeviceKind.FIRE_PUMP, 1.0, 0.0, AlarmKind.FACILITY_OFF),
+    (DeviceKind.SPRINKLER_VALVE, 1.0, 0.0, AlarmKind.FACILITY_OFF),
+    (DeviceKind.FIRE_FACILITY, 1.0, 0.0, AlarmKind.FACILITY_OFF),
+    (DeviceKind.SMOKE_DETECTOR, 0.0, 1.0, AlarmKind.FIRE),
+    (DeviceKind.FIRE_DOOR, 0.0, 1.0, AlarmKind.FIRE_DOOR_OPEN),
+    (DeviceKind.FIRE_LANE, 0.0, 1.0, AlarmKind.FIRE_LANE_BLOCKED),
+]
+
+
+def test_every_kind_of_device_has_a_rule_here():
+    assert {kind for kind, *_ in RULES} == set(DeviceKind)
+
+
+# -- the alarm rules
+
+
+@pytest.mark.parametrize(("kind", "normal", "abnormal", "alarm"), RULES, ids=lambda r: str(r))
+def test_a_condition_raises_its_alarm_once_while_it_lasts_and_clears_when_it_ends(
+    kind, normal, abnormal, alarm
+):
+    d = device(kind)
+
+    _, _, first = take([d], reading(d.device_id, normal, NOW_NS))
+    _, _, raised = take([d], reading(d.device_id, abnormal, NOW_NS + 1))
+    _, _, again = take(
+        [d], reading(d.device_id, abnormal, NOW_NS + 2), reading(d.device_id, abnormal, NOW_NS + 3)
+    )
+    _, _, cleared = take([d], reading(d.device_id, normal, NOW_NS + 4))
+    _, _, still = take([d], reading(d.device_id, normal, NOW_NS + 5))
+
+    assert first == []
+    assert raised == [
+        Change(alarm, True, GATEWAY, "150602", d.project_id, d.device_id, abnormal, NOW_NS + 1)
+    ]
+    assert again == []
+    assert cleared == [
+        Change(alarm, False, GATEWAY, "150602", d.project_id, d.device_id, normal, NOW_NS + 4)
+    ]
+    assert still == []
+    assert (d.last_value, d.last_observed_ns, d.abnormal) == (normal, NOW_NS + 5, False)
+
+
+@pytest.mark.parametrize(("kind", "normal", "abnormal", "alarm"), RULES, ids=lambda r: str(r))
+def test_a_device_abnormal_from_its_first_reading_raises_at_once(kind, normal, abnormal, alarm):
+    d = device(kind)
+
+    taken, refused, changes = take([d], reading(d.device_id, abnormal))
+
+    assert (taken, refused) == (1, [])
+    assert [(c.kind, c.raised, c.value) for c in changes] == [(alarm, True, abnormal)]
+
+
+def test_a_hydrant_alarms_below_its_own_threshold_and_not_at_it():
+    d = device(DeviceKind.HYDRANT_PRESSURE, low=0.2)
+
+    _, _, at_bound = take([d], reading(d.device_id, 0.2, NOW_NS))
+    _, _, below = take([d], reading(d.device_id, 0.19, NOW_NS + 1))
+
+    assert at_bound == []
+    assert [(c.kind, c.raised) for c in below] == [(AlarmKind.LOW_PRESSURE, True)]
+
+
+def test_the_conditions_of_two_devices_in_one_batch_are_their_own():
+    pump = device(DeviceKind.FIRE_PUMP, device_id="150602-D000000000001")
+    door = device(DeviceKind.FIRE_DOOR, device_id="150602-D000000000002")
+
+    taken, _, changes = take(
+        [pump, door], reading(pump.device_id, 0.0), reading(door.device_id, 1.0)
+    )
+
+    assert taken == 2
+    assert [(c.device_id, c.kind) for c in changes] == [
+        (pump.device_id, AlarmKind.FACILITY_OFF),
+        (door.device_id, AlarmKind.FIRE_DOOR_OPEN),
+    ]
+
+
+# -- readings refused, the rest taken
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_value_that_is_not_finite_is_refused(value):
+    d = device(DeviceKind.HYDRANT_PRESSURE)
+
+    taken, refused, changes = take([d], reading(d.device_id, value))
+
+    assert taken == 0
+    assert [(r.index, r.device_id, r.reason) for r in refused] == [
+        (0, d.device_id, Rejection.VALUE_NOT_FINITE)
+    ]
+    assert changes == []
+    assert (d.last_value, d.last_seen, d.abnormal) == (None, 0.0, False)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        (DeviceKind.HYDRANT_PRESSURE, -0.01),
+        (DeviceKind.HYDRANT_PRESSURE, 10.5),
+        (DeviceKind.FIRE_FACILITY, 2.0),
+        (DeviceKind.SMOKE_DETECTOR, -1.0),
+    ],
+)
+def test_a_value_outside_what_the_kind_can_read_is_refused_not_alarmed(kind, value):
+    d = device(kind)
+
+    taken, [refused], changes = take([d], reading(d.device_id, value))
+
+    assert taken == 0
+    assert refused.reason == Rejection.VALUE_OUT_OF_RANGE
+    assert str(kind) in refused.description
+    assert changes == []
+    assert d.last_value is None
+
+
+def test_a_reading_observed_beyond_the_future_limit_is_refused():
+    d = device()
+
+    taken, refused, _ = take(
+        [d], reading(d.device_id, 1.0, LATEST_NS), reading(d.device_id, 0.0, LATEST_NS + 1)
+    )
+
+    assert taken == 1
+    assert [(r.index, r.reason) for r in refused] == [(1, Rejection.OBSERVED_IN_FUTURE)]
+    assert (d.last_value, d.abnormal) == (1.0, False)
+
+
+def test_an_unknown_device_or_one_of_another_gateway_is_refused_and_the_rest_taken():
+    mine = device(device_id="150602-D000000000001")
+    theirs = device(device_id="150602-D000000000002", gateway_id=OTHER_GATEWAY)
+    unknown = "150602-D" + "9" * 100
+
+    taken, refused, changes = take(
+        [mine, theirs],
+        reading(unknown, 0.0),
+        reading(theirs.device_id, 0.0),
+        reading(mine.device_id, 0.0),
+    )
+
+    assert taken == 1
+    assert [(r.index, r.device_id, r.reason) for r in refused] == [
+        (0, unknown[:64], Rejection.UNKNOWN_DEVICE),
+        (1, theirs.device_id, Rejection.UNKNOWN_DEVICE),
+    ]
+    assert [c.device_id for c in changes] == [mine.device_id]
+    assert theirs.last_value is None and not theirs.abnormal
+
+
+def test_an_older_reading_is_taken_but_changes_no_state():
+    d = device()
+    take([d], reading(d.device_id, 1.0, NOW_NS))
+
+    taken, refused, changes = take(
+        [d], reading(d.device_id, 0.0, NOW_NS - SECOND), received=NOW + 5
+    )
+
+    assert (taken, refused, changes) == (1, [], [])
+    assert (d.last_value, d.last_observed_ns, d.abnormal) == (1.0, NOW_NS, False)
+    assert d.last_seen == NOW + 5  # heard from all the same
+
+
+def test_a_taken_reading_marks_the_device_heard():
+    d = device()
+
+    take([d], reading(d.device_id, 1.0), received=NOW + 3)
+
+    assert d.last_seen == NOW + 3
+
+
+# -- silence
+
+
+def test_a_device_never_heard_is_silent_a_heartbeat_after_its_registration():
+    d = device(heartbeat=60, registered_at=NOW)
+    changes: list[Change] = []
+
+    assert domain.find_silent([d], NOW + 60, changes) == 0
+    assert changes == []
+    assert domain.find_silent([d], NOW + 60.5, changes) == 1
+    assert changes == [
+        Change(
+            AlarmKind.DEVICE_SILENT,
+            True,
+            GATEWAY,
+            "150602",
+            d.project_id,
+            d.device_id,
+            None,
+            int((NOW + 60) * 1e9),
+        )
+    ]
+    assert d.silent and d.dirty
+
+
+def test_silence_is_raised_once_and_counted_while_it_lasts():
+    heard = device(device_id="150602-D000000000001", heartbeat=10, last_seen=NOW)
+    quiet = device(device_id="150602-D000000000002", heartbeat=10, last_seen=NOW - 20)
+    changes: list[Change] = []
+
+    first = domain.find_silent([heard, quiet], NOW + 1, changes)
+    second = domain.find_silent([heard, quiet], NOW + 2, changes)
+
+    assert (first, second) == (1, 1)
+    assert [c.device_id for c in changes] == [quiet.device_id]
+    assert changes[0].observed_ns == int((NOW - 10) * 1e9)  # when it was due
+
+
+def test_a_silent_devices_next_reading_clears_its_silence():
+    d = device(heartbeat=10, last_seen=NOW - 30, silent=True)
+
+    taken, _, changes = take([d], reading(d.device_id, 1.0))
+
+    assert taken == 1
+    assert [(c.kind, c.raised) for c in changes] == [(AlarmKind.DEVICE_SILENT, False)]
+    assert not d.silent
+    assert domain.find_silent([d], NOW + 1, []) == 0
+
+
+def test_a_silent_devices_older_reading_still_clears_its_silence():
+    d = device(heartbeat=10, last_seen=NOW - 30, silent=True, last_observed_ns=NOW_NS)
+
+    _, _, changes = take([d], reading(d.device_id, 0.0, NOW_NS - SECOND))
+
+    assert [(c.kind, c.raised) for c in changes] == [(AlarmKind.DEVICE_SILENT, False)]
+    assert not d.abnormal
+
+
+def test_a_refused_reading_does_not_clear_silence():
+    d = device(heartbeat=10, last_seen=NOW - 30, silent=True)
+
+    _, refused, changes = take([d], reading(d.device_id, math.nan))
+
+    assert len(refused) == 1 and changes == []
+    assert d.silent
+
+
+# -- clock skew
+
+
+def gateway_state(skewed: bool = False) -> GatewayState:
+    return GatewayState(GATEWAY, "150602", "150602-P1", 1, ReplayWindow(64), skewed)
+
+
+LIMIT = 5 * SECOND
+
+
+@pytest.mark.parametrize("offset", [-LIMIT, 0, LIMIT])
+def test_a_clock_off_by_the_limit_is_not_skewed(offset):
+    gateway = gateway_state()
+
+    assert domain.check_clock(gateway, NOW_NS + offset, NOW_NS, LIMIT) is None
+    assert not gateway.skewed
+
+
+@pytest.mark.parametrize("offset", [-LIMIT - 1, LIMIT + 1, 10 * SECOND])
+def test_a_clock_off_by_more_than_the_limit_raises_clock_skew_once_and_clears(offset):
+    gateway = gateway_state()
+
+    raised = domain.check_clock(gateway, NOW_NS + offset, NOW_NS, LIMIT)
+    again = domain.check_clock(gateway, NOW_NS + offset, NOW_NS, LIMIT)
+    cleared = domain.check_clock(gateway, NOW_NS + 2, NOW_NS + 2, LIMIT)
+
+    assert raised == Change(
+        AlarmKind.CLOCK_SKEW, True, GATEWAY, "150602", "150602-P1", "", None, NOW_NS
+    )
+    assert again is None
+    assert cleared is not None and not cleared.raised and cleared.device_id == ""
+    assert not gateway.skewed
+
+
+# -- the replay window
+
+
+def test_a_new_sequence_is_not_seen_until_marked():
+    window = ReplayWindow(64)
+
+    assert not window.seen(1)
+    window.mark(1)
+    assert window.seen(1)
+    assert not window.seen(2)
+
+
+def test_sequences_marked_out_of_order_are_each_seen_and_the_gaps_not():
+    window = ReplayWindow(64)
+    for sequence in (10, 3, 7, 12):
+        window.mark(sequence)
+
+    assert [s for s in range(1, 14) if window.seen(s)] == [3, 7, 10, 12]
+    assert window.highest == 12
+
+
+def test_a_sequence_older_than_the_window_counts_as_seen():
+    window = ReplayWindow(8)
+    window.mark(100)
+
+    assert window.seen(92)  # 8 behind: beyond the window
+    assert not window.seen(93)  # 7 behind: inside it, never marked
+    assert window.seen(1)
+
+
+def test_the_window_keeps_all_64_bits():
+    window = ReplayWindow(64)
+    window.mark(1)
+    window.mark(64)  # 63 behind: the window's oldest bit
+
+    assert window.seen(1)
+    assert window.bits == (1 << 63) | 1
+    window.mark(65)
+    assert window.bits < 1 << 64
+    assert window.seen(1)  # now beyond the window: counts as seen
+    assert not window.seen(2)
+
+
+def test_marking_a_sequence_older_than_the_window_keeps_the_bits_within_it():
+    """An old batch acknowledged after a much newer one (it was on its way to Kafka) counts as
+    seen either way; its bit must not land outside the window, whose bits are stored in a
+    64-bit column."""
+    window = ReplayWindow(64)
+    window.mark(100)
+    window.mark(1)
+
+    assert window.seen(1)
+    assert window.bits < 1 << 64
+    assert window.bits == 1
+
+
+def test_a_big_jump_forgets_the_bits_below():
+    window = ReplayWindow(64)
+    window.mark(5)
+    window.mark(1_000_000)
+
+    assert window.bits == 1
+    assert not window.seen(999_999)
+
+
+def test_a_window_restored_from_its_highest_and_bits_answers_as_before():
+    window = ReplayWindow(64)
+    for sequence in (1, 2, 5, 40, 41, 70):
+        window.mark(sequence)
+
+    restored = ReplayWindow(64, window.highest, window.bits)
+
+    assert [s for s in range(1, 80) if restored.seen(s)] == [
+        s for s in range(1, 80) if window.seen(s)
+    ]
+
+
+@given(
+    size=st.integers(8, 64),
+    marks=st.lists(st.integers(1, 300), max_size=60),
+    probes=st.lists(st.integers(0, 400), max_size=30),
+)
+def test_the_replay_window_agrees_with_a_set_of_every_sequence_marked(size, marks, probes):
+    """A sequence is seen if it was marked, or if it is `size` or more behind the highest."""
+    window = ReplayWindow(size)
+    marked: set[int] = set()
+    for sequence in marks:
+        assert window.seen(sequence) == (
+            sequence in marked or (bool(marked) and max(marked) - sequence >= size)
+        )
+        window.mark(sequence)
+        marked.add(sequence)
+    highest = max(marked, default=0)
+    assert window.highest == highest
+    assert 0 <= window.bits < 1 << size
+    for sequence in [*probes, *marks]:
+        expected = sequence in marked or (sequence <= highest and highest - sequence >= size)
+        assert window.seen(sequence) == expected, sequence
+
+
+# -- signatures
+
+SECRET = gateway_secret(b"service-key", GATEWAY, 1)
+
+
+def test_a_signed_batch_splits_into_the_bytes_signed_and_their_signature():
+    payload = b"\n\x14" + GATEWAY.encode() + b"\x10\x07"
+
+    raw = sign(SECRET, payload)
+    signed, signature = split_signature(raw)
+
+    assert signed == payload
+    assert len(signature) == SIGNATURE_BYTES
+    assert signature == signature_of(SECRET, payload)
+    assert is_signed_by(SECRET, signed, signature)
+
+
+@given(payload=st.binary(max_size=200), data=st.data())
+def test_a_tampered_byte_breaks_the_signature(payload, data):
+    raw = bytearray(sign(SECRET, payload))
+    index = data.draw(st.integers(0, len(raw) - 1))
+    flip = data.draw(st.integers(1, 255))
+    raw[index] ^= flip
+
+    signed, signature = split_signature(bytes(raw))
+
+    assert not is_signed_by(SECRET, signed, signature)
+
+
+def test_another_gateways_secret_or_version_does_not_verify():
+    payload = b"batch"
+    signature = signature_of(SECRET, payload)
+
+    assert not is_signed_by(gateway_secret(b"service-key", OTHER_GATEWAY, 1), payload, signature)
+    assert not is_signed_by(gateway_secret(b"service-key", GATEWAY, 2), payload, signature)
+    assert not is_signed_by(gateway_secret(b"other-key", GATEWAY, 1), payload, signature)
+    assert gateway_secret(b"service-key", GATEWAY, 1) == SECRET  # derived, so stable
+
+
+@pytest.mark.parametrize("raw", [b"", b"\n\x03abc", b"x" * 33, b"\x7a\x20" + b"x" * 31])
+def test_bytes_without_a_signature_field_last_have_an_empty_signature(raw):
+    signed, signature = split_signature(raw)
+
+    assert (signed, signature) == (raw, b"")
+    assert not is_signed_by(SECRET, signed, signature)
+
+
+def test_a_short_signature_never_verifies():
+    payload = b"batch"
+
+    assert not is_signed_by(SECRET, payload, signature_of(SECRET, payload)[:16])
