@@ -1,0 +1,466 @@
+"""The IoT intake over a real socket, PostgreSQL and Kafka (Tansu): gateways and devices
+registered for projects the registry announced, signed batches by unary call and by stream,
+readings refused one by one while the rest are taken, a batch counted once even when resent or
+after a restart, batches held back while Kafka is away, and batches refused whole without a
+trace."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import grpc
+import pytest
+from test_iot_support import (
+    DONGSHENG,
+    KANGBASHI,
+    READING_TOPIC,
+    Gateway,
+    iot_servers,
+    now_ns,
+    project_registered,
+    request_id,
+)
+
+from wuye.core.auth import Role
+from wuye.core.kafka import ensure_topics
+from wuye.iot.v1 import intake_service_pb2 as pb
+
+pytestmark = pytest.mark.integration
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+FAILED = grpc.StatusCode.FAILED_PRECONDITION
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+FACILITY = pb.DEVICE_KIND_FIRE_FACILITY
+HYDRANT = pb.DEVICE_KIND_HYDRANT_PRESSURE
+
+
+@pytest.fixture
+def start_iot(make_settings):
+    with iot_servers(make_settings) as start:
+        yield start
+
+
+@pytest.fixture
+def iot(start_iot):
+    return start_iot()
+
+
+def ce_ids(records) -> list[str]:
+    return [r.headers["ce_id"] for r in records]
+
+
+# ---------------------------------------------------------------- gateways and devices
+
+
+def test_a_gateway_is_registered_only_for_a_project_the_registry_announced(iot):
+    project_id = f"{DONGSHENG}-Pnotyetknown"
+    request = pb.RegisterGatewayRequest(request_id=request_id(), project_id=project_id, name="1号")
+
+    unknown = iot.admin.fails("RegisterGateway", request)
+    iot.deliver(project_registered(DONGSHENG, project_id))
+    first = iot.admin.RegisterGateway(request)
+    retried = iot.admin.RegisterGateway(request)
+
+    assert unknown.code == FAILED
+    assert unknown.reason == "PROJECT_UNKNOWN"
+    assert project_id in unknown.message
+    gateway = first.gateway
+    assert gateway.id.startswith(f"{DONGSHENG}-G")
+    assert (gateway.project_id, gateway.district_code, gateway.name) == (
+        project_id,
+        DONGSHENG,
+        "1号",
+    )
+    assert gateway.mqtt_topic == f"wuye/{DONGSHENG}/{gateway.id}/readings"
+    assert len(first.secret) == 32
+    assert retried == first  # the same gateway and the same secret
+    assert iot.count("gateways") == 1
+    assert iot.admin.GetGateway(pb.GetGatewayRequest(gateway_id=gateway.id)) == gateway
+
+
+def test_a_device_takes_the_kinds_default_thresholds_unless_given_its_own(iot):
+    gateway = iot.gateway()
+
+    hydrant = iot.device(gateway, HYDRANT)
+    own = iot.device(gateway, HYDRANT, thresholds=pb.Thresholds(low=0.25))
+    silent_after = iot.device(gateway, FACILITY, heartbeat_interval={"seconds": 600})
+
+    assert (hydrant.thresholds.low, hydrant.thresholds.high) == (0.10, 10.0)
+    assert hydrant.heartbeat_interval.seconds == 7200
+    assert (own.thresholds.low, own.thresholds.high) == (0.25, 10.0)
+    assert silent_after.heartbeat_interval.seconds == 600
+    assert not hydrant.HasField("last_value") and not hydrant.silent
+    listed = iot.admin.ListDevices(pb.ListDevicesRequest(district_code=DONGSHENG))
+    assert sorted(d.id for d in listed.devices) == sorted([hydrant.id, own.id, silent_after.id])
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"kind": 0}, "kind"),
+        ({"kind": 99}, "kind"),
+        ({"kind": HYDRANT, "thresholds": pb.Thresholds(low=11.0)}, "thresholds.low"),
+        ({"kind": HYDRANT, "thresholds": pb.Thresholds(low=math.nan)}, "thresholds.low"),
+        ({"kind": HYDRANT, "thresholds": pb.Thresholds(low=2.0, high=1.0)}, "thresholds"),
+        ({"kind": FACILITY, "heartbeat_interval": {"seconds": 1}}, "heartbeat_interval"),
+        ({"kind": FACILITY, "heartbeat_interval": {"seconds": 7201}}, "heartbeat_interval"),
+    ],
+)
+def test_an_invalid_device_is_refused_naming_the_field(iot, fields, field):
+    gateway = iot.gateway()
+    request = pb.RegisterDeviceRequest(
+        request_id=request_id(), gateway_id=gateway.id, location="泵房", **fields
+    )
+
+    failure = iot.admin.fails("RegisterDevice", request)
+
+    assert failure.code == INVALID
+    assert field in failure.violations, failure.violations
+    assert iot.count("devices") == 0
+
+
+def test_only_authorities_register_and_only_in_their_districts(iot):
+    project_id = iot.project()
+    request = pb.RegisterGatewayRequest(request_id=request_id(), project_id=project_id, name="x")
+
+    inspector = iot.client(Role.INSPECTOR, "inspector-1", [DONGSHENG]).fails(
+        "RegisterGateway", request
+    )
+    elsewhere = iot.authority(KANGBASHI).fails("RegisterGateway", request)
+    anonymous = iot.anonymous.fails("RegisterGateway", request)
+
+    assert inspector.code == grpc.StatusCode.PERMISSION_DENIED
+    assert elsewhere.code == grpc.StatusCode.PERMISSION_DENIED
+    assert anonymous.code == UNAUTHENTICATED
+    assert iot.authority(DONGSHENG).RegisterGateway(request).gateway.project_id == project_id
+
+
+def test_a_rotated_secret_replaces_the_old_one_at_once(iot):
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+    old = gateway.secret
+
+    rotated = iot.admin.RotateGatewaySecret(pb.RotateGatewaySecretRequest(gateway_id=gateway.id))
+    with_old = iot.post_fails(gateway.signed([(device.id, 1.0)]))
+    gateway.secret = rotated.secret
+    with_new = iot.post(gateway.signed([(device.id, 1.0)]))
+
+    assert rotated.secret != old and len(rotated.secret) == 32
+    assert rotated.gateway.id == gateway.id
+    assert with_old.code == UNAUTHENTICATED
+    assert with_old.reason == "BAD_SIGNATURE"
+    assert (with_new.sequence, with_new.accepted) == (2, 1)
+
+
+# ---------------------------------------------------------------- readings
+
+
+def test_a_batch_is_taken_but_for_the_readings_that_cannot_be(iot, read_topic):
+    gateway = iot.gateway()
+    hydrant = iot.device(gateway, HYDRANT)
+    other = iot.gateway()
+    theirs = iot.device(other, HYDRANT)
+    at = now_ns()
+    batch = gateway.batch(
+        [
+            (hydrant.id, 0.35, at),
+            (f"{DONGSHENG}-Dnosuchdevice", 0.3, at),
+            (theirs.id, 0.3, at),
+            (hydrant.id, math.nan, at),
+            (hydrant.id, 12.5, at),
+            (hydrant.id, 0.3, at + 3600 * 10**9),
+            (hydrant.id, 0.4, at + 1),
+        ]
+    )
+
+    result = iot.post(gateway.sign(batch))
+
+    assert (result.sequence, result.accepted, result.duplicate) == (1, 2, False)
+    assert [(r.index, r.device_id, r.reason) for r in result.rejected] == [
+        (1, f"{DONGSHENG}-Dnosuchdevice", "UNKNOWN_DEVICE"),
+        (2, theirs.id, "UNKNOWN_DEVICE"),
+        (3, hydrant.id, "VALUE_NOT_FINITE"),
+        (4, hydrant.id, "VALUE_OUT_OF_RANGE"),
+        (5, hydrant.id, "OBSERVED_IN_FUTURE"),
+    ]
+    assert all(r.description for r in result.rejected)
+    [record] = read_topic(READING_TOPIC, 1, key=gateway.id.encode())
+    stored = pb.ReadingBatch.FromString(record.value)
+    assert [(r.device_id, r.value) for r in stored.readings] == [
+        (hydrant.id, 0.35),
+        (hydrant.id, 0.4),
+    ]
+    assert (stored.gateway_id, stored.sequence) == (gateway.id, 1)
+    assert record.headers["ce_id"] == f"{gateway.id}:1"
+    assert record.headers["ce_type"] == "wuye.iot.v1.ReadingBatch"
+    assert record.headers["ce_district"] == DONGSHENG
+    device = iot.get_device(hydrant.id)
+    assert device.last_value == 0.4
+    assert device.last_observe_time.ToNanoseconds() == at + 1
+    assert device.HasField("last_seen_time") and not device.silent
+    assert iot.get_device(theirs.id).HasField("last_value") is False
+
+
+def test_a_batch_whose_readings_are_all_refused_is_acknowledged_and_not_produced(iot, read_topic):
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+
+    refused = iot.post(gateway.signed([(device.id, 7.0)]))
+    taken = iot.post(gateway.signed([(device.id, 1.0)]))
+
+    assert (refused.accepted, len(refused.rejected)) == (0, 1)
+    assert taken.accepted == 1
+    assert ce_ids(read_topic(READING_TOPIC, 1, key=gateway.id.encode())) == [f"{gateway.id}:2"]
+
+
+def test_the_same_batch_again_is_a_duplicate_and_on_kafka_once(iot, read_topic):
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+    first = gateway.signed([(device.id, 1.0)])
+
+    original = iot.post(first)
+    again = iot.post(first)
+    resigned = iot.post(gateway.sign(gateway.batch([(device.id, 0.0)], sequence=1)))
+    after = iot.post(gateway.signed([(device.id, 1.0)]))
+
+    assert (original.sequence, original.duplicate, original.accepted) == (1, False, 1)
+    assert (again.sequence, again.duplicate, again.accepted) == (1, True, 0)
+    assert resigned.duplicate  # another batch under a number already taken changes nothing
+    assert not after.duplicate
+    # Records of one gateway are in order: a second record of batch 1 would come before batch 2's.
+    records = read_topic(READING_TOPIC, 2, key=gateway.id.encode())
+    assert ce_ids(records) == [f"{gateway.id}:1", f"{gateway.id}:2"]
+    assert iot.get_device(device.id).last_value == 1.0
+    assert iot.alarms() == []
+
+
+def test_a_stream_acknowledges_every_batch(iot, read_topic):
+    gateway = iot.gateway()
+    devices = [iot.device(gateway, FACILITY).id for _ in range(3)]
+    batches = [gateway.signed([(d, 1.0) for d in devices]) for _ in range(200)]
+
+    results = iot.stream(batches)
+
+    assert sorted(r.sequence for r in results) == list(range(1, 201))
+    assert all(r.accepted == 3 and not r.duplicate for r in results)
+    records = read_topic(READING_TOPIC, 200, key=gateway.id.encode())
+    assert sorted(ce_ids(records), key=lambda i: int(i.split(":")[1])) == [
+        f"{gateway.id}:{n}" for n in range(1, 201)
+    ]
+    assert iot.replay_highest(gateway.id) == 200
+
+
+def test_batches_resent_on_a_stream_are_duplicates(iot):
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+    batches = [gateway.signed([(device.id, 1.0)]) for _ in range(10)]
+
+    first = iot.stream(batches)
+    resent = iot.stream(batches[5:])
+
+    assert [r.duplicate for r in first] == [False] * 10
+    assert sorted(r.sequence for r in resent) == list(range(6, 11))
+    assert all(r.duplicate for r in resent)
+
+
+def test_a_sequence_far_ahead_of_one_in_flight_does_not_stop_acknowledgements(iot):
+    """Batch 1 is on its way to Kafka when batch 100 (nothing to produce) is acknowledged: then
+    batch 1 is marked 99 behind the highest, older than the replay window."""
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+    first = gateway.signed([(device.id, 1.0)], sequence=1)
+    far = gateway.signed([(f"{DONGSHENG}-Dnosuchdevice", 1.0)], sequence=100)
+
+    results = [r for response in iot.open_stream([first, far], timeout=5) for r in response.results]
+    later = iot.post(gateway.signed([(device.id, 1.0)], sequence=101), timeout=5)
+
+    assert sorted(r.sequence for r in results) == [1, 100]
+    assert (later.sequence, later.accepted) == (101, 1)
+
+
+def test_acknowledged_batches_stay_duplicates_after_a_restart(start_iot):
+    iot = start_iot()
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+    batches = [gateway.signed([(device.id, 1.0)]) for _ in range(5)]
+    out_of_order = gateway.signed([(device.id, 1.0)], sequence=9)
+    assert [r.sequence for r in iot.stream(batches)] == [1, 2, 3, 4, 5]
+    assert iot.post(out_of_order).sequence == 9
+    iot.close()
+
+    restarted = start_iot()
+    replayed = restarted.stream([*batches, out_of_order])
+    gap = restarted.post(gateway.signed([(device.id, 1.0)], sequence=7))
+
+    assert sorted(r.sequence for r in replayed) == [1, 2, 3, 4, 5, 9]
+    assert all(r.duplicate for r in replayed)
+    assert (gap.duplicate, gap.accepted) == (False, 1)
+    assert restarted.get_device(device.id).last_value == 1.0
+
+
+def test_batches_wait_while_kafka_is_away_and_are_acknowledged_once_it_is_back(
+    start_iot, private_broker, read_topic
+):
+    """Kafka is away from the start: a Tansu restarted empty would forget the idempotent
+    producer's id, which a real Kafka keeps across restarts."""
+    private_broker.stop()
+    iot = start_iot(kafka_bootstrap=private_broker.bootstrap)
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+    batches = [gateway.signed([(device.id, float(n % 2))]) for n in range(20)]
+    results: list[pb.BatchResult] = []
+    errors: list[grpc.RpcError] = []
+
+    def send() -> None:
+        try:
+            for response in iot.open_stream(batches, timeout=60):
+                results.extend(response.results)
+        except grpc.RpcError as e:
+            errors.append(e)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    time.sleep(1.5)
+    unacknowledged = list(results)
+    private_broker.start()
+    ensure_topics(iot.settings, [READING_TOPIC], partitions=1)
+    sender.join(45)
+
+    assert unacknowledged == [], "acknowledged while Kafka was away"
+    assert not sender.is_alive() and errors == [], errors
+    assert sorted(r.sequence for r in results) == list(range(1, 21))
+    stored = read_topic(
+        READING_TOPIC, 20, bootstrap=private_broker.bootstrap, key=gateway.id.encode()
+    )
+    assert sorted(ce_ids(stored)) == sorted(f"{gateway.id}:{r.sequence}" for r in results)
+    assert iot.replay_highest(gateway.id) == 20
+
+
+# ---------------------------------------------------------------- batches refused whole
+
+
+def refused_whole(iot, gateway: Gateway, raw: bytes, code: grpc.StatusCode, read_topic):
+    """Posts `raw`, expecting `code`; checks nothing was stored or produced; returns the
+    failure."""
+    outbox_before, alarms_before = iot.count("outbox"), iot.count("alarms")
+
+    failure = iot.post_fails(raw)
+
+    assert failure.code == code, failure
+    assert (iot.count("outbox"), iot.count("alarms")) == (outbox_before, alarms_before)
+    assert iot.replay_highest(gateway.id) == 0
+    return failure
+
+
+@pytest.fixture
+def gateway_with_device(iot) -> tuple[Gateway, str]:
+    gateway = iot.gateway()
+    return gateway, iot.device(gateway, FACILITY).id
+
+
+def test_garbage_is_not_a_batch(iot, gateway_with_device, read_topic):
+    gateway, _ = gateway_with_device
+
+    failure = refused_whole(iot, gateway, b"\xff\xfe garbage", INVALID, read_topic)
+
+    assert "batch" in failure.violations
+
+
+def test_a_forged_or_missing_signature_is_unauthenticated(iot, gateway_with_device, read_topic):
+    gateway, device = gateway_with_device
+    batch = gateway.batch([(device, 0.0)], sequence=1)
+
+    forged = refused_whole(
+        iot, gateway, gateway.sign(batch, secret=b"x" * 32), UNAUTHENTICATED, read_topic
+    )
+    tampered = bytearray(gateway.sign(batch))
+    tampered[-40] ^= 1
+    changed = refused_whole(iot, gateway, bytes(tampered), UNAUTHENTICATED, read_topic)
+    unsigned = refused_whole(iot, gateway, batch.SerializeToString(), UNAUTHENTICATED, read_topic)
+
+    assert (forged.reason, changed.reason, unsigned.reason) == (
+        "BAD_SIGNATURE",
+        "BAD_SIGNATURE",
+        "SIGNATURE_MISSING",
+    )
+    assert iot.get_device(device).HasField("last_value") is False
+    # Nothing of the refused batches went to Kafka: the first record is the next batch's.
+    assert iot.post(gateway.signed([(device, 1.0)], sequence=1)).accepted == 1
+    assert ce_ids(read_topic(READING_TOPIC, 1, key=gateway.id.encode())) == [f"{gateway.id}:1"]
+
+
+def test_an_unknown_gateway_is_not_found(iot, gateway_with_device, read_topic):
+    gateway, device = gateway_with_device
+    stranger = Gateway(f"{DONGSHENG}-G000000000000", DONGSHENG, gateway.secret, "")
+
+    failure = refused_whole(iot, gateway, stranger.signed([(device, 0.0)]), NOT_FOUND, read_topic)
+
+    assert failure.reason == "GATEWAY_NOT_FOUND"
+
+
+def test_a_gateway_id_that_is_no_gateway_id_is_invalid(iot, gateway_with_device, read_topic):
+    gateway, device = gateway_with_device
+    nobody = Gateway("not-a-gateway", DONGSHENG, gateway.secret, "")
+
+    failure = refused_whole(iot, gateway, nobody.signed([(device, 0.0)]), INVALID, read_topic)
+
+    assert "gateway_id" in failure.violations
+
+
+def test_a_gateway_of_a_district_the_instance_does_not_serve_is_sent_away(start_iot):
+    everywhere = start_iot()
+    gateway = everywhere.gateway(district=DONGSHENG)
+    device = everywhere.device(gateway, FACILITY)
+    kangbashi = start_iot(districts=(KANGBASHI,))
+
+    failure = kangbashi.post_fails(gateway.signed([(device.id, 0.0)]))
+
+    assert failure.code == FAILED
+    assert failure.reason == "DISTRICT_NOT_SERVED"
+    assert DONGSHENG in failure.message
+    assert everywhere.replay_highest(gateway.id) == 0
+    assert everywhere.count("alarms") == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda b: setattr(b, "sequence", 0), "sequence"),
+        (lambda b: setattr(b, "sequence", 2**63), "sequence"),
+        (lambda b: b.ClearField("send_time"), "send_time"),
+        (lambda b: b.readings.extend([b.readings[0]] * 5), "readings"),
+    ],
+    ids=["sequence-0", "sequence-2^63", "no-send-time", "too-many-readings"],
+)
+def test_a_batch_out_of_bounds_is_invalid(start_iot, read_topic, change, field):
+    iot = start_iot(iot_max_batch_readings=5)
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY).id
+    batch = gateway.batch([(device, 0.0)], sequence=1)
+    change(batch)
+
+    failure = refused_whole(iot, gateway, gateway.sign(batch), INVALID, read_topic)
+
+    assert field in failure.violations, failure.violations
+    assert iot.get_device(device).HasField("last_value") is False
+
+
+def test_a_bad_batch_ends_the_stream_after_the_results_of_those_before_it(iot, read_topic):
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY).id
+    good = [gateway.signed([(device, 1.0)]) for _ in range(3)]
+    forged = gateway.sign(gateway.batch([(device, 0.0)]), secret=b"y" * 32)
+    never = gateway.signed([(device, 0.0)])
+
+    results, failure = iot.stream_fails([*good, forged, never])
+
+    assert [r.sequence for r in results] == [1, 2, 3]
+    assert failure.code == UNAUTHENTICATED
+    assert iot.replay_highest(gateway.id) == 3
+    assert iot.get_device(device).last_value == 1.0
+    assert iot.alarms() == []
+    records = read_topic(READING_TOPIC, 3, key=gateway.id.encode())
+    assert ce_ids(records) == [f"{gateway.id}:{n}" for n in (1, 2, 3)]
