@@ -1,0 +1,435 @@
+"""Alarms of the IoT intake over a real socket, PostgreSQL and Kafka (Tansu): raised once when a
+condition starts, with the project and the enterprise serving it; resolved when it clears (where
+configured); acknowledged and resolved by the duty desk; escalated when nobody acknowledged
+them in time; silence and clock skew; the duty desk's watch and list; the events on Kafka."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from test_iot_support import (
+    ALARM_TOPIC,
+    DONGSHENG,
+    KANGBASHI,
+    iot_servers,
+    now_ns,
+)
+
+from wuye.core.auth import Role
+from wuye.core.service import build_relay
+from wuye.credit.settings import CreditSettings
+from wuye.inspections.settings import InspectionsSettings
+from wuye.iot.service import SPEC
+from wuye.iot.v1 import events_pb2 as ev
+from wuye.iot.v1 import intake_service_pb2 as pb
+
+pytestmark = pytest.mark.integration
+
+FACILITY = pb.DEVICE_KIND_FIRE_FACILITY
+RAISED, ACKED, RESOLVED = (
+    pb.ALARM_STATE_RAISED,
+    pb.ALARM_STATE_ACKNOWLEDGED,
+    pb.ALARM_STATE_RESOLVED,
+)
+CREDIT_CODE = "91150602MA0N1K2L3X"
+
+
+@pytest.fixture
+def start_iot(make_settings):
+    with iot_servers(make_settings) as start:
+        yield start
+
+
+@pytest.fixture
+def iot(start_iot):
+    return start_iot()
+
+
+def facility_off(iot, district: str = DONGSHENG, credit_code: str = CREDIT_CODE):
+    """A gateway with a fire facility, switched off: (gateway, device id, the alarm)."""
+    gateway = iot.gateway(iot.project(district, credit_code))
+    device = iot.device(gateway, FACILITY).id
+    iot.post(gateway.signed([(device, 0.0)]))
+    [alarm] = [a for a in iot.alarms(district) if a.device_id == device]
+    return gateway, device, alarm
+
+
+def alarm_of(iot, alarm_id: str) -> pb.Alarm:
+    return iot.admin.GetAlarm(pb.GetAlarmRequest(alarm_id=alarm_id))
+
+
+# ---------------------------------------------------------------- raised and resolved
+
+
+def test_a_facility_switched_off_raises_one_alarm_and_switched_on_resolves_it(iot):
+    project_id = iot.project(DONGSHENG, CREDIT_CODE)
+    gateway = iot.gateway(project_id)
+    device = iot.device(gateway, FACILITY).id
+    off_at = now_ns()
+
+    iot.post(gateway.signed([(device, 0.0, off_at)]))
+    iot.post(gateway.signed([(device, 0.0), (device, 0.0)]))  # still off: no second alarm
+    [raised] = iot.events(ev.AlarmRaised)
+    iot.post(gateway.signed([(device, 1.0)]))
+
+    alarm = raised.alarm
+    assert alarm.id.startswith(f"{DONGSHENG}-A")
+    assert (alarm.kind, alarm.state) == (pb.ALARM_KIND_FACILITY_OFF, RAISED)
+    assert (alarm.project_id, alarm.credit_code, alarm.district_code) == (
+        project_id,
+        CREDIT_CODE,
+        DONGSHENG,
+    )
+    assert (alarm.gateway_id, alarm.device_id, alarm.value) == (gateway.id, device, 0.0)
+    assert alarm.observe_time.ToNanoseconds() // 1000 == off_at // 1000
+    assert alarm.HasField("raise_time")
+    [resolved] = iot.events(ev.AlarmResolved)
+    assert resolved.automatic
+    assert (resolved.alarm.id, resolved.alarm.state) == (alarm.id, RESOLVED)
+    assert resolved.alarm.resolved_by == "auto"
+    assert resolved.alarm.HasField("resolve_time")
+    assert alarm_of(iot, alarm.id) == resolved.alarm
+    assert len(iot.events()) == 2
+
+
+def test_an_alarm_of_a_project_no_enterprise_serves_has_no_credit_code(iot):
+    _, _, alarm = facility_off(iot, credit_code="")
+
+    assert alarm.credit_code == ""
+    assert alarm.project_id
+
+
+def test_the_next_time_the_condition_starts_is_another_alarm(iot):
+    gateway, device, first = facility_off(iot)
+
+    iot.post(gateway.signed([(device, 1.0)]))
+    iot.post(gateway.signed([(device, 0.0)]))
+
+    alarms = iot.alarms()
+    assert len(alarms) == 2
+    assert alarms[1].id == first.id and alarms[1].state == RESOLVED
+    assert alarms[0].id != first.id and alarms[0].state == RAISED
+
+
+def test_without_auto_resolve_an_alarm_stays_open_after_its_condition_clears(start_iot):
+    iot = start_iot(iot_auto_resolve=False)
+    gateway, device, alarm = facility_off(iot)
+
+    iot.post(gateway.signed([(device, 1.0)]))
+    iot.post(gateway.signed([(device, 0.0)]))  # off again: the open alarm stands for it
+
+    assert [a.id for a in iot.alarms()] == [alarm.id]
+    assert alarm_of(iot, alarm.id).state == RAISED
+    assert iot.events(ev.AlarmResolved) == []
+    resolved = iot.admin.ResolveAlarm(pb.ResolveAlarmRequest(alarm_id=alarm.id, note="已恢复"))
+    assert (resolved.state, resolved.resolved_by, resolved.note) == (RESOLVED, "admin", "已恢复")
+
+
+@pytest.mark.parametrize(
+    ("kind", "normal", "abnormal", "alarm"),
+    [
+        (pb.DEVICE_KIND_HYDRANT_PRESSURE, 0.3, 0.02, pb.ALARM_KIND_LOW_PRESSURE),
+        (pb.DEVICE_KIND_FIRE_PUMP, 1.0, 0.0, pb.ALARM_KIND_FACILITY_OFF),
+        (pb.DEVICE_KIND_SPRINKLER_VALVE, 1.0, 0.0, pb.ALARM_KIND_FACILITY_OFF),
+        (pb.DEVICE_KIND_SMOKE_DETECTOR, 0.0, 1.0, pb.ALARM_KIND_FIRE),
+        (pb.DEVICE_KIND_FIRE_DOOR, 0.0, 1.0, pb.ALARM_KIND_FIRE_DOOR_OPEN),
+        (pb.DEVICE_KIND_FIRE_LANE, 0.0, 1.0, pb.ALARM_KIND_FIRE_LANE_BLOCKED),
+    ],
+)
+def test_each_kind_of_device_raises_its_alarm(iot, kind, normal, abnormal, alarm):
+    gateway = iot.gateway()
+    device = iot.device(gateway, kind).id
+
+    iot.post(gateway.signed([(device, normal)]))
+    iot.post(gateway.signed([(device, abnormal)]))
+    iot.post(gateway.signed([(device, normal)]))
+
+    [found] = iot.alarms()
+    assert (found.kind, found.device_id, found.value, found.state) == (
+        alarm,
+        device,
+        abnormal,
+        RESOLVED,
+    )
+
+
+# ---------------------------------------------------------------- the duty desk
+
+
+def test_an_alarm_is_acknowledged_then_resolved_by_the_duty_desk(iot):
+    _, _, alarm = facility_off(iot)
+    desk = iot.client(Role.DISTRICT_AUTHORITY, "duty-150602", [DONGSHENG])
+
+    acked = desk.AckAlarm(pb.AckAlarmRequest(alarm_id=alarm.id, note="已派人"))
+    again = desk.AckAlarm(pb.AckAlarmRequest(alarm_id=alarm.id))
+    resolved = desk.ResolveAlarm(pb.ResolveAlarmRequest(alarm_id=alarm.id, note="已处理"))
+    resolved_again = desk.ResolveAlarm(pb.ResolveAlarmRequest(alarm_id=alarm.id))
+    late_ack = desk.fails("AckAlarm", pb.AckAlarmRequest(alarm_id=alarm.id))
+
+    assert (acked.state, acked.acked_by, acked.note) == (ACKED, "duty-150602", "已派人")
+    assert acked.HasField("ack_time")
+    assert again == acked
+    assert (resolved.state, resolved.resolved_by, resolved.note) == (
+        RESOLVED,
+        "duty-150602",
+        "已处理",
+    )
+    assert resolved_again == resolved
+    assert late_ack.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert late_ack.reason == "ALARM_RESOLVED"
+    assert [type(e).__name__ for e in iot.events()] == [
+        "AlarmRaised",
+        "AlarmAcknowledged",
+        "AlarmResolved",
+    ]
+    [resolved_event] = iot.events(ev.AlarmResolved)
+    assert not resolved_event.automatic
+
+
+def test_an_acknowledged_alarm_resolves_by_itself_when_its_condition_clears(iot):
+    gateway, device, alarm = facility_off(iot)
+    iot.admin.AckAlarm(pb.AckAlarmRequest(alarm_id=alarm.id))
+
+    iot.post(gateway.signed([(device, 1.0)]))
+
+    assert (alarm_of(iot, alarm.id).state, alarm_of(iot, alarm.id).resolved_by) == (
+        RESOLVED,
+        "auto",
+    )
+
+
+def test_who_may_see_acknowledge_and_resolve_an_alarm(iot):
+    _, _, alarm = facility_off(iot)
+    inspector = iot.client(Role.INSPECTOR, "inspector-1", [DONGSHENG])
+    elsewhere = iot.authority(KANGBASHI)
+    ack = pb.AckAlarmRequest(alarm_id=alarm.id)
+
+    assert inspector.GetAlarm(pb.GetAlarmRequest(alarm_id=alarm.id)).id == alarm.id
+    assert inspector.fails("AckAlarm", ack).code == grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        inspector.fails("ResolveAlarm", pb.ResolveAlarmRequest(alarm_id=alarm.id)).code
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert elsewhere.fails("AckAlarm", ack).code == grpc.StatusCode.PERMISSION_DENIED
+    assert (
+        elsewhere.fails("GetAlarm", pb.GetAlarmRequest(alarm_id=alarm.id)).code
+        == grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert iot.anonymous.fails("AckAlarm", ack).code == grpc.StatusCode.UNAUTHENTICATED
+    assert (
+        iot.enterprise(CREDIT_CODE).fails("AckAlarm", ack).code == grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert alarm_of(iot, alarm.id).state == RAISED
+    missing = iot.admin.fails("AckAlarm", pb.AckAlarmRequest(alarm_id=f"{DONGSHENG}-Anone"))
+    assert missing.code == grpc.StatusCode.NOT_FOUND
+
+
+# ---------------------------------------------------------------- escalation
+
+
+def test_an_alarm_nobody_acknowledged_in_time_is_escalated_for_credit_and_inspections(
+    start_iot, wait_until
+):
+    iot = start_iot(iot_escalate_after_seconds=0.5)
+    project_id = iot.project(DONGSHENG, CREDIT_CODE)
+    gateway = iot.gateway(project_id)
+    device = iot.device(gateway, FACILITY).id
+    iot.post(gateway.signed([(device, 0.0)]))
+
+    [escalated] = wait_until(lambda: iot.events(ev.AlarmEscalated), timeout=10)
+
+    assert (escalated.project_id, escalated.credit_code, escalated.district_code) == (
+        project_id,
+        CREDIT_CODE,
+        DONGSHENG,
+    )
+    assert escalated.kind == pb.ALARM_KIND_FACILITY_OFF
+    assert escalated.HasField("occur_time")
+    assert escalated.alarm.HasField("escalate_time")
+    assert escalated.alarm.state == RAISED
+    assert alarm_of(iot, escalated.alarm.id).escalate_time == escalated.alarm.escalate_time
+    # What the credit and inspections services read of it, by their default rules.
+    credit_rules = [
+        r
+        for r in CreditSettings.model_fields["event_rules"].default
+        if r.event == "wuye.iot.v1.AlarmEscalated"
+    ]
+    trigger_rules = [
+        r
+        for r in InspectionsSettings.model_fields["trigger_rules"].default
+        if r.event == "wuye.iot.v1.AlarmEscalated"
+    ]
+    assert credit_rules and trigger_rules
+    for rule in credit_rules:
+        assert rule.topic == ALARM_TOPIC
+        assert getattr(escalated, rule.subject_field) == CREDIT_CODE
+    for rule in trigger_rules:
+        assert rule.topic == ALARM_TOPIC
+        assert getattr(escalated, rule.project_field) == project_id
+    time.sleep(0.5)
+    assert len(iot.events(ev.AlarmEscalated)) == 1  # once
+
+
+def test_an_alarm_acknowledged_in_time_is_not_escalated(start_iot, wait_until):
+    iot = start_iot(iot_escalate_after_seconds=1.0)
+    _, _, alarm = facility_off(iot)
+    iot.admin.AckAlarm(pb.AckAlarmRequest(alarm_id=alarm.id))
+    _, _, other = facility_off(iot)
+
+    wait_until(lambda: iot.events(ev.AlarmEscalated), timeout=10)
+
+    assert [e.alarm.id for e in iot.events(ev.AlarmEscalated)] == [other.id]
+    assert not alarm_of(iot, alarm.id).HasField("escalate_time")
+
+
+# ---------------------------------------------------------------- silence and clock skew
+
+
+def test_a_silent_device_is_alarmed_and_its_next_reading_clears_it(start_iot, wait_until):
+    iot = start_iot(iot_min_heartbeat_seconds=1)
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY, heartbeat_interval={"seconds": 1}).id
+    iot.post(gateway.signed([(device, 1.0)]))
+    heard = iot.get_device(device).last_seen_time.ToNanoseconds()
+
+    [raised] = wait_until(lambda: iot.events(ev.AlarmRaised), timeout=5, interval=0.02)
+    silent_after = (raised.alarm.raise_time.ToNanoseconds() - heard) / 1e9
+    listed = iot.admin.ListDevices(
+        pb.ListDevicesRequest(district_code=DONGSHENG, silent_only=True)
+    ).devices
+    iot.post(gateway.signed([(device, 1.0)]))
+
+    assert (raised.alarm.kind, raised.alarm.device_id) == (pb.ALARM_KIND_DEVICE_SILENT, device)
+    assert not raised.alarm.HasField("value")
+    assert 1.0 < silent_after < 1.0 + 0.2 + 0.3, silent_after  # heartbeat + check interval
+    assert [d.id for d in listed] == [device]
+    [resolved] = iot.events(ev.AlarmResolved)
+    assert (resolved.alarm.id, resolved.automatic) == (raised.alarm.id, True)
+    assert not iot.get_device(device).silent
+
+
+def test_a_gateway_whose_clock_is_off_raises_clock_skew_until_it_is_right(iot):
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY).id
+
+    iot.post(gateway.signed([(device, 1.0)], sent_ns=now_ns() - 10 * 10**9))
+    iot.post(gateway.signed([(device, 1.0)], sent_ns=now_ns() + 10 * 10**9))
+    [raised] = iot.events(ev.AlarmRaised)
+    iot.post(gateway.signed([(device, 1.0)]))
+
+    assert raised.alarm.kind == pb.ALARM_KIND_CLOCK_SKEW
+    assert (raised.alarm.gateway_id, raised.alarm.device_id) == (gateway.id, "")
+    [resolved] = iot.events(ev.AlarmResolved)
+    assert resolved.alarm.id == raised.alarm.id and resolved.automatic
+
+
+# ---------------------------------------------------------------- watch and list
+
+
+def test_a_watch_gets_the_open_alarms_then_each_change_of_its_districts(iot, wait_until):
+    gateway, device, open_alarm = facility_off(iot)
+    closed_gateway, closed_device, _ = facility_off(iot)
+    iot.post(closed_gateway.signed([(closed_device, 1.0)]))
+
+    watch = iot.watch(iot.authority(DONGSHENG))
+    wait_until(lambda: len(watch.alarms) == 1)
+    facility_off(iot, KANGBASHI)
+    iot.post(gateway.signed([(device, 1.0)]))
+    new_gateway = iot.gateway()
+    new_device = iot.device(new_gateway, pb.DEVICE_KIND_SMOKE_DETECTOR).id
+    iot.post(new_gateway.signed([(new_device, 1.0)]))
+    wait_until(lambda: len(watch.alarms) == 3)
+
+    first, resolved, fire = watch.alarms
+    assert (first.id, first.state) == (open_alarm.id, RAISED)
+    assert (resolved.id, resolved.state) == (open_alarm.id, RESOLVED)
+    assert (fire.kind, fire.device_id, fire.state) == (pb.ALARM_KIND_FIRE, new_device, RAISED)
+    assert all(a.district_code == DONGSHENG for a in watch.alarms)
+    assert watch.error is None
+
+
+def test_a_watch_of_every_district_sees_acknowledgements_too(iot, wait_until):
+    watch = iot.watch()
+    _, _, alarm = facility_off(iot, KANGBASHI)
+    wait_until(lambda: len(watch.alarms) == 1)
+
+    iot.admin.AckAlarm(pb.AckAlarmRequest(alarm_id=alarm.id))
+
+    wait_until(lambda: len(watch.alarms) == 2)
+    assert [(a.id, a.state) for a in watch.alarms] == [(alarm.id, RAISED), (alarm.id, ACKED)]
+
+
+def test_a_watch_of_a_district_outside_the_callers_is_refused(iot, wait_until):
+    watch = iot.watch(iot.authority(DONGSHENG), [KANGBASHI])
+
+    wait_until(lambda: watch.error is not None)
+    assert watch.error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_alarms_are_listed_newest_first_by_page_and_filtered(iot):
+    gateway = iot.gateway()
+    devices = [iot.device(gateway, FACILITY).id for _ in range(4)]
+    smoke = iot.device(gateway, pb.DEVICE_KIND_SMOKE_DETECTOR).id
+    for device in devices:
+        iot.post(gateway.signed([(device, 0.0)]))
+    iot.post(gateway.signed([(smoke, 1.0)]))
+    iot.post(gateway.signed([(devices[0], 1.0)]))  # resolves the first
+    facility_off(iot, KANGBASHI)
+
+    pages, token = [], ""
+    while True:
+        page = iot.admin.ListAlarms(
+            pb.ListAlarmsRequest(district_code=DONGSHENG, page_size=2, page_token=token)
+        )
+        pages.append(list(page.alarms))
+        token = page.next_page_token
+        if not token:
+            break
+    listed = [a for p in pages for a in p]
+    open_only = iot.alarms(states=[RAISED, ACKED])
+    fires = iot.alarms(kind=pb.ALARM_KIND_FIRE)
+
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [a.device_id for a in listed] == [smoke, *reversed(devices)]
+    times = [a.raise_time.ToNanoseconds() for a in listed]
+    assert times == sorted(times, reverse=True)
+    assert [a.device_id for a in open_only] == [smoke, *reversed(devices[1:])]
+    assert [a.device_id for a in fires] == [smoke]
+    assert iot.alarms(states=[RESOLVED])[0].device_id == devices[0]
+    invalid = iot.admin.fails("ListAlarms", pb.ListAlarmsRequest(district_code=DONGSHENG, kind=99))
+    assert invalid.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_device_shows_its_last_value_and_whether_it_is_silent(iot):
+    gateway = iot.gateway()
+    device = iot.device(gateway, pb.DEVICE_KIND_HYDRANT_PRESSURE).id
+    at = now_ns()
+
+    iot.post(gateway.signed([(device, 0.31, at - 10**9), (device, 0.33, at)]))
+    iot.post(gateway.signed([(device, 0.05, at - 5 * 10**9)]))  # older: changes nothing
+
+    shown = iot.get_device(device)
+    assert (shown.last_value, shown.last_observe_time.ToNanoseconds()) == (0.33, at)
+    assert not shown.silent and shown.HasField("last_seen_time")
+    assert iot.alarms() == []
+
+
+# ---------------------------------------------------------------- on Kafka
+
+
+def test_alarm_events_reach_kafka_through_the_relay(iot, start_loop, read_topic):
+    gateway, device, alarm = facility_off(iot)
+    iot.post(gateway.signed([(device, 1.0)]))
+    relay = build_relay(SPEC, iot.settings, iot.engine)
+    start_loop(relay.run, "iot-relay", after=[relay.close])
+
+    records = read_topic(ALARM_TOPIC, 2, key=alarm.id.encode())
+
+    assert [r.headers["ce_type"] for r in records] == [
+        "wuye.iot.v1.AlarmRaised",
+        "wuye.iot.v1.AlarmResolved",
+    ]
+    assert ev.AlarmRaised.FromString(records[0].value).alarm.id == alarm.id
+    assert all(r.headers["ce_district"] == DONGSHENG for r in records)
