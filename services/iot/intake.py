@@ -148,6 +148,8 @@ class Intake:
         # Batches Kafka acknowledged, appended by delivery reports in the writer's thread.
         self._delivered: list[_Pending] = []
         self._snapshot_at = 0.0
+        self._connection: Connection | None = None
+        self._window_writer = store.window_writer(engine)
 
     # -- life cycle
 
@@ -485,6 +487,8 @@ class Intake:
                 log(logger, "write failed, will retry", logging.WARNING, error=repr(e)[:300])
                 self._stop.wait(0.5)
             if stopping:
+                if self._connection is not None:
+                    self._connection.close()
                 return
 
     def _write_round(self) -> None:
@@ -497,15 +501,17 @@ class Intake:
         if not changes and not durable:
             return
         try:
-            with self._engine.begin() as connection:
+            connection = self._writer_connection()
+            with connection.begin():
                 alarms = [a for change in changes if (a := self._apply(connection, change))]
                 touched = {id(p.gateway): p.gateway for p in durable}
                 if touched:
-                    store.save_windows(connection, list(touched.values()))
+                    store.save_windows(connection, self._window_writer, list(touched.values()))
         except BaseException:
             with self._lock:  # try again next round; the windows are marked already
                 self._changes[:0] = changes
                 self._durable[:0] = durable
+            self._drop_writer_connection()
             raise
         acknowledged = time.time()
         with self._lock:
@@ -525,6 +531,18 @@ class Intake:
                 metrics.ALARMS.labels(
                     alarm.district_code, pb.AlarmKind.Name(alarm.kind)[11:], transition
                 ).inc()
+
+    def _writer_connection(self) -> Connection:
+        """The writer's own connection, kept: a round is one transaction on it."""
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def _drop_writer_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(DBAPIError):
+                self._connection.invalidate()
+            self._connection = None
 
     def _apply(self, connection: Connection, change: Change) -> tuple[pb.Alarm, str] | None:
         """Raises the alarm of a condition that started (unless one is open), or resolves the

@@ -7,9 +7,9 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from wuye.core.db import service_metadata, timestamp_column, utc
+from wuye.core.db import BulkWrite, service_metadata, timestamp_column, utc
 from wuye.iot.domain import (
     AlarmKind,
     AlarmState,
@@ -198,9 +198,13 @@ _SAVE_DEVICE = (
 )
 
 
-def save_windows(connection: Connection, states: list[GatewayState]) -> None:
-    connection.execute(
-        _SAVE_WINDOW,
+def window_writer(engine: Engine) -> BulkWrite:
+    return BulkWrite(engine, _SAVE_WINDOW)
+
+
+def save_windows(connection: Connection, writer: BulkWrite, states: list[GatewayState]) -> None:
+    writer.run(
+        connection,
         [
             {
                 "id": g.gateway_id,
