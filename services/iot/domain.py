@@ -272,5 +272,5 @@ class ReplayWindow:
             shift = sequence - self.highest
             self.bits = ((self.bits << shift) | 1) & ((1 << self.size) - 1)
             self.highest = sequence
-        else:
+        elif self.highest - sequence < self.size:  # older ones count as seen already
             self.bits |= 1 << (self.highest - sequence)
