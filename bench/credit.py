@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bench.deployment import migrated_schema
 from bench.events import credit_code
 from bench.processes import PYTHON, Children, wait_until
 from bench.stats import latency_summary_ms
+from bench.watch import TopicWatch
 from wuye.core.db import create_service_engine
 from wuye.core.devbroker import DevBroker
 from wuye.core.kafka import cloudevent_headers, ensure_topics
@@ -161,40 +161,19 @@ def _filing_approved(code: str, district: str) -> registry_events.FilingApproved
     )
 
 
-class _GradeWatch:
+class _GradeWatch(TopicWatch):
     """Reads wuye.credit.grade.v1 and notes when each subject's first GradeChanged arrives."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-            }
-        )
-        metadata = self._consumer.list_topics(GRADE_TOPIC, timeout=10)
-        partitions = metadata.topics[GRADE_TOPIC].partitions
-        self._consumer.assign([TopicPartition(GRADE_TOPIC, p, 0) for p in partitions])
+        super().__init__(bootstrap, GRADE_TOPIC, from_beginning=True)
         self.arrived: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            message = self._consumer.poll(0.1)
-            if message is None or message.error():
-                continue
-            headers = dict(message.headers() or ())
-            if headers.get("ce_type") != b"wuye.credit.v1.GradeChanged":
-                continue
+    def seen(self, message, arrived_at: float) -> None:
+        headers = dict(message.headers() or ())
+        if headers.get("ce_type") == b"wuye.credit.v1.GradeChanged":
             change = credit_events.GradeChanged.FromString(message.value()).change
-            self.arrived.setdefault(change.subject.id, time.time())
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._consumer.close()
+            self.arrived.setdefault(change.subject.id, arrived_at)
 
 
 def _latency(settings: CreditSettings, options: CreditOptions, log_dir: Path) -> dict[str, Any]:

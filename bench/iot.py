@@ -31,6 +31,7 @@ from typing import Any
 
 from bench.processes import PYTHON, Children, wait_until
 from bench.stats import latency_summary_ms, machine_busy_seconds, process_cpu_seconds
+from bench.watch import TopicWatch
 
 READINGS_PER_BATCH = 100
 READINGS_TOPIC = "wuye.iot.reading.v1"
@@ -361,58 +362,29 @@ def _register(address: str, token: str, project_id: str, gateways: int) -> list[
     return registered
 
 
-class _AlarmWatch:
+class _AlarmWatch(TopicWatch):
     """Reads wuye.iot.alarm.v1 from its end; notes, per AlarmRaised of a switched-off facility,
     the time from the reading's observe time to the record being readable."""
 
     def __init__(self, bootstrap: str) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 5,
-            }
-        )
-        partitions = self._consumer.list_topics(ALARM_TOPIC, timeout=10).topics[ALARM_TOPIC]
-        assignment = []
-        for partition in partitions.partitions:
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(ALARM_TOPIC, partition), timeout=10
-            )
-            assignment.append(TopicPartition(ALARM_TOPIC, partition, high))
-        self._consumer.assign(assignment)
+        super().__init__(bootstrap, ALARM_TOPIC)
         self.latencies: list[tuple[float, float]] = []  # (observe time, seconds to Kafka)
         self.other_kinds: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="alarm-watch", daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _read(self) -> None:
+    def seen(self, message, arrived_at: float) -> None:
         from wuye.iot.v1 import events_pb2
         from wuye.iot.v1 import intake_service_pb2 as pb
 
-        while not self._stop.is_set():
-            message = self._consumer.poll(0.05)
-            if message is None or message.error():
-                continue
-            now = time.time()
-            if dict(message.headers() or ()).get("ce_type") != b"wuye.iot.v1.AlarmRaised":
-                continue
-            alarm = events_pb2.AlarmRaised.FromString(message.value()).alarm
-            if alarm.kind != pb.ALARM_KIND_FACILITY_OFF:
-                kind = pb.AlarmKind.Name(alarm.kind)
-                self.other_kinds[kind] = self.other_kinds.get(kind, 0) + 1
-                continue
-            observed = alarm.observe_time.seconds + alarm.observe_time.nanos / 1e9
-            self.latencies.append((observed, now - observed))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._consumer.close()
+        if dict(message.headers() or ()).get("ce_type") != b"wuye.iot.v1.AlarmRaised":
+            return
+        alarm = events_pb2.AlarmRaised.FromString(message.value()).alarm
+        if alarm.kind != pb.ALARM_KIND_FACILITY_OFF:
+            kind = pb.AlarmKind.Name(alarm.kind)
+            self.other_kinds[kind] = self.other_kinds.get(kind, 0) + 1
+            return
+        observed = alarm.observe_time.seconds + alarm.observe_time.nanos / 1e9
+        self.latencies.append((observed, arrived_at - observed))
 
 
 def _times(seconds: float, warmup: float) -> dict[str, float]:

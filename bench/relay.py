@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine
 
 from bench.deployment import fresh_deployment
@@ -33,6 +31,7 @@ from bench.stats import (
     machine_busy_seconds,
     process_cpu_seconds,
 )
+from bench.watch import TopicWatch
 from wuye.core.db import create_service_engine
 from wuye.core.devbroker import DevBroker, free_port
 from wuye.core.events import add_events, outbox
@@ -126,52 +125,23 @@ def _relay_sessions(connection: sa.Connection) -> list[int]:
     return [pid for (pid,) in rows]
 
 
-class ArrivalWatch:
+class ArrivalWatch(TopicWatch):
     """Reads the topic from its current end and notes when each traced event arrives."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-{uuid.uuid4().hex}",  # never committed: assigned by hand
-                "enable.auto.commit": False,
-                # Hand over each fetch at once rather than waiting to fill it.
-                "fetch.wait.max.ms": 5,
-            }
-        )
-        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        assignment = []
-        for partition in partitions:
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10
-            )
-            assignment.append(TopicPartition(topic, partition, high))
-        self._consumer.assign(assignment)
+        super().__init__(bootstrap, topic)
         self.arrived_at: dict[int, float] = {}
         # Record timestamps: the producer stamps each record when the relay hands it over.
         self.produced_at: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="arrival-watch", daemon=True)
-        self._thread.start()
+        self.start()
 
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            # poll, not consume: consume waits out its timeout to fill a batch.
-            message = self._consumer.poll(0.05)
-            if message is None or message.error():
-                continue
-            now = time.time()
-            trace_id = dict(message.headers() or ()).get("ce_traceid")
-            if trace_id:
-                number = int(trace_id, 16)
-                # At-least-once: a repeat keeps the first arrival.
-                self.arrived_at.setdefault(number, now)
-                self.produced_at.setdefault(number, message.timestamp()[1] / 1000)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._consumer.close()
+    def seen(self, message, arrived_at: float) -> None:
+        trace_id = dict(message.headers() or ()).get("ce_traceid")
+        if trace_id:
+            number = int(trace_id, 16)
+            # At-least-once: a repeat keeps the first arrival.
+            self.arrived_at.setdefault(number, arrived_at)
+            self.produced_at.setdefault(number, message.timestamp()[1] / 1000)
 
 
 def _measure_latency(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from e2e_support import CALL_TIMEOUT_SECONDS, poll, read_events
+from e2e_support import CALL_TIMEOUT_SECONDS, poll, read_events, served_projects
 
 from wuye.core.wire import to_date
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
@@ -39,15 +39,8 @@ def test_an_approved_enterprise_gets_a_credit_file_and_an_unfiled_exit_lowers_it
     code = new_filing.enterprise.credit_code
     subject = credit_pb.Subject(kind=credit_pb.SUBJECT_KIND_ENTERPRISE, id=code)
 
-    # 1. The enterprise files; the housing authority approves.
-    filed = registry.FileEnterprise(new_filing, metadata=auth, timeout=CALL_TIMEOUT_SECONDS)
-    registry.ReviewFiling(
-        pb.ReviewFilingRequest(
-            filing_id=filed.filing.filing_id, decision=pb.REVIEW_DECISION_APPROVE, reason=""
-        ),
-        metadata=auth,
-        timeout=CALL_TIMEOUT_SECONDS,
-    )
+    # 1. The enterprise files, the housing authority approves, and it serves a project.
+    _, [project_id], _ = served_projects(platform, new_filing, 1)
 
     def report(grade: int) -> credit_pb.CreditReport | None:
         try:
@@ -66,45 +59,11 @@ def test_an_approved_enterprise_gets_a_credit_file_and_an_unfiled_exit_lowers_it
     opened = poll(lambda: report(credit_pb.GRADE_A), "the credit file opened with grade A")
     assert (opened.filed, opened.score, list(opened.records)) == (True, "70.0", [])
 
-    # 3. It serves a project, and leaves it without filing its exit.
-    project = registry.RegisterProject(
-        pb.RegisterProjectRequest(
-            request_id=str(uuid.uuid4()),
-            project=pb.Project(
-                name="天骄花园",
-                type=pb.PROJECT_TYPE_RESIDENTIAL,
-                district_code="150602",
-                sub_district="天骄街道",
-                address="鄂尔多斯市东胜区天骄路 8 号",
-                building_area_m2="125000.50",
-            ),
-        ),
-        metadata=auth,
-        timeout=CALL_TIMEOUT_SECONDS,
-    ).project
-    start = dt.date(2026, 1, 1)
-    registry.AssignEnterprise(
-        pb.AssignEnterpriseRequest(
-            request_id=str(uuid.uuid4()),
-            project_id=project.project_id,
-            assignment=pb.Assignment(
-                credit_code=code,
-                contract_start=to_date(start),
-                contract_end=to_date(dt.date(2028, 12, 31)),
-                handover=pb.HandoverInspection(
-                    inspection_date=to_date(start - dt.timedelta(days=10)),
-                    items=[pb.HandoverItem(facility="消防水泵", passed=True)],
-                    record_reference="CJ-2026-001",
-                ),
-            ),
-        ),
-        metadata=auth,
-        timeout=CALL_TIMEOUT_SECONDS,
-    )
+    # 3. It leaves the project without filing its exit.
     registry.ExitProject(
         pb.ExitProjectRequest(
             request_id=str(uuid.uuid4()),
-            project_id=project.project_id,
+            project_id=project_id,
             credit_code=code,
             filed=False,
             exit_date=to_date(dt.date.today()),

@@ -9,13 +9,12 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from e2e_support import read_events
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -28,7 +27,6 @@ from wuye.registry.v1 import registry_service_pb2 as pb
 pytestmark = pytest.mark.e2e
 
 ENTERPRISE_TOPIC = "wuye.registry.enterprise.v1"
-KAFKA_TIMEOUT_SECONDS = 30.0
 
 
 def test_a_filed_enterprise_reads_back_pending_with_its_phone_masked(platform, new_filing):
@@ -94,48 +92,19 @@ def test_server_reflection_lists_the_registry_service(platform):
 def test_a_filing_reaches_kafka_as_a_cloudevent_any_client_can_read(platform, new_filing):
     platform.registry().FileEnterprise(new_filing, metadata=platform.auth(), timeout=10)
     credit_code = new_filing.enterprise.credit_code.encode()
-    # librdkafka, not our kafka-python: an independent client. Partitions are assigned by hand
-    # because joining a group is slow on Tansu.
-    reader = Consumer(
-        {
-            "bootstrap.servers": platform.kafka_bootstrap,
-            "group.id": "e2e-reader",
-            "enable.auto.commit": False,
-        }
+    # librdkafka, not our kafka-python: an independent client.
+    [record] = read_events(
+        platform.kafka_bootstrap,
+        ENTERPRISE_TOPIC,
+        lambda message: message if message.key() == credit_code else None,
+        1,
     )
-    deadline = time.monotonic() + KAFKA_TIMEOUT_SECONDS
-    try:
-        partitions = _partitions(reader, ENTERPRISE_TOPIC, deadline)
-        reader.assign([TopicPartition(ENTERPRISE_TOPIC, p, OFFSET_BEGINNING) for p in partitions])
-        record = None
-        while record is None and time.monotonic() < deadline:
-            message = reader.poll(0.5)
-            if message is not None and message.error() is None and message.key() == credit_code:
-                record = message
-    finally:
-        reader.close()
-
-    assert record is not None, f"no record keyed {credit_code!r} in {KAFKA_TIMEOUT_SECONDS} s"
     headers = dict(record.headers())
     assert headers["ce_type"] == b"wuye.registry.v1.EnterpriseFiled"
     assert headers["content-type"] == b"application/protobuf"
     event = events_pb2.EnterpriseFiled.FromString(record.value())
     assert event.credit_code == new_filing.enterprise.credit_code
     assert event.district_code == "150602"
-
-
-def _partitions(reader: Consumer, topic: str, deadline: float) -> list[int]:
-    """The topic's partitions, once the broker knows it (the relay creates it as it starts)."""
-    while True:
-        try:
-            metadata = reader.list_topics(topic, timeout=5).topics[topic]
-            if metadata.error is None and metadata.partitions:
-                return sorted(metadata.partitions)
-        except KafkaException:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"topic {topic} did not appear in {KAFKA_TIMEOUT_SECONDS} s")
-        time.sleep(0.2)
 
 
 def test_every_metrics_endpoint_answers_and_passes_promtool(platform, new_filing):
