@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -144,3 +147,40 @@ def test_a_facility_switched_off_by_mqtt_is_an_alarm_for_the_duty_desk_and_on_ka
 
     [record] = read_events(platform.kafka_bootstrap, "wuye.iot.reading.v1", reading_record, 1)
     assert [(r.device_id, r.value) for r in record.readings] == [(facility.id, 0.0)]
+
+
+def test_the_simulator_streams_readings_and_its_faults_raise_alarms(platform):
+    """What a newcomer runs beside `make run`: readings acknowledged, faults alarmed, and a
+    summary when interrupted."""
+    simulator = subprocess.Popen(
+        [
+            sys.executable, "-m", "wuye.iot.simulate",
+            "--state-dir", str(platform.state_dir),
+            "--gateways", "2", "--devices", "10", "--rate", "200", "--faults", "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(simulator.stdout), daemon=True)
+    reader.start()
+    try:
+        poll(
+            lambda: (
+                any("alarms raised" in line and "raised 0 " not in line for line in lines) or None
+            ),
+            "the simulator saw an alarm raised",
+        )
+    finally:
+        simulator.send_signal(signal.SIGINT)
+        simulator.wait(30)
+        reader.join(5)
+    output = "".join(lines)
+    summary = output[output.index("summary after") :]
+    sent, acknowledged = re.search(
+        r"readings sent ([\d,]+), acknowledged ([\d,]+)", summary
+    ).groups()
+    assert int(acknowledged.replace(",", "")) > 0, output[-2000:]
+    assert int(acknowledged.replace(",", "")) <= int(sent.replace(",", ""))
+    assert simulator.returncode == 0, output[-2000:]
