@@ -281,6 +281,22 @@ def test_a_sequence_far_ahead_of_one_in_flight_does_not_stop_acknowledgements(io
     assert (later.sequence, later.accepted) == (101, 1)
 
 
+def test_the_highest_sequence_allowed_is_taken_and_the_intake_goes_on(iot):
+    """A gateway may jump ahead to any sequence below 2^63."""
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+    other = iot.gateway()
+    other_device = iot.device(other, FACILITY)
+    assert iot.post(gateway.signed([(device.id, 1.0)])).sequence == 1
+
+    highest = iot.post(gateway.signed([(device.id, 0.0)], sequence=2**63 - 1), timeout=3)
+    others = iot.post(other.signed([(other_device.id, 1.0)]), timeout=3)
+
+    assert (highest.sequence, highest.accepted) == (2**63 - 1, 1)
+    assert others.accepted == 1
+    assert iot.replay_highest(gateway.id) == 2**63 - 1
+
+
 def test_acknowledged_batches_stay_duplicates_after_a_restart(start_iot):
     iot = start_iot()
     gateway = iot.gateway()

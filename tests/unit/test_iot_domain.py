@@ -406,6 +406,16 @@ def test_marking_a_sequence_older_than_the_window_keeps_the_bits_within_it():
     assert window.bits == 1
 
 
+def test_a_jump_to_the_highest_sequence_allowed_is_marked():
+    window = ReplayWindow(64)
+    window.mark(1)
+
+    window.mark(2**63 - 1)
+
+    assert (window.highest, window.bits) == (2**63 - 1, 1)
+    assert window.seen(1) and not window.seen(2**63 - 2)
+
+
 def test_a_big_jump_forgets_the_bits_below():
     window = ReplayWindow(64)
     window.mark(5)
