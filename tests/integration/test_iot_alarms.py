@@ -127,32 +127,33 @@ def test_without_auto_resolve_an_alarm_stays_open_after_its_condition_clears(sta
     assert (resolved.state, resolved.resolved_by, resolved.note) == (RESOLVED, "admin", "已恢复")
 
 
-@pytest.mark.parametrize(
-    ("kind", "normal", "abnormal", "alarm"),
-    [
-        (pb.DEVICE_KIND_HYDRANT_PRESSURE, 0.3, 0.02, pb.ALARM_KIND_LOW_PRESSURE),
-        (pb.DEVICE_KIND_FIRE_PUMP, 1.0, 0.0, pb.ALARM_KIND_FACILITY_OFF),
-        (pb.DEVICE_KIND_SPRINKLER_VALVE, 1.0, 0.0, pb.ALARM_KIND_FACILITY_OFF),
-        (pb.DEVICE_KIND_SMOKE_DETECTOR, 0.0, 1.0, pb.ALARM_KIND_FIRE),
-        (pb.DEVICE_KIND_FIRE_DOOR, 0.0, 1.0, pb.ALARM_KIND_FIRE_DOOR_OPEN),
-        (pb.DEVICE_KIND_FIRE_LANE, 0.0, 1.0, pb.ALARM_KIND_FIRE_LANE_BLOCKED),
-    ],
-)
-def test_each_kind_of_device_raises_its_alarm(iot, kind, normal, abnormal, alarm):
+# (kind, a normal value, an abnormal value, the alarm)
+RULES = [
+    (pb.DEVICE_KIND_HYDRANT_PRESSURE, 0.3, 0.02, pb.ALARM_KIND_LOW_PRESSURE),
+    (pb.DEVICE_KIND_FIRE_PUMP, 1.0, 0.0, pb.ALARM_KIND_FACILITY_OFF),
+    (pb.DEVICE_KIND_SPRINKLER_VALVE, 1.0, 0.0, pb.ALARM_KIND_FACILITY_OFF),
+    (pb.DEVICE_KIND_FIRE_FACILITY, 1.0, 0.0, pb.ALARM_KIND_FACILITY_OFF),
+    (pb.DEVICE_KIND_SMOKE_DETECTOR, 0.0, 1.0, pb.ALARM_KIND_FIRE),
+    (pb.DEVICE_KIND_FIRE_DOOR, 0.0, 1.0, pb.ALARM_KIND_FIRE_DOOR_OPEN),
+    (pb.DEVICE_KIND_FIRE_LANE, 0.0, 1.0, pb.ALARM_KIND_FIRE_LANE_BLOCKED),
+]
+
+
+def test_each_kind_of_device_raises_its_alarm_and_clears_it(iot):
     gateway = iot.gateway()
-    device = iot.device(gateway, kind).id
+    devices = [iot.device(gateway, kind).id for kind, *_ in RULES]
 
-    iot.post(gateway.signed([(device, normal)]))
-    iot.post(gateway.signed([(device, abnormal)]))
-    iot.post(gateway.signed([(device, normal)]))
+    normals = [normal for _, normal, _, _ in RULES]
+    for values in (normals, [bad for _, _, bad, _ in RULES]):
+        iot.post(gateway.signed(list(zip(devices, values, strict=True))))
+    raised = {a.device_id: a for a in iot.alarms()}
+    iot.post(gateway.signed(list(zip(devices, normals, strict=True))))
 
-    [found] = iot.alarms()
-    assert (found.kind, found.device_id, found.value, found.state) == (
-        alarm,
-        device,
-        abnormal,
-        RESOLVED,
-    )
+    assert {d: (a.kind, a.value) for d, a in raised.items()} == {
+        d: (alarm, bad) for d, (_, _, bad, alarm) in zip(devices, RULES, strict=True)
+    }
+    assert all(a.state == RAISED for a in raised.values())
+    assert {a.device_id: a.state for a in iot.alarms()} == dict.fromkeys(devices, RESOLVED)
 
 
 # ---------------------------------------------------------------- the duty desk
