@@ -270,7 +270,9 @@ class ReplayWindow:
     def mark(self, sequence: int) -> None:
         if sequence > self.highest:
             shift = sequence - self.highest
-            self.bits = ((self.bits << shift) | 1) & ((1 << self.size) - 1)
+            # A jump past the window forgets it (shifting by a jump of 2^63 would not end).
+            kept = (self.bits << shift) & ((1 << self.size) - 1) if shift < self.size else 0
+            self.bits = kept | 1
             self.highest = sequence
         elif self.highest - sequence < self.size:  # older ones count as seen already
             self.bits |= 1 << (self.highest - sequence)
