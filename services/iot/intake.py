@@ -172,6 +172,8 @@ class Intake:
                 # UNAVAILABLE and resend; until then they wait unacknowledged.
                 "message.timeout.ms": 60_000,
                 "reconnect.backoff.max.ms": 2_000,
+                # librdkafka's own complaints (a broker away) as our log lines, not raw stderr.
+                "logger": logging.getLogger("wuye.iot.kafka"),
             }
         )
         # The writer waits on the database many times a round; each time it takes the GIL back
@@ -485,6 +487,10 @@ class Intake:
                     due["snapshot"] = now + self.settings.iot_snapshot_seconds
             except DBAPIError as e:
                 log(logger, "write failed, will retry", logging.WARNING, error=repr(e)[:300])
+                self._stop.wait(0.5)
+            except Exception:
+                # A bug must not stop every acknowledgement of the instance: report it, go on.
+                logger.exception("writer round failed, will retry")
                 self._stop.wait(0.5)
             if stopping:
                 if self._connection is not None:

@@ -92,7 +92,7 @@ def _seed(registry) -> tuple[list[str], str]:
     return strings, project
 
 
-@pytest.mark.parametrize("method", SERVICE.methods, ids=lambda m: m.name)
+@pytest.mark.parametrize("method", list(SERVICE.methods), ids=lambda m: m.name)
 def test_no_request_makes_a_method_fail_internally_or_stop_answering(registry, method):
     pool, project = _seed(registry)
     tokens = {"admin": registry.admin.metadata, "anonymous": ()}
