@@ -65,6 +65,7 @@ logger = logging.getLogger("wuye.iot")
 ALARM_TOPIC = "wuye.iot.alarm.v1"
 READING_TYPE = pb.ReadingBatch.DESCRIPTOR.full_name
 AUTO = "auto"
+_PURGED = (LibrdkafkaError._PURGE_QUEUE, LibrdkafkaError._PURGE_INFLIGHT)
 
 Done = Callable[[pb.BatchResult | DomainError], None]
 
@@ -149,6 +150,8 @@ class Intake:
         self._delivered: list[_Pending] = []
         self._snapshot_at = 0.0
         self._connection: Connection | None = None
+        self._producer_failed = False
+        self._retired: list[Producer] = []
         self._window_writer = store.window_writer(engine)
 
     # -- life cycle
@@ -159,23 +162,7 @@ class Intake:
                 connection, self._scope.served, self.settings.iot_replay_window
             )
             self.devices = store.load_devices(connection, self._scope.served, self._valid)
-        self._producer = Producer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "client.id": f"wuye-iot-intake-{','.join(sorted(self._scope.served))}"[:200],
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 5,
-                "batch.size": 1024 * 1024,
-                "queue.buffering.max.kbytes": 256 * 1024,
-                # A broker away this long fails the batches waiting for it: their gateways get
-                # UNAVAILABLE and resend; until then they wait unacknowledged.
-                "message.timeout.ms": 60_000,
-                "reconnect.backoff.max.ms": 2_000,
-                # librdkafka's own complaints (a broker away) as our log lines, not raw stderr.
-                "logger": logging.getLogger("wuye.iot.kafka"),
-            }
-        )
+        self._producer = self._new_producer()
         # The writer waits on the database many times a round; each time it takes the GIL back
         # from threads parsing batches, after at most this long (the default, 5 ms, made the
         # alarm path wait tens of milliseconds under load).
@@ -191,6 +178,43 @@ class Intake:
             gateways=len(self.gateways),
             devices=len(self.devices),
         )
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "client.id": f"wuye-iot-intake-{','.join(sorted(self._scope.served))}"[:200],
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "batch.size": 1024 * 1024,
+                "queue.buffering.max.kbytes": 256 * 1024,
+                "message.timeout.ms": int(self.settings.iot_kafka_timeout_seconds * 1000),
+                "reconnect.backoff.max.ms": 2_000,
+                # librdkafka's own complaints (a broker away) as our log lines, not raw stderr.
+                "logger": logging.getLogger("wuye.iot.kafka"),
+            }
+        )
+
+    def _renew_producer(self) -> None:
+        """After batches failed: a new producer re-reads the cluster and opens a new idempotent
+        session, where the old one may stay fenced for good (a broker that lost its state no
+        longer knows the producer's id). What the old one still holds fails back to its
+        gateways, which resend."""
+        old, self._producer = self._producer, self._new_producer()
+        self._producer_failed = False
+        if old is not None:
+            self._retired.append(old)
+        log(logger, "readings producer renewed", logging.WARNING)
+
+    def _drain_retired(self) -> None:
+        """Fails back what retired producers hold (a batch may have reached one just as it was
+        replaced), until they hold nothing."""
+        for old in list(self._retired):
+            old.purge()
+            old.poll(0)
+            if len(old) == 0:
+                self._retired.remove(old)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish what was accepted: deliver to Kafka, commit, acknowledge, snapshot."""
@@ -448,6 +472,8 @@ class Intake:
 
     def _fail(self, pending: _Pending, error: LibrdkafkaError) -> None:
         log(logger, "batch not stored", logging.WARNING, error=str(error)[:200])
+        if error.code() not in _PURGED:  # purged by a renewal already under way
+            self._producer_failed = True
         with self._lock:
             self._pending.pop((pending.gateway.gateway_id, pending.sequence), None)
             waiters = pending.waiters
@@ -473,6 +499,10 @@ class Intake:
             if rest > 0 and not stopping:
                 time.sleep(rest)  # let the round's work gather
             self._producer.poll(0)
+            if self._producer_failed and not stopping:
+                self._renew_producer()
+            if self._retired:
+                self._drain_retired()
             now = time.monotonic()
             try:
                 if now >= due["silence"]:

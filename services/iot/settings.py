@@ -56,6 +56,9 @@ class IotSettings(Settings):
     # Readings topic: one record per accepted batch.
     iot_readings_topic: str = "wuye.iot.reading.v1"
 
+    # A batch Kafka has not taken this long after it was handed over fails back to its gateway,
+    # which resends it (to a new producer).
+    iot_kafka_timeout_seconds: float = Field(default=30.0, ge=1)
     iot_max_batch_readings: int = Field(default=1000, ge=1)
     # GB 50440: the gateway's clock may differ from the centre's by 5 s at most.
     iot_max_clock_skew_seconds: float = Field(default=5.0, gt=0)

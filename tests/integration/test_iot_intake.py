@@ -355,6 +355,50 @@ def test_batches_wait_while_kafka_is_away_and_are_acknowledged_once_it_is_back(
     assert iot.replay_highest(gateway.id) == 20
 
 
+def test_a_broker_restarted_mid_stream_loses_no_acknowledged_batch(
+    start_iot, private_broker, read_topic
+):
+    """The broker goes away while a gateway streams and comes back having lost its state (as a
+    restarted Tansu does): batches sent meanwhile fail back or wait, the gateway resends what was
+    not acknowledged, and every batch acknowledged after the restart is on the new broker."""
+    iot = start_iot(kafka_bootstrap=private_broker.bootstrap, iot_kafka_timeout_seconds=3)
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+    assert iot.post(gateway.signed([(device.id, 1.0)])).accepted == 1
+    private_broker.stop()
+    unacknowledged = {n: gateway.signed([(device.id, 1.0)]) for n in range(2, 12)}
+    acknowledged: list[int] = []
+    refusals: list[grpc.StatusCode] = []
+
+    def gateway_loop() -> None:
+        deadline = time.monotonic() + 60
+        while unacknowledged and time.monotonic() < deadline:
+            try:
+                for response in iot.open_stream(list(unacknowledged.values()), timeout=20):
+                    for result in response.results:
+                        unacknowledged.pop(result.sequence, None)
+                        acknowledged.append(result.sequence)
+            except grpc.RpcError as e:
+                refusals.append(e.code())
+                time.sleep(0.5)
+
+    sender = threading.Thread(target=gateway_loop, daemon=True)
+    sender.start()
+    time.sleep(2)
+    assert acknowledged == [], "acknowledged while Kafka was away"
+    private_broker.start()
+    ensure_topics(iot.settings, [READING_TOPIC], partitions=1)
+    sender.join(70)
+
+    assert unacknowledged == {}, refusals
+    assert set(refusals) <= {grpc.StatusCode.UNAVAILABLE}
+    assert sorted(set(acknowledged)) == list(range(2, 12))
+    stored = read_topic(
+        READING_TOPIC, 10, bootstrap=private_broker.bootstrap, key=gateway.id.encode()
+    )
+    assert {f"{gateway.id}:{n}" for n in range(2, 12)} <= set(ce_ids(stored))
+
+
 # ---------------------------------------------------------------- batches refused whole
 
 
