@@ -625,8 +625,6 @@ def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
                 # Gateways come by gRPC only here: MQTT would share the intake's CPU.
                 "WUYE_IOT_MQTT_URL": "",
                 "WUYE_LOG_LEVEL": "INFO",
-                # Each open stream holds a server thread: one per gateway, and a few for calls.
-                "WUYE_GRPC_WORKERS": str(options.gateways + 4),
                 "WUYE_GRPC_HOST": "127.0.0.1",
                 "WUYE_METRICS_HOST": "127.0.0.1",
             }
