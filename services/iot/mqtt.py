@@ -54,7 +54,9 @@ class MqttIntake:
         if self._url.username:
             self._client.username_pw_set(self._url.username, self._url.password)
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(1, 30)
 
     def start(self) -> None:
         session = Properties(PacketTypes.CONNECT)
@@ -79,9 +81,18 @@ class MqttIntake:
         client.subscribe([(readings_topic(d), 1) for d in self._districts])
         log(logger, "subscribed", broker=self._url.hostname, districts=",".join(self._districts))
 
+    def _on_connect_fail(self, _client, _userdata) -> None:
+        log(
+            logger,
+            "MQTT broker unreachable, will retry; readings come by gRPC meanwhile",
+            logging.WARNING,
+            broker=f"{self._url.hostname}:{self._url.port or 1883}",
+        )
+
     def _on_message(self, client, _userdata, message: mqtt.MQTTMessage) -> None:
         parts = message.topic.split("/")
-        gateway = parts[2] if len(parts) == 4 else ""
+        # wuye/<district>/<gateway>/readings, the gateway of that district; else none matches.
+        gateway = parts[2] if len(parts) == 4 and parts[2].startswith(f"{parts[1]}-") else ""
 
         def done(result: pb.BatchResult | DomainError) -> None:
             self._answer(gateway, result)
