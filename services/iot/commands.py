@@ -19,7 +19,7 @@ from wuye.core.paging import Page
 from wuye.core.wire import timestamp
 from wuye.iot import metrics, store
 from wuye.iot.domain import AlarmState, DeviceKind, DeviceState
-from wuye.iot.intake import Intake, alarm_event, alarm_message, resolve
+from wuye.iot.intake import Intake, alarm_event, alarm_message, resolve, update_alarm
 from wuye.iot.settings import IotSettings
 from wuye.iot.v1 import events_pb2 as events
 from wuye.iot.v1 import intake_service_pb2 as pb
@@ -300,21 +300,14 @@ class Iot:
                 )
             if row.state == AlarmState.ACKNOWLEDGED:
                 return alarm_message(row._asdict())
-            values = {
-                **row._asdict(),
-                "state": AlarmState.ACKNOWLEDGED,
-                "acked_at": now,
-                "acked_by": by,
-                "note": note or row.note,
-            }
-            connection.execute(
-                store.alarms.update()
-                .where(store.alarms.c.alarm_id == alarm_id)
-                .values(
-                    state=AlarmState.ACKNOWLEDGED, acked_at=now, acked_by=by, note=values["note"]
-                )
+            alarm = update_alarm(
+                connection,
+                row,
+                state=AlarmState.ACKNOWLEDGED,
+                acked_at=now,
+                acked_by=by,
+                note=note or row.note,
             )
-            alarm = alarm_message(values)
             add_events(connection, [alarm_event(alarm, events.AlarmAcknowledged(alarm=alarm))])
         self._announce(alarm, "acknowledged")
         return alarm

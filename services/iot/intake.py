@@ -719,20 +719,23 @@ def _moment(ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC) + dt.timedelta(microseconds=rest // 1000)
 
 
-def resolve(connection: Connection, row, by: str, note: str, now: dt.datetime) -> pb.Alarm:
-    values = {
-        **row._asdict(),
-        "state": AlarmState.RESOLVED,
-        "resolved_at": now,
-        "resolved_by": by,
-        "note": note or row.note,
-    }
+def update_alarm(connection: Connection, row, **changes) -> pb.Alarm:
+    """Writes `changes` to an alarm's row; returns the alarm as it is then."""
     connection.execute(
-        store.alarms.update()
-        .where(store.alarms.c.alarm_id == row.alarm_id)
-        .values(state=AlarmState.RESOLVED, resolved_at=now, resolved_by=by, note=values["note"])
+        store.alarms.update().where(store.alarms.c.alarm_id == row.alarm_id).values(**changes)
     )
-    return alarm_message(values)
+    return alarm_message({**row._asdict(), **changes})
+
+
+def resolve(connection: Connection, row, by: str, note: str, now: dt.datetime) -> pb.Alarm:
+    return update_alarm(
+        connection,
+        row,
+        state=AlarmState.RESOLVED,
+        resolved_at=now,
+        resolved_by=by,
+        note=note or row.note,
+    )
 
 
 def alarm_message(values: dict) -> pb.Alarm:
