@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from confluent_kafka import Producer as ConfluentProducer
 from kafka import KafkaConsumer, KafkaProducer
@@ -115,7 +115,14 @@ def make_consumer(
     return consumer
 
 
-def ensure_topics(settings: Settings, topics: Sequence[str], partitions: int) -> None:
+def ensure_topics(
+    settings: Settings,
+    topics: Sequence[str],
+    partitions: int,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> None:
+    """Creates the topics that are missing, with their `configs` (e.g. retention.ms); topics
+    that exist are left as their operators set them."""
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="wuye-admin"
     )
@@ -125,7 +132,15 @@ def ensure_topics(settings: Settings, topics: Sequence[str], partitions: int) ->
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs=dict((configs or {}).get(t, {})),
+                        )
+                        for t in missing
+                    ]
                 )
     finally:
         admin.close()

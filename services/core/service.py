@@ -64,6 +64,8 @@ class ServiceSpec:
     topic_partitions: int = 6
     # Called by the relay with each batch of outbox rows Kafka acknowledged, and when.
     on_published: Callable[[list, float], None] | None = None
+    # Configs of topics the relay creates where they are missing (by topic), from settings.
+    topic_configs: Callable[[Settings], dict[str, dict[str, str]]] | None = None
 
 
 def _stop_on_signals() -> threading.Event:
@@ -154,7 +156,8 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
     stop = _stop_on_signals()
     if args.command == "relay":
         try:
-            ensure_topics(settings, spec.topics, spec.topic_partitions)
+            configs = spec.topic_configs(settings) if spec.topic_configs else None
+            ensure_topics(settings, spec.topics, spec.topic_partitions, configs)
         except KafkaError as e:
             # Topics also appear on first use where the broker auto-creates them.
             log(logger, "could not create topics yet", logging.WARNING, error=repr(e)[:200])

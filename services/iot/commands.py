@@ -19,14 +19,22 @@ from wuye.core.paging import Page
 from wuye.core.wire import timestamp
 from wuye.iot import metrics, store
 from wuye.iot.domain import AlarmState, DeviceKind, DeviceState
-from wuye.iot.intake import Intake, alarm_event, alarm_message, resolve, update_alarm
+from wuye.iot.intake import (
+    ALARM_TOPIC,
+    READING_TOPIC,
+    Intake,
+    alarm_event,
+    alarm_message,
+    resolve,
+    update_alarm,
+)
 from wuye.iot.settings import IotSettings
 from wuye.iot.v1 import events_pb2 as events
 from wuye.iot.v1 import intake_service_pb2 as pb
 from wuye.registry.v1 import events_pb2 as registry
 
 DEVICE_TOPIC = "wuye.iot.device.v1"
-TOPICS = ("wuye.iot.alarm.v1", DEVICE_TOPIC, "wuye.iot.reading.v1")
+TOPICS = (ALARM_TOPIC, DEVICE_TOPIC, READING_TOPIC)
 REGISTRY_TOPICS = ("wuye.registry.project.v1",)
 
 

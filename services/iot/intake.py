@@ -63,6 +63,8 @@ from wuye.iot.v1 import intake_service_pb2 as pb
 logger = logging.getLogger("wuye.iot")
 
 ALARM_TOPIC = "wuye.iot.alarm.v1"
+# One record per accepted batch, keyed by gateway.
+READING_TOPIC = "wuye.iot.reading.v1"
 READING_TYPE = pb.ReadingBatch.DESCRIPTOR.full_name
 AUTO = "auto"
 _PURGED = (LibrdkafkaError._PURGE_QUEUE, LibrdkafkaError._PURGE_INFLIGHT)
@@ -432,7 +434,7 @@ class Intake:
         while True:
             try:
                 self._producer.produce(
-                    self.settings.iot_readings_topic,
+                    READING_TOPIC,
                     value=value,
                     key=gateway.gateway_id.encode(),
                     headers=headers,

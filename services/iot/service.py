@@ -14,7 +14,7 @@ from wuye.core.service import ConsumerSpec, ServiceSpec
 from wuye.iot import api, metrics
 from wuye.iot.api import ROUTES, SERVICE_NAME, IntakeApi
 from wuye.iot.commands import REGISTRY_TOPICS, TOPICS, Iot
-from wuye.iot.intake import Intake
+from wuye.iot.intake import READING_TOPIC, Intake
 from wuye.iot.mqtt import MqttIntake
 from wuye.iot.settings import IotSettings
 from wuye.iot.v1 import events_pb2 as events
@@ -71,6 +71,11 @@ def measure_alarm_latency(rows: list, published: float) -> None:
             metrics.ALARM_LATENCY.labels(kind).observe(max(0.0, published - observed))
 
 
+def topic_configs(settings: IotSettings) -> dict[str, dict[str, str]]:
+    retention_ms = settings.iot_readings_retention_days * 24 * 3600 * 1000
+    return {READING_TOPIC: {"retention.ms": str(retention_ms)}}
+
+
 SPEC = ServiceSpec(
     name="iot",
     settings_type=IotSettings,
@@ -79,4 +84,5 @@ SPEC = ServiceSpec(
     topics=TOPICS,
     consumers=(ConsumerSpec(name="events", build=registry_events),),
     on_published=measure_alarm_latency,
+    topic_configs=topic_configs,
 )

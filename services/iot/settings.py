@@ -7,6 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from wuye.core.settings import Settings
+from wuye.iot.domain import DeviceKind
 
 
 class Range(BaseModel, frozen=True):
@@ -53,8 +54,8 @@ class IotSettings(Settings):
     iot_gateway_previous_key: SecretStr = SecretStr("")
     # The MQTT broker gateways publish to (mqtt://[user:password@]host:port); empty: no MQTT.
     iot_mqtt_url: str = "mqtt://127.0.0.1:1883"
-    # Readings topic: one record per accepted batch.
-    iot_readings_topic: str = "wuye.iot.reading.v1"
+    # GB 50440 keeps records at least a year: the retention the readings topic is created with.
+    iot_readings_retention_days: int = Field(default=366, ge=1)
 
     # A batch Kafka has not taken this long after it was handed over fails back to its gateway,
     # which resends it (to a new producer).
@@ -91,8 +92,11 @@ class IotSettings(Settings):
 
     @model_validator(mode="after")
     def _every_kind_has_ranges(self) -> IotSettings:
-        for kind, normal in self.iot_default_thresholds.items():
+        for kind in DeviceKind:
             valid = self.iot_valid_ranges.get(kind)
-            if valid is None or not valid.low <= normal.low <= normal.high <= valid.high:
+            normal = self.iot_default_thresholds.get(kind)
+            if valid is None or normal is None:
+                raise ValueError(f"{kind}: every device kind needs a valid range and thresholds")
+            if not valid.low <= normal.low <= normal.high <= valid.high:
                 raise ValueError(f"{kind}: the normal range must lie inside the valid range")
         return self

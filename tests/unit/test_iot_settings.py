@@ -1,0 +1,27 @@
+"""IoT settings: GB 50440's year of records, and ranges that make sense together."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from wuye.iot.service import SPEC
+from wuye.iot.settings import IotSettings
+
+YEAR_MS = 365 * 24 * 3600 * 1000
+
+
+def test_the_readings_topic_is_created_keeping_records_at_least_a_year():
+    configs = SPEC.topic_configs(IotSettings())
+    assert int(configs["wuye.iot.reading.v1"]["retention.ms"]) >= YEAR_MS
+    assert "wuye.iot.reading.v1" in SPEC.topics
+
+
+def test_a_normal_range_outside_what_a_kind_may_read_is_refused():
+    with pytest.raises(ValidationError, match="HYDRANT_PRESSURE"):
+        IotSettings(iot_default_thresholds={"HYDRANT_PRESSURE": {"low": -1.0, "high": 2.0}})
+
+
+def test_a_kind_without_a_valid_range_is_refused():
+    with pytest.raises(ValidationError, match="FIRE_PUMP: every device kind needs"):
+        IotSettings(iot_valid_ranges={"HYDRANT_PRESSURE": {"low": 0.0, "high": 10.0}})
