@@ -269,6 +269,11 @@ class Intake:
         batch whose signature comes separately. `gateway_id`: the gateway the transport
         says sent it (an MQTT topic), which the batch must name."""
         received = time.time()
+        if len(raw) > self.settings.grpc_max_message_bytes:  # MQTT brokers allow far more
+            metrics.BATCHES.labels("", transport, "refused").inc()
+            raise InvalidArgument(
+                [FieldViolation("batch", f"at most {self.settings.grpc_max_message_bytes} bytes")]
+            )
         try:
             batch, signed, signature, encoded = self._parse(raw, signature)
         except DomainError:

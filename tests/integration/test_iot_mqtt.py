@@ -213,3 +213,15 @@ def test_a_batch_naming_another_gateway_than_its_topic_is_refused(iot, gateway, 
     assert ack["error"]["code"] == "INVALID_ARGUMENT"
     assert iot.replay_highest(other.id) == 0
     assert iot.count("alarms") == 0
+
+
+def test_a_payload_larger_than_a_grpc_message_is_refused_unread(iot, gateway, listener):
+    """Brokers carry messages of hundreds of megabytes; the intake reads no more than gRPC
+    would let through."""
+    limit = iot.settings.grpc_max_message_bytes
+    listener.publish(gateway, b"{" + b" " * limit + b"}")
+
+    ack = listener.next_ack()
+    assert ack["error"]["code"] == "INVALID_ARGUMENT", ack
+    assert str(limit) in ack["error"]["message"]
+    assert iot.replay_highest(gateway.id) == 0
