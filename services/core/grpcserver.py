@@ -233,53 +233,55 @@ class Gateway(grpc.ServerInterceptor):
                     call.require_district(district)
             return request
 
+        class Outcome:
+            """One call from start to end: counted, timed, logged, and its error (if it raised
+            one) answered as a status."""
+
+            __slots__ = ("grpc_context", "start", "token")
+
+            def __init__(self, grpc_context: grpc.ServicerContext) -> None:
+                started.inc()
+                self.grpc_context = grpc_context
+                self.start = time.perf_counter()
+                self.token = None
+
+            def __enter__(self) -> Outcome:
+                return self
+
+            def __exit__(self, kind, error, _traceback) -> bool:
+                if kind is None:
+                    code = grpc.StatusCode.OK
+                elif kind is GeneratorExit:  # a stream whose caller went away
+                    code, error = grpc.StatusCode.CANCELLED, None
+                elif issubclass(kind, DomainError):
+                    code = error.code
+                elif issubclass(kind, Exception):
+                    code = INTERNAL
+                else:
+                    return False
+                try:
+                    finish(code, self.start, self.grpc_context, error)
+                finally:
+                    if self.token is not None:
+                        context.leave(self.token)
+                # An error was answered (finish aborts the call); a closed stream goes on closing.
+                return kind is not None and kind is not GeneratorExit
+
         def run(behavior, raw: bytes, grpc_context: grpc.ServicerContext):
-            started.inc()
-            start = time.perf_counter()
-            token = response = error = None
-            code = grpc.StatusCode.OK
-            try:
-                token, call = admit(grpc_context)
-                response = behavior(request_of(raw, call), grpc_context)
-            except DomainError as e:
-                code, error = e.code, e
-            except Exception as e:
-                code, error = INTERNAL, e
-            try:
-                finish(code, start, grpc_context, error)
-            finally:
-                if token is not None:
-                    context.leave(token)
-            return response
+            with Outcome(grpc_context) as call:
+                call.token, caller = admit(grpc_context)
+                return behavior(request_of(raw, caller), grpc_context)
 
         def run_stream(behavior, requests, grpc_context: grpc.ServicerContext, unary: bool):
             """A call whose responses stream: sent as the handler yields them. `requests` is
             the request's bytes, or (`unary` false) an iterator of requests' bytes."""
-            started.inc()
-            start = time.perf_counter()
-            token = error = None
-            code = grpc.StatusCode.OK
-            try:
-                try:
-                    token, call = admit(grpc_context)
-                    if unary:
-                        request = request_of(requests, call)
-                    else:
-                        request = (parse_request(raw) for raw in requests)
-                    yield from behavior(request, grpc_context)
-                except DomainError as e:
-                    code, error = e.code, e
-                except GeneratorExit:
-                    code = grpc.StatusCode.CANCELLED  # the caller went away
-                    raise
-                except Exception as e:
-                    code, error = INTERNAL, e
-            finally:
-                try:
-                    finish(code, start, grpc_context, error)
-                finally:
-                    if token is not None:
-                        context.leave(token)
+            with Outcome(grpc_context) as call:
+                call.token, caller = admit(grpc_context)
+                if unary:
+                    request = request_of(requests, caller)
+                else:
+                    request = (parse_request(raw) for raw in requests)
+                yield from behavior(request, grpc_context)
 
         if handler.unary_unary:
             inner = handler.unary_unary

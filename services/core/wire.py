@@ -37,6 +37,15 @@ def date_of(
         return None
 
 
+def enum_name(enum_type, prefix: str, number: int) -> str:
+    """The name of a proto enum value without its prefix ("GRADE_A" -> "A"); empty for the
+    unspecified value and for numbers the enum does not have."""
+    if number not in enum_type.values():
+        return ""
+    name = enum_type.Name(number)
+    return "" if name.endswith("_UNSPECIFIED") else name.removeprefix(f"{prefix}_")
+
+
 def check_request_id(v: Violations, request_id: str) -> None:
     if not request_id:
         v.add("request_id", "is required (a UUID chosen by the caller, reused on retries)")

@@ -14,7 +14,7 @@ from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
 from wuye.core.standards import checklist, score_against
-from wuye.core.wire import check_request_id, timestamp
+from wuye.core.wire import check_request_id, enum_name, timestamp
 from wuye.credit import domain
 from wuye.credit.commands import Credit, grade_number, subject_message
 from wuye.credit.domain import (
@@ -54,13 +54,6 @@ _CHECKLISTS = {
 _PERSON_KEY_LENGTH = 32
 
 
-def _enum_name(enum_type, prefix: str, number: int) -> str:
-    if number not in enum_type.values():
-        return ""
-    name = enum_type.Name(number)
-    return "" if name.endswith("_UNSPECIFIED") else name.removeprefix(f"{prefix}_")
-
-
 def _decimal(v: Violations, field: str, text: str) -> Decimal:
     try:
         value = Decimal(text)
@@ -80,7 +73,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
     # -- shared checks
 
     def _subject(self, v: Violations, field: str, subject: pb.Subject) -> SubjectKind | None:
-        kind_name = _enum_name(pb.SubjectKind, "SUBJECT_KIND", subject.kind)
+        kind_name = enum_name(pb.SubjectKind, "SUBJECT_KIND", subject.kind)
         if not kind_name:
             v.add(f"{field}.kind", "must be SUBJECT_KIND_ENTERPRISE or SUBJECT_KIND_PRACTITIONER")
             return None
@@ -129,9 +122,9 @@ class CreditApi(pb_grpc.CreditServiceServicer):
 
     def ListGrades(self, request: pb.ListGradesRequest, context) -> pb.ListGradesResponse:
         v = Violations()
-        grade_name = _enum_name(pb.Grade, "GRADE", request.grade)
+        grade_name = enum_name(pb.Grade, "GRADE", request.grade)
         v.check(request.grade == 0 or bool(grade_name), "grade", "is not a grade")
-        kind_name = _enum_name(pb.SubjectKind, "SUBJECT_KIND", request.subject_kind)
+        kind_name = enum_name(pb.SubjectKind, "SUBJECT_KIND", request.subject_kind)
         v.check(request.subject_kind == 0 or bool(kind_name), "subject_kind", "is not a kind")
         v.raise_if_any()
         kind = SubjectKind(kind_name) if kind_name else SubjectKind.ENTERPRISE
@@ -214,12 +207,12 @@ class CreditApi(pb_grpc.CreditServiceServicer):
         check_request_id(v, request.request_id)
         a = request.assessment
         kind = self._subject(v, "assessment.subject", a.subject)
-        cycle_name = _enum_name(pb.AssessmentCycle, "ASSESSMENT_CYCLE", a.cycle)
+        cycle_name = enum_name(pb.AssessmentCycle, "ASSESSMENT_CYCLE", a.cycle)
         if v.check(bool(cycle_name), "assessment.cycle", "must be ANNUAL or HALF_YEAR"):
             domain.check_period(AssessmentCycle(cycle_name), a.period, v, "assessment.period")
         units: list[AssessorUnit] = []
         for i, assessor in enumerate(a.assessors):
-            unit = _enum_name(pb.AssessorUnit, "ASSESSOR_UNIT", assessor.unit)
+            unit = enum_name(pb.AssessorUnit, "ASSESSOR_UNIT", assessor.unit)
             if v.check(bool(unit), f"assessment.assessors[{i}].unit", "is not an assessor unit"):
                 units.append(AssessorUnit(unit))
             self._text(v, f"assessment.assessors[{i}].name", assessor.name)

@@ -7,7 +7,6 @@ Gateways carry no bearer token: their signature is their authentication.
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 
@@ -25,7 +24,8 @@ from wuye.core.errors import (
 )
 from wuye.core.grpcserver import Route
 from wuye.core.paging import next_token, read_page
-from wuye.core.wire import check_request_id, check_text
+from wuye.core.wire import check_request_id, check_text, enum_name
+from wuye.iot import domain
 from wuye.iot.commands import Iot, device_message
 from wuye.iot.domain import DeviceKind
 from wuye.iot.intake import Intake
@@ -57,12 +57,6 @@ ROUTES: dict[str, Route] = {
 _POST_WAIT_SECONDS = 30.0
 # How often a waiting stream looks whether its caller is still there.
 _LIVENESS_SECONDS = 1.0
-
-
-def _enum_name(enum_type, prefix: str, number: int) -> str:
-    if number not in enum_type.values() or number == 0:
-        return ""
-    return enum_type.Name(number).removeprefix(f"{prefix}_")
 
 
 class _Stream:
@@ -163,39 +157,28 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
         v = Violations()
         check_request_id(v, request.request_id)
         check_text(v, "location", request.location, settings.max_text_length)
-        kind_name = _enum_name(pb.DeviceKind, "DEVICE_KIND", request.kind)
+        kind_name = enum_name(pb.DeviceKind, "DEVICE_KIND", request.kind)
         low = high = 0.0
         if not kind_name:
             v.add("kind", "is required: one of the DeviceKind values")
         else:
-            kind = DeviceKind(kind_name)
-            valid = settings.iot_valid_ranges[kind]
-            normal = settings.iot_default_thresholds[kind]
+            valid = settings.iot_valid_ranges[kind_name]
+            normal = settings.iot_default_thresholds[kind_name]
             given = request.thresholds
             low = given.low if given.HasField("low") else normal.low
             high = given.high if given.HasField("high") else normal.high
-            for name, bound in (("low", low), ("high", high)):
-                v.check(
-                    math.isfinite(bound) and valid.low <= bound <= valid.high,
-                    f"thresholds.{name}",
-                    f"must lie between {valid.low:g} and {valid.high:g} for a {kind_name}",
-                )
-            v.check(low <= high, "thresholds", "low must not exceed high")
+            for field, problem in domain.threshold_problems(
+                kind_name, low, high, valid.low, valid.high
+            ):
+                v.add(field, problem)
         heartbeat = float(settings.iot_max_heartbeat_seconds)
         if request.HasField("heartbeat_interval"):
-            given_seconds = request.heartbeat_interval.ToNanoseconds() / 1e9
-            if (
-                settings.iot_min_heartbeat_seconds
-                <= given_seconds
-                <= settings.iot_max_heartbeat_seconds
-            ):
-                heartbeat = given_seconds
-            else:
-                v.add(
-                    "heartbeat_interval",
-                    f"must be between {settings.iot_min_heartbeat_seconds} s and "
-                    f"{settings.iot_max_heartbeat_seconds} s",
-                )
+            heartbeat = request.heartbeat_interval.ToNanoseconds() / 1e9
+            problem = domain.heartbeat_problem(
+                heartbeat, settings.iot_min_heartbeat_seconds, settings.iot_max_heartbeat_seconds
+            )
+            if problem:
+                v.add("heartbeat_interval", problem)
         v.raise_if_any()
         return self._iot.register_device(request, DeviceKind(kind_name), low, high, heartbeat)
 
@@ -255,10 +238,10 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
         v.check(bool(request.district_code), "district_code", "is required")
         states = []
         for index, state in enumerate(request.states):
-            name = _enum_name(pb.AlarmState, "ALARM_STATE", state)
+            name = enum_name(pb.AlarmState, "ALARM_STATE", state)
             if v.check(bool(name), f"states[{index}]", "is not an alarm state"):
                 states.append(name)
-        kind = _enum_name(pb.AlarmKind, "ALARM_KIND", request.kind)
+        kind = enum_name(pb.AlarmKind, "ALARM_KIND", request.kind)
         v.check(request.kind == 0 or bool(kind), "kind", "is not an alarm kind")
         v.raise_if_any()
         page = read_page(

@@ -17,7 +17,7 @@ from wuye.core.events import Event, add_events, run_idempotent
 from wuye.core.ids import new_id
 from wuye.core.paging import Page
 from wuye.core.wire import timestamp
-from wuye.iot import metrics, store
+from wuye.iot import store
 from wuye.iot.domain import AlarmState, DeviceKind, DeviceState
 from wuye.iot.intake import (
     ALARM_TOPIC,
@@ -317,7 +317,7 @@ class Iot:
                 note=note or row.note,
             )
             add_events(connection, [alarm_event(alarm, events.AlarmAcknowledged(alarm=alarm))])
-        self._announce(alarm, "acknowledged")
+        self.intake.announce([alarm], "acknowledged")
         return alarm
 
     def resolve(self, alarm_id: str, note: str) -> pb.Alarm:
@@ -328,16 +328,8 @@ class Iot:
                 return alarm_message(row._asdict())
             alarm = resolve(connection, row, by, note, dt.datetime.now(dt.UTC))
             add_events(connection, [alarm_event(alarm, events.AlarmResolved(alarm=alarm))])
-        self._announce(alarm, "resolved")
+        self.intake.announce([alarm], "resolved")
         return alarm
-
-    def _announce(self, alarm: pb.Alarm, transition: str) -> None:
-        self.intake.hub.publish([alarm])
-        metrics.ALARMS.labels(
-            alarm.district_code,
-            pb.AlarmKind.Name(alarm.kind).removeprefix("ALARM_KIND_"),
-            transition,
-        ).inc()
 
     # -- the registry's events: where projects are and who serves them
 

@@ -123,6 +123,46 @@ class Refused:
     description: str
 
 
+def threshold_problems(
+    kind: str, low: float, high: float, valid_low: float, valid_high: float
+) -> list[tuple[str, str]]:
+    """Why [low, high] cannot be a device's normal range, as (field, why): each bound is a
+    value the kind can read, and low is not above high."""
+    problems = [
+        (f"thresholds.{name}", f"must lie between {valid_low:g} and {valid_high:g} for a {kind}")
+        for name, bound in (("low", low), ("high", high))
+        if not (math.isfinite(bound) and valid_low <= bound <= valid_high)
+    ]
+    if not low <= high:
+        problems.append(("thresholds", "low must not exceed high"))
+    return problems
+
+
+def heartbeat_problem(seconds: float, least: float, most: float) -> str | None:
+    """GB 50440 patrols devices at least every 2 h (`most`); too short floods the intake."""
+    if least <= seconds <= most:
+        return None
+    return f"must be between {least:g} s and {most:g} s"
+
+
+# Replay windows are stored as signed 64-bit numbers.
+MAX_SEQUENCE = (1 << 63) - 1
+
+
+def batch_problems(
+    sequence: int, has_send_time: bool, readings: int, max_readings: int
+) -> list[tuple[str, str]]:
+    """What makes a whole batch unacceptable, as (field, why)."""
+    problems = []
+    if not 1 <= sequence <= MAX_SEQUENCE:
+        problems.append(("sequence", "must be between 1 and 2^63 - 1"))
+    if not has_send_time:
+        problems.append(("send_time", "is required"))
+    if readings > max_readings:
+        problems.append(("readings", f"at most {max_readings} per batch"))
+    return problems
+
+
 def _change(device: DeviceState, raised: bool, kind: AlarmKind, value: float | None, at: int):
     return Change(
         kind,

@@ -269,22 +269,19 @@ class Intake:
         batch whose signature comes separately. `gateway_id`: the gateway the transport
         says sent it (an MQTT topic), which the batch must name."""
         received = time.time()
-        if len(raw) > self.settings.grpc_max_message_bytes:  # MQTT brokers allow far more
-            metrics.BATCHES.labels("", transport, "refused").inc()
-            raise InvalidArgument(
-                [FieldViolation("batch", f"at most {self.settings.grpc_max_message_bytes} bytes")]
-            )
+        batch = None
         try:
             batch, signed, signature, encoded = self._parse(raw, signature)
+            if gateway_id is not None and batch.gateway_id != gateway_id:
+                raise InvalidArgument(
+                    [FieldViolation("gateway_id", "is not the gateway the topic names")]
+                )
+            gateway = self._check(batch, signed, signature)
         except DomainError:
-            metrics.BATCHES.labels("", transport, "refused").inc()
+            district = batch.gateway_id[:6] if batch is not None else ""
+            known = district if district in self._scope.city else ""
+            metrics.BATCHES.labels(known, transport, "refused").inc()
             raise
-        if gateway_id is not None and batch.gateway_id != gateway_id:
-            metrics.BATCHES.labels("", transport, "refused").inc()
-            raise InvalidArgument(
-                [FieldViolation("gateway_id", "is not the gateway the topic names")]
-            )
-        gateway = self._check(batch, signed, signature, transport)
         sequence = batch.sequence
         key = (gateway.gateway_id, sequence)
         with self._lock:
@@ -331,6 +328,10 @@ class Intake:
 
     def _parse(self, raw: bytes, signature: bytes | None):
         """(batch, the bytes signed, signature, the batch's protobuf bytes if it came so)."""
+        if len(raw) > self.settings.grpc_max_message_bytes:  # MQTT brokers allow far more
+            raise InvalidArgument(
+                [FieldViolation("batch", f"at most {self.settings.grpc_max_message_bytes} bytes")]
+            )
         try:
             if signature is None:
                 signed, signature = split_signature(raw)
@@ -342,25 +343,16 @@ class Intake:
                 reason="MALFORMED_BATCH",
             ) from e
 
-    def _check(
-        self, batch: pb.ReadingBatch, signed: bytes, signature: bytes, transport: str
-    ) -> GatewayState:
+    def _check(self, batch: pb.ReadingBatch, signed: bytes, signature: bytes) -> GatewayState:
         gateway_id = batch.gateway_id
         district = gateway_id[:6]
         if district not in self._scope.city or gateway_id[6:7] != "-":
-            metrics.BATCHES.labels("", transport, "refused").inc()
             raise InvalidArgument([FieldViolation("gateway_id", "is not a gateway id")])
-        try:
-            self._scope.check_served(district)
-        except DomainError:
-            metrics.BATCHES.labels(district, transport, "refused").inc()
-            raise
+        self._scope.check_served(district)
         gateway = self.gateways.get(gateway_id)
         if gateway is None:
-            metrics.BATCHES.labels(district, transport, "refused").inc()
             raise NotFound("GATEWAY_NOT_FOUND", f"no gateway {gateway_id[:40]}")
         if not any(is_signed_by(secret, signed, signature) for secret in self._secrets_of(gateway)):
-            metrics.BATCHES.labels(district, transport, "refused").inc()
             raise Unauthenticated(
                 "BAD_SIGNATURE" if signature else "SIGNATURE_MISSING",
                 "the batch is not signed with this gateway's secret"
@@ -368,20 +360,14 @@ class Intake:
                 else "the batch carries no signature (field 15, HMAC-SHA256)",
                 gateway_id=gateway_id,
             )
-        problems = []
-        if not 1 <= batch.sequence < 1 << 63:
-            problems.append(FieldViolation("sequence", "must be between 1 and 2^63 - 1"))
-        if not batch.HasField("send_time"):
-            problems.append(FieldViolation("send_time", "is required"))
-        if len(batch.readings) > self.settings.iot_max_batch_readings:
-            problems.append(
-                FieldViolation(
-                    "readings", f"at most {self.settings.iot_max_batch_readings} per batch"
-                )
-            )
+        problems = domain.batch_problems(
+            batch.sequence,
+            batch.HasField("send_time"),
+            len(batch.readings),
+            self.settings.iot_max_batch_readings,
+        )
         if problems:
-            metrics.BATCHES.labels(district, transport, "refused").inc()
-            raise InvalidArgument(problems)
+            raise InvalidArgument([FieldViolation(field, text) for field, text in problems])
         return gateway
 
     def _secrets_of(self, gateway: GatewayState) -> list[bytes]:
@@ -568,12 +554,13 @@ class Intake:
                     if index == 0
                     else pb.BatchResult(sequence=pending.sequence, duplicate=True)
                 )
-        if alarms:
-            self.hub.publish([alarm for alarm, _ in alarms])
-            for alarm, transition in alarms:
-                metrics.ALARMS.labels(
-                    alarm.district_code, pb.AlarmKind.Name(alarm.kind)[11:], transition
-                ).inc()
+        for alarm, transition in alarms:
+            self.announce([alarm], transition)
+
+    def announce(self, alarms: list[pb.Alarm], transition: str) -> None:
+        """Tells watchers and the metrics of alarm changes once they are committed."""
+        self.hub.publish(alarms)
+        metrics.count_alarms(alarms, transition)
 
     def _writer_connection(self) -> Connection:
         """The writer's own connection, kept: a round is one transaction on it."""
@@ -712,11 +699,7 @@ class Intake:
                 )
                 escalated.append(alarm)
         if escalated:
-            self.hub.publish(escalated)
-            for alarm in escalated:
-                metrics.ALARMS.labels(
-                    alarm.district_code, pb.AlarmKind.Name(alarm.kind)[11:], "escalated"
-                ).inc()
+            self.announce(escalated, "escalated")
         return len(escalated)
 
 

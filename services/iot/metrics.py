@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from wuye.core.metrics import LATENCY_BUCKETS
+from wuye.core.wire import enum_name
+from wuye.iot.v1 import intake_service_pb2 as pb
 
 READINGS = Counter(
     "wuye_iot_readings",
@@ -44,3 +46,12 @@ DEVICES = Gauge("wuye_iot_devices", "Devices this instance owns.", ["district"])
 DEVICES_SILENT = Gauge(
     "wuye_iot_devices_silent", "Devices not heard for longer than their heartbeat.", ["district"]
 )
+
+
+def alarm_kind(alarm: pb.Alarm) -> str:
+    return enum_name(pb.AlarmKind, "ALARM_KIND", alarm.kind)
+
+
+def count_alarms(alarms: list[pb.Alarm], transition: str) -> None:
+    for alarm in alarms:
+        ALARMS.labels(alarm.district_code, alarm_kind(alarm), transition).inc()

@@ -18,7 +18,6 @@ from wuye.iot.intake import READING_TOPIC, Intake
 from wuye.iot.mqtt import MqttIntake
 from wuye.iot.settings import IotSettings
 from wuye.iot.v1 import events_pb2 as events
-from wuye.iot.v1 import intake_service_pb2 as pb
 
 _RAISED = events.AlarmRaised.DESCRIPTOR.full_name
 
@@ -66,9 +65,10 @@ def measure_alarm_latency(rows: list, published: float) -> None:
     for row in rows:
         if row.event_type == _RAISED:
             alarm = events.AlarmRaised.FromString(row.payload).alarm
-            kind = pb.AlarmKind.Name(alarm.kind).removeprefix("ALARM_KIND_")
             observed = alarm.observe_time.seconds + alarm.observe_time.nanos / 1e9
-            metrics.ALARM_LATENCY.labels(kind).observe(max(0.0, published - observed))
+            metrics.ALARM_LATENCY.labels(metrics.alarm_kind(alarm)).observe(
+                max(0.0, published - observed)
+            )
 
 
 def topic_configs(settings: IotSettings) -> dict[str, dict[str, str]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from wuye.core.settings import Settings
-from wuye.iot.domain import DeviceKind
+from wuye.iot.domain import DeviceKind, threshold_problems
 
 
 class Range(BaseModel, frozen=True):
@@ -97,6 +97,8 @@ class IotSettings(Settings):
             normal = self.iot_default_thresholds.get(kind)
             if valid is None or normal is None:
                 raise ValueError(f"{kind}: every device kind needs a valid range and thresholds")
-            if not valid.low <= normal.low <= normal.high <= valid.high:
-                raise ValueError(f"{kind}: the normal range must lie inside the valid range")
+            problems = threshold_problems(kind, normal.low, normal.high, valid.low, valid.high)
+            if problems:
+                field, why = problems[0]
+                raise ValueError(f"{kind}: default {field} {why}")
         return self
