@@ -59,6 +59,16 @@ _POST_WAIT_SECONDS = 30.0
 _LIVENESS_SECONDS = 1.0
 
 
+def _while_caller_listens(get, grpc_context):
+    """What a blocking `get` hands out, until the caller of a stream hangs up."""
+    while True:
+        try:
+            yield get(timeout=_LIVENESS_SECONDS)
+        except queue.Empty:
+            if not grpc_context.is_active():
+                return
+
+
 class _Stream:
     """One StreamReadings call: a reader thread submits batches while the call's own thread
     sends results. At most `window` batches are between submit and result."""
@@ -67,9 +77,10 @@ class _Stream:
 
     def __init__(self, intake: Intake, window: int) -> None:
         self._intake = intake
+        self._window = window
         self._results: queue.SimpleQueue = queue.SimpleQueue()
-        self._room = threading.Semaphore(window)
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._in_flight = 0
         self._closing: object | None = None  # _END or the error that ends the stream
 
@@ -77,8 +88,9 @@ class _Stream:
         ending: object = self._END
         try:
             for raw in batches:
-                self._room.acquire()
                 with self._lock:
+                    while self._in_flight >= self._window:
+                        self._room.wait()
                     self._in_flight += 1
                 try:
                     self._intake.submit(raw, "grpc", self._done)
@@ -98,37 +110,28 @@ class _Stream:
     def _done(self, result: pb.BatchResult | DomainError | None) -> None:
         if result is not None:
             self._results.put(result)
-        self._room.release()
         with self._lock:
             self._in_flight -= 1
+            self._room.notify()
             if self._in_flight == 0 and self._closing is not None:
                 self._results.put(self._closing)
 
     def responses(self, grpc_context):
-        while True:
-            try:
-                item = self._results.get(timeout=_LIVENESS_SECONDS)
-            except queue.Empty:
-                if not grpc_context.is_active():
-                    return
-                continue
+        """Each result as it comes, those ready together in one response; then the end."""
+        for item in _while_caller_listens(self._results.get, grpc_context):
             results = []
-            while True:
-                if isinstance(item, pb.BatchResult):
-                    results.append(item)
-                elif results:  # send what is ready before the end
-                    yield pb.StreamReadingsResponse(results=results)
-                    results = []
-                    continue
-                elif item is self._END:
-                    return
-                else:
-                    raise item
+            while isinstance(item, pb.BatchResult):
+                results.append(item)
                 try:
                     item = self._results.get_nowait()
                 except queue.Empty:
-                    break
-            yield pb.StreamReadingsResponse(results=results)
+                    item = None
+            if results:
+                yield pb.StreamReadingsResponse(results=results)
+            if item is self._END:
+                return
+            if item is not None:
+                raise item
 
 
 class IntakeApi(pb_grpc.IntakeServiceServicer):
@@ -281,13 +284,7 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
         watcher = self._intake.hub.watch(districts)
         try:
             yield from self._iot.open_alarms(districts)
-            while True:
-                try:
-                    alarm = watcher.get(timeout=_LIVENESS_SECONDS)
-                except queue.Empty:
-                    if not context.is_active():
-                        return
-                    continue
+            for alarm in _while_caller_listens(watcher.get, context):
                 if alarm is None:
                     raise ResourceExhausted(
                         "WATCHER_TOO_SLOW",
