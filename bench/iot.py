@@ -295,21 +295,12 @@ def _rss_bytes(pid: int) -> int:
 
 def _serving(address: str, timeout: float) -> None:
     import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from wuye.core.grpcserver import is_serving
 
     channel = grpc.insecure_channel(address)
-
-    def ready() -> bool:
-        try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1.0
-            )
-        except grpc.RpcError:
-            return False
-        return answer.status == health_pb2.HealthCheckResponse.SERVING
-
     try:
-        wait_until(ready, timeout, f"the intake at {address} serving")
+        wait_until(lambda: is_serving(channel), timeout, f"the intake at {address} serving")
     finally:
         channel.close()
 

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import echo_server
 from bench.deployment import fresh_deployment
 from bench.events import credit_code
 from bench.processes import PYTHON, Children, wait_until
 from wuye.core.devbroker import free_port
+from wuye.core.grpcserver import is_serving
 from wuye.core.settings import ORDOS_DISTRICTS
 from wuye.registry.api import SERVICE_NAME
 from wuye.registry.v1 import registry_service_pb2 as pb
@@ -47,16 +47,11 @@ class RpcOptions:
 
 
 def _wait_serving(channel: grpc.Channel) -> None:
-    health = health_pb2_grpc.HealthStub(channel)
-
-    def serving() -> bool:
-        try:
-            answer = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-        except grpc.RpcError:
-            return False
-        return answer.status == health_pb2.HealthCheckResponse.SERVING
-
-    wait_until(serving, timeout=30, what="the registry server answering health checks")
+    wait_until(
+        lambda: is_serving(channel),
+        timeout=30,
+        what="the registry server answering health checks",
+    )
 
 
 Call = Callable[[], grpc.Future]

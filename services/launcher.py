@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from wuye.core.auth import Role, issue_token
 from wuye.core.devbroker import DevBroker, terminate_with_parent, wait_for_port
+from wuye.core.grpcserver import is_serving
 from wuye.core.ids import credit_code_check_char
 from wuye.core.settings import Settings
 
@@ -194,16 +194,6 @@ def _stop_on_signals() -> threading.Event:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda _signum, _frame: stop.set())
     return stop
-
-
-def _health_is_serving(channel: grpc.Channel) -> bool:
-    try:
-        response = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(), timeout=1.0
-        )
-    except grpc.RpcError:
-        return False
-    return response.status == health_pb2.HealthCheckResponse.SERVING
 
 
 # ---------------------------------------------------------------- the launcher
@@ -395,7 +385,7 @@ class Launcher:
             while True:
                 self._raise_if_a_child_died()
                 for name, channel in list(channels.items()):
-                    if _health_is_serving(channel):
+                    if is_serving(channel):
                         channel.close()
                         del channels[name]
                 for name, port in list(metrics_waiting.items()):

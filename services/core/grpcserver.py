@@ -304,6 +304,17 @@ class Gateway(grpc.ServerInterceptor):
         raise NotImplementedError(f"{method}: client-streaming methods are not routed yet")
 
 
+def is_serving(channel: grpc.Channel) -> bool:
+    """Whether the server behind `channel` answers its health check with SERVING."""
+    try:
+        answer = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=1.0
+        )
+    except grpc.RpcError:
+        return False
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def district_scope(settings: Settings) -> DistrictScope:
     return DistrictScope(
         service=settings.service,

@@ -193,7 +193,8 @@ class Iot:
                 "silent": False,
             }
             connection.execute(store.devices.insert().values(values))
-            device = device_message(store.device_state(SimpleNamespace(**values), self._valid()))
+            state = store.device_state(SimpleNamespace(**values), self.intake.valid_ranges)
+            device = device_message(state)
             add_events(
                 connection,
                 [
@@ -222,9 +223,6 @@ class Iot:
             ).one()
         self.intake.add_device(row)
         return self.get_device(device.id)
-
-    def _valid(self) -> dict[str, tuple[float, float]]:
-        return {kind: (r.low, r.high) for kind, r in self.settings.iot_valid_ranges.items()}
 
     def get_device(self, device_id: str) -> pb.Device:
         device = self.intake.devices.get(device_id)

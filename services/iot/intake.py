@@ -132,7 +132,8 @@ class Intake:
         previous = settings.iot_gateway_previous_key.get_secret_value().encode()
         if previous:
             self._keys.append(previous)
-        self._valid = {kind: (r.low, r.high) for kind, r in settings.iot_valid_ranges.items()}
+        # What each kind of device may read at all, by kind.
+        self.valid_ranges = {k: (r.low, r.high) for k, r in settings.iot_valid_ranges.items()}
         self._lock = threading.Lock()
         self.devices: dict[str, DeviceState] = {}
         self.gateways: dict[str, GatewayState] = {}
@@ -163,7 +164,7 @@ class Intake:
             self.gateways = store.load_gateways(
                 connection, self._scope.served, self.settings.iot_replay_window
             )
-            self.devices = store.load_devices(connection, self._scope.served, self._valid)
+            self.devices = store.load_devices(connection, self._scope.served, self.valid_ranges)
         self._producer = self._new_producer()
         # The writer waits on the database many times a round; each time it takes the GIL back
         # from threads parsing batches, after at most this long (the default, 5 ms, made the
@@ -244,7 +245,7 @@ class Intake:
             )
 
     def add_device(self, row) -> None:
-        device = store.device_state(row, self._valid)
+        device = store.device_state(row, self.valid_ranges)
         with self._lock:
             self.devices.setdefault(device.device_id, device)
         self._update_gauges()
