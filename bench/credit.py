@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from confluent_kafka import Producer
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from bench.deployment import migrated_schema
+from bench.deployment import migrated_schema, process_env
 from bench.events import credit_code
 from bench.processes import PYTHON, Children, wait_until
 from bench.stats import latency_summary_ms
@@ -177,15 +177,7 @@ class _GradeWatch(TopicWatch):
 
 
 def _latency(settings: CreditSettings, options: CreditOptions, log_dir: Path) -> dict[str, Any]:
-    env = {
-        "WUYE_DATABASE_URL": settings.database_url,
-        "WUYE_DATABASE_SCHEMA": settings.schema,
-        "WUYE_TOKEN_SECRET": settings.token_secret.get_secret_value(),
-        "WUYE_PII_KEY": settings.pii_key.get_secret_value(),
-        "WUYE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "WUYE_METRICS_HOST": "127.0.0.1",
-        "WUYE_METRICS_PORT": "0",
-    }
+    env = process_env(settings, metrics_port=0)
     ensure_topics(settings, [FILINGS_TOPIC, EXITS_TOPIC, GRADE_TOPIC], partitions=6)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 1})
     with Children(log_dir) as children:

@@ -31,19 +31,7 @@ class Deployment:
 
     def env(self, **more: str | int) -> dict[str, str]:
         """Environment of a `python -m wuye.registry ...` process, as Helm would set it."""
-        env = {
-            "WUYE_DATABASE_URL": self.database_url,
-            "WUYE_DATABASE_SCHEMA": self.schema,
-            "WUYE_TOKEN_SECRET": self.token_secret,
-            "WUYE_PII_KEY": self.pii_key,
-            "WUYE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "WUYE_LOG_LEVEL": "INFO",
-            # Benchmark traffic stays on the loopback interface.
-            "WUYE_GRPC_HOST": "127.0.0.1",
-            "WUYE_METRICS_HOST": "127.0.0.1",
-        }
-        env.update({f"WUYE_{name.upper()}": str(value) for name, value in more.items()})
-        return env
+        return process_env(self.settings(), **more)
 
     def settings(self) -> RegistrySettings:
         return RegistrySettings(
@@ -59,6 +47,24 @@ class Deployment:
 
 
 S = TypeVar("S", bound=Settings)
+
+
+def process_env(settings: Settings, **more: str | int) -> dict[str, str]:
+    """Environment of a `python -m wuye.<service> ...` process reaching what `settings` name, as
+    Helm would set it; `more` adds WUYE_<NAME> variables."""
+    env = {
+        "WUYE_DATABASE_URL": settings.database_url,
+        "WUYE_DATABASE_SCHEMA": settings.schema,
+        "WUYE_TOKEN_SECRET": settings.token_secret.get_secret_value(),
+        "WUYE_PII_KEY": settings.pii_key.get_secret_value(),
+        "WUYE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "WUYE_LOG_LEVEL": "INFO",
+        # Benchmark traffic stays on the loopback interface.
+        "WUYE_GRPC_HOST": "127.0.0.1",
+        "WUYE_METRICS_HOST": "127.0.0.1",
+    }
+    env.update({f"WUYE_{name.upper()}": str(value) for name, value in more.items()})
+    return env
 
 
 @contextmanager

@@ -573,7 +573,7 @@ def _bare_pipelines(
 
 def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
     # The service is imported here: the suite's children import only what their role needs.
-    from bench.deployment import migrated_schema
+    from bench.deployment import migrated_schema, process_env
     from wuye.core.auth import Role, issue_token
     from wuye.core.db import create_service_engine
     from wuye.core.devbroker import DevBroker, free_port
@@ -606,19 +606,12 @@ def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
             finally:
                 engine.dispose()
             grpc_port = free_port()
-            env = {
-                "WUYE_DATABASE_URL": settings.database_url,
-                "WUYE_DATABASE_SCHEMA": settings.schema,
-                "WUYE_TOKEN_SECRET": settings.token_secret.get_secret_value(),
-                "WUYE_PII_KEY": settings.pii_key.get_secret_value(),
-                "WUYE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-                "WUYE_IOT_GATEWAY_KEY": settings.iot_gateway_key.get_secret_value(),
+            env = process_env(
+                settings,
+                iot_gateway_key=settings.iot_gateway_key.get_secret_value(),
                 # Gateways come by gRPC only here: MQTT would share the intake's CPU.
-                "WUYE_IOT_MQTT_URL": "",
-                "WUYE_LOG_LEVEL": "INFO",
-                "WUYE_GRPC_HOST": "127.0.0.1",
-                "WUYE_METRICS_HOST": "127.0.0.1",
-            }
+                iot_mqtt_url="",
+            )
             serve = children.start(
                 "iot-serve",
                 [PYTHON, "-m", "wuye.iot", "serve"],
