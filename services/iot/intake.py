@@ -14,8 +14,8 @@ A batch's path:
 So an acknowledged batch is on Kafka, its alarms are committed and its sequence is remembered;
 a batch resent after a lost acknowledgement is acknowledged again without being processed twice.
 Alarm events go through the outbox and the relay's own producer: a backlog of readings on the
-readings producer never delays them. The writer also writes device snapshots, finds silent
-devices and escalates alarms nobody acknowledged.
+readings producer never delays them. The writer also finds silent devices and escalates alarms
+nobody acknowledged; device snapshots are written on a thread of their own.
 """
 
 from __future__ import annotations
@@ -156,6 +156,7 @@ class Intake:
         self._producer_failed = False
         self._retired: list[Producer] = []
         self._window_writer = store.window_writer(engine)
+        self._snapshot_writer = store.snapshot_writer(engine)
 
     # -- life cycle
 
@@ -171,7 +172,10 @@ class Intake:
         # alarm path wait tens of milliseconds under load).
         sys.setswitchinterval(self.settings.iot_gil_switch_seconds)
         self._stop.clear()
-        self._threads = [threading.Thread(target=self._write_loop, name="iot-writer", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._write_loop, name="iot-writer", daemon=True),
+            threading.Thread(target=self._snapshot_loop, name="iot-snapshots", daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
         self._update_gauges()
@@ -227,6 +231,10 @@ class Intake:
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
+        try:
+            self._snapshot()
+        except DBAPIError as e:
+            log(logger, "last snapshot not written", logging.WARNING, error=repr(e)[:300])
 
     # -- registration (commands call these after committing)
 
@@ -484,7 +492,7 @@ class Intake:
         acknowledge; and the timers' work when it is due."""
         assert self._producer is not None
         flush = self.settings.iot_flush_seconds
-        due = {"snapshot": time.monotonic(), "silence": 0.0, "escalation": 0.0}
+        due = {"silence": 0.0, "escalation": 0.0}
         while True:
             stopping = self._stop.is_set()
             began = time.monotonic()
@@ -506,9 +514,6 @@ class Intake:
                 if now >= due["escalation"]:
                     self.escalate_due()
                     due["escalation"] = now + self.settings.iot_escalation_check_seconds
-                if now >= due["snapshot"] or stopping:
-                    self._snapshot()
-                    due["snapshot"] = now + self.settings.iot_snapshot_seconds
             except DBAPIError as e:
                 log(logger, "write failed, will retry", logging.WARNING, error=repr(e)[:300])
                 self._stop.wait(0.5)
@@ -633,18 +638,28 @@ class Intake:
             metrics.DEVICES.labels(district).set(total)
             metrics.DEVICES_SILENT.labels(district).set(silent)
 
+    def _snapshot_loop(self) -> None:
+        """Snapshots on a thread of their own: writing a district's devices takes seconds,
+        which the writer's acknowledgements and alarms must not wait for."""
+        while not self._stop.wait(self.settings.iot_snapshot_seconds):
+            try:
+                self._snapshot()
+            except Exception:
+                logger.exception("snapshot failed, will retry")
+
     def _snapshot(self) -> None:
         """Writes down the devices heard or changed since the last snapshot."""
         since, taken_at = self._snapshot_at, time.time()
-        with self._lock:
+        with self._lock:  # each device's fields as one reading left them
             dirty = [d for d in self.devices.values() if d.dirty or d.last_seen >= since]
+            rows = [store.snapshot_row(d) for d in dirty]
             for device in dirty:
                 device.dirty = False
-        if not dirty:
+        if not rows:
             return
         try:
             with self._engine.begin() as connection:
-                store.save_snapshot(connection, dirty)
+                self._snapshot_writer.run(connection, rows)
         except BaseException:
             for device in dirty:
                 device.dirty = True

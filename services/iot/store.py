@@ -217,21 +217,20 @@ def save_windows(connection: Connection, writer: BulkWrite, states: list[Gateway
     )
 
 
-def save_snapshot(connection: Connection, states: list[DeviceState]) -> None:
-    connection.execute(
-        _SAVE_DEVICE,
-        [
-            {
-                "id": d.device_id,
-                "value": d.last_value,
-                "observed": d.last_observed_ns,
-                "seen": d.last_seen,
-                "abnormal": d.abnormal,
-                "silent": d.silent,
-            }
-            for d in states
-        ],
-    )
+def snapshot_writer(engine: Engine) -> BulkWrite:
+    return BulkWrite(engine, _SAVE_DEVICE)
+
+
+def snapshot_row(device: DeviceState) -> dict:
+    """A device's state as the snapshot writes it."""
+    return {
+        "id": device.device_id,
+        "value": device.last_value,
+        "observed": device.last_observed_ns,
+        "seen": device.last_seen,
+        "abnormal": device.abnormal,
+        "silent": device.silent,
+    }
 
 
 def open_alarm(connection: Connection, condition: str):

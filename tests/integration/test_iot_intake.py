@@ -317,6 +317,22 @@ def test_acknowledged_batches_stay_duplicates_after_a_restart(start_iot):
     assert restarted.get_device(device.id).last_value == 1.0
 
 
+def test_a_restarted_intake_recovers_device_state_from_its_last_snapshot(start_iot):
+    """Written when the intake stops: the last reading and the open condition come back, so the
+    same condition reported again raises no second alarm."""
+    iot = start_iot(iot_snapshot_seconds=3600)
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY)
+    assert iot.post(gateway.signed([(device.id, 0.0)])).accepted == 1
+    iot.close()
+
+    restarted = start_iot(iot_snapshot_seconds=3600)
+    recovered = restarted.get_device(device.id)
+    assert (recovered.HasField("last_value"), recovered.last_value) == (True, 0.0)
+    assert restarted.post(gateway.signed([(device.id, 0.0)])).accepted == 1
+    assert restarted.count("alarms") == 1
+
+
 def test_batches_wait_while_kafka_is_away_and_are_acknowledged_once_it_is_back(
     start_iot, private_broker, read_topic
 ):
