@@ -26,6 +26,7 @@ from grpc_support import started_servers as _started_servers
 from wuye.core.events import outbox
 from wuye.core.grpcserver import ServiceDefinition
 from wuye.iot.commands import Iot
+from wuye.iot.gateway import open_stream, post_batch
 from wuye.iot.intake import Intake
 from wuye.iot.service import SPEC
 from wuye.iot.signing import sign
@@ -39,8 +40,6 @@ READING_TOPIC = "wuye.iot.reading.v1"
 ALARM_TOPIC = "wuye.iot.alarm.v1"
 DONGSHENG, KANGBASHI = "150602", "150603"
 GATEWAY_KEY = "wuye-test-gateway-key-0123456789"
-POST = "/wuye.iot.v1.IntakeService/PostReadings"
-STREAM = "/wuye.iot.v1.IntakeService/StreamReadings"
 
 # Short intervals: the writer's rounds, silence and escalation checks happen within the tests'
 # waits. MQTT is off unless a test asks for it.
@@ -164,10 +163,7 @@ class IotServer(InProcessServer):
     # -- raw calls, as a gateway makes them
 
     def post(self, raw: bytes, timeout: float = CALL_TIMEOUT_SECONDS) -> pb.BatchResult:
-        call = self.channel.unary_unary(
-            POST, request_serializer=None, response_deserializer=pb.BatchResult.FromString
-        )
-        return call(raw, timeout=timeout)
+        return post_batch(self.channel, raw, timeout=timeout)
 
     def post_fails(self, raw: bytes) -> Failure:
         try:
@@ -177,12 +173,7 @@ class IotServer(InProcessServer):
         raise AssertionError(f"PostReadings succeeded, expected a failure: {result}")
 
     def open_stream(self, batches: Iterable[bytes], timeout: float = 30.0):
-        call = self.channel.stream_stream(
-            STREAM,
-            request_serializer=None,
-            response_deserializer=pb.StreamReadingsResponse.FromString,
-        )
-        return call(iter(batches), timeout=timeout)
+        return open_stream(self.channel, timeout=timeout)(iter(batches))
 
     def stream(self, batches: Iterable[bytes]) -> list[pb.BatchResult]:
         """Every result of a stream that ends normally."""
