@@ -27,9 +27,6 @@ from wuye.iot.v1 import intake_service_pb2 as pb
 
 logger = logging.getLogger("wuye.iot.mqtt")
 
-# How long the broker keeps the session (and the messages for it) while the intake is away.
-_SESSION_SECONDS = 3600
-
 
 def readings_topic(district: str, gateway: str = "+") -> str:
     return f"wuye/{district}/{gateway}/readings"
@@ -37,11 +34,17 @@ def readings_topic(district: str, gateway: str = "+") -> str:
 
 class MqttIntake:
     def __init__(
-        self, url: str, intake: Intake, districts: frozenset[str], deployment: str
+        self,
+        url: str,
+        intake: Intake,
+        districts: frozenset[str],
+        deployment: str,
+        session_seconds: int,
     ) -> None:
         """`deployment` names the database this instance keeps its state in: the broker keeps
         one session per deployment and districts, across restarts."""
         self._url = urlparse(url)
+        self._session_seconds = session_seconds
         self._intake = intake
         self._districts = sorted(districts)
         owner = zlib.crc32(f"{deployment}|{','.join(self._districts)}".encode())
@@ -60,7 +63,7 @@ class MqttIntake:
 
     def start(self) -> None:
         session = Properties(PacketTypes.CONNECT)
-        session.SessionExpiryInterval = _SESSION_SECONDS
+        session.SessionExpiryInterval = self._session_seconds
         # Connects in the background and keeps reconnecting: gRPC intake works meanwhile.
         self._client.connect_async(
             self._url.hostname or "127.0.0.1",

@@ -27,7 +27,13 @@ def definitions(settings: IotSettings, engine: Engine) -> list[ServiceDefinition
     intake = Intake(settings, engine, scope)
     deployment = f"{settings.resolved_database_url()}#{settings.schema}"
     mqtt = (
-        MqttIntake(settings.iot_mqtt_url, intake, scope.served, deployment)
+        MqttIntake(
+            settings.iot_mqtt_url,
+            intake,
+            scope.served,
+            deployment,
+            settings.iot_mqtt_session_seconds,
+        )
         if settings.iot_mqtt_url
         else None
     )

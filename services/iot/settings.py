@@ -54,6 +54,8 @@ class IotSettings(Settings):
     iot_gateway_previous_key: SecretStr = SecretStr("")
     # The MQTT broker gateways publish to (mqtt://[user:password@]host:port); empty: no MQTT.
     iot_mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # How long the broker keeps the intake's session, and the readings for it, while it is away.
+    iot_mqtt_session_seconds: int = Field(default=3600, ge=0)
     # GB 50440 keeps records at least a year: the retention the readings topic is created with.
     iot_readings_retention_days: int = Field(default=366, ge=1)
 
