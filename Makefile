@@ -10,7 +10,8 @@ HELM   := .tools/bin/helm
 # installed: the code generator (pinned in pyproject.toml) goes in first.
 PROTO_TOOLS := $(shell grep -oE '"(grpcio-tools|googleapis-common-protos)==[^"]+"' pyproject.toml | tr -d '"')
 
-$(STAMP): pyproject.toml
+# Reinstalled when the compiled intake loop changes too: the install builds it.
+$(STAMP): pyproject.toml services/iot/_readings.c
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "installing into $(VENV) ..."
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip

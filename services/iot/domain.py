@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wuye.iot import _readings
+
 
 class DeviceKind(StrEnum):
     HYDRANT_PRESSURE = "HYDRANT_PRESSURE"
@@ -179,77 +181,63 @@ def _change(device: DeviceState, raised: bool, kind: AlarmKind, value: float | N
 def take_readings(
     devices: dict[str, DeviceState],
     gateway_id: str,
-    readings,
+    batch: bytes,
     received_at: float,
     latest_ns: int,
     changes: list[Change],
 ) -> tuple[int, list[Refused]]:
-    """Applies one batch's readings (each with device_id, value, observe_time_unix_nano) to the
-    devices' state; appends the conditions that started or ended to `changes`.
+    """Applies one batch's readings (a ReadingBatch's bytes, already parsed once by protobuf,
+    which checks them) to the devices' state; appends the conditions that started or ended to
+    `changes`.
 
-    Returns how many readings were taken and the refused ones. A reading older than the device's
-    latest is taken (it goes to Kafka) but changes nothing: the latest state stands.
-    This is the intake's inner loop, written for speed: one branch for a normal reading.
+    Returns how many readings were taken and the refused ones. A reading is refused when its
+    device is not behind this gateway, it was observed after `latest_ns`, or its value is one
+    the device cannot read (_invalid). A taken reading marks its device heard (ending a
+    silence); unless it is older than the device's latest, it becomes the device's state, and
+    leaving or re-entering the normal range starts or ends the device's condition.
+
+    The loop over the readings is compiled (_readings.c); it calls back here for whatever is
+    not a normal reading.
     """
-    taken = 0
-    refused: list[Refused] = []
-    find = devices.get
-    for index, reading in enumerate(readings):
-        device = find(reading.device_id)
-        if device is None or device.gateway_id != gateway_id:
-            refused.append(
-                Refused(
-                    index,
-                    reading.device_id[:64],
-                    Rejection.UNKNOWN_DEVICE,
-                    "no such device behind this gateway",
-                )
-            )
-            continue
-        value = reading.value
-        observed = reading.observe_time_unix_nano
-        if observed > latest_ns:
-            refused.append(
-                Refused(
-                    index,
-                    device.device_id,
-                    Rejection.OBSERVED_IN_FUTURE,
-                    "observed later than the centre's clock allows",
-                )
-            )
-            continue
-        normal = device.low <= value <= device.high
-        if not normal:
-            problem = _invalid(device, value)
-            if problem is not None:
-                refused.append(Refused(index, device.device_id, *problem))
-                continue
-        taken += 1
-        device.last_seen = received_at
-        if device.silent:
-            device.silent = False
-            device.dirty = True
-            changes.append(_change(device, False, AlarmKind.DEVICE_SILENT, None, observed))
-        if observed < device.last_observed_ns:
-            continue
-        device.last_value = value
-        device.last_observed_ns = observed
-        if normal is device.abnormal:  # the condition starts (abnormal) or ends (normal)
-            device.abnormal = not normal
-            device.dirty = True
-            changes.append(_change(device, not normal, device.alarm_kind, value, observed))
-    return taken, refused
+
+    def silence_ended(device: DeviceState, observed_ns: int) -> None:
+        device.silent = False
+        device.dirty = True
+        changes.append(_change(device, False, AlarmKind.DEVICE_SILENT, None, observed_ns))
+
+    def condition_changed(device: DeviceState, raised: bool, value: float, observed_ns: int):
+        device.abnormal = raised
+        device.dirty = True
+        changes.append(_change(device, raised, device.alarm_kind, value, observed_ns))
+
+    taken, refusals = _readings.take(
+        devices, gateway_id, batch, received_at, latest_ns, silence_ended, condition_changed
+    )
+    return taken, [_refused(devices, *refusal) for refusal in refusals]
 
 
-def _invalid(device: DeviceState, value: float) -> tuple[Rejection, str] | None:
+def _refused(devices: dict[str, DeviceState], index: int, device_id: str, reason: int, value):
+    if reason == _readings.UNKNOWN_DEVICE:
+        return Refused(
+            index, device_id[:64], Rejection.UNKNOWN_DEVICE, "no such device behind this gateway"
+        )
+    if reason == _readings.OBSERVED_IN_FUTURE:
+        return Refused(
+            index,
+            device_id,
+            Rejection.OBSERVED_IN_FUTURE,
+            "observed later than the centre's clock allows",
+        )
+    return Refused(index, device_id, *_invalid(devices[device_id], value))
+
+
+def _invalid(device: DeviceState, value: float) -> tuple[Rejection, str]:
     if not math.isfinite(value):
         return Rejection.VALUE_NOT_FINITE, "value must be a finite number"
-    if not device.valid_low <= value <= device.valid_high:
-        return (
-            Rejection.VALUE_OUT_OF_RANGE,
-            f"a {device.kind} reads between {device.valid_low:g} and {device.valid_high:g}",
-        )
-    return None
+    return (
+        Rejection.VALUE_OUT_OF_RANGE,
+        f"a {device.kind} reads between {device.valid_low:g} and {device.valid_high:g}",
+    )
 
 
 def find_silent(devices, now: float, changes: list[Change]) -> int:

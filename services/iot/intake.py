@@ -305,7 +305,7 @@ class Intake:
                 taken, refused = domain.take_readings(
                     self.devices,
                     gateway.gateway_id,
-                    batch.readings,
+                    encoded or batch.SerializeToString(),
                     received,
                     time.time_ns() + self._max_future_ns,
                     changes,

@@ -1,5 +1,6 @@
 """The image: the Dockerfile is hadolint-clean and pinned, and the wheel it installs holds
-everything the services load at run time (generated protobuf code, migrations, standards)."""
+everything the services load at run time (generated protobuf code, the compiled intake loop,
+migrations, standards)."""
 
 from __future__ import annotations
 
@@ -62,8 +63,9 @@ def test_the_wheel_holds_generated_code_migrations_and_standards(tmp_path: Path)
     source.mkdir()
     shutil.copy(ROOT / "pyproject.toml", source)
     for folder in ("protos", "tools", "services"):
-        # Without what a working tree may hold: bytecode, and protobuf code generated earlier.
-        skip = ("__pycache__", "v1") if folder == "services" else ("__pycache__",)
+        # Without what a working tree may hold: bytecode, and protobuf code and compiled modules
+        # built earlier.
+        skip = ("__pycache__", "v1", "*.so") if folder == "services" else ("__pycache__",)
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns(*skip))
     run(sys.executable, source / "tools" / "genproto.py", "--force")
     run(
@@ -101,3 +103,4 @@ def test_the_wheel_holds_generated_code_migrations_and_standards(tmp_path: Path)
             assert f"wuye/{service}/migrations/versions/{version.name}" in names
     for standard in (ROOT / "services" / "core" / "standards").glob("*.json"):
         assert f"wuye/core/standards/{standard.name}" in names
+    assert [n for n in names if n.startswith("wuye/iot/_readings.") and n.endswith(".so")]

@@ -5,7 +5,6 @@ batch count once, and the signature of a batch."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
@@ -21,6 +20,7 @@ from wuye.iot.domain import (
     Rejection,
     ReplayWindow,
 )
+from wuye.iot.gateway import encode_readings
 from wuye.iot.settings import DEFAULT_THRESHOLDS, DEFAULT_VALID_RANGES
 from wuye.iot.signing import (
     SIGNATURE_BYTES,
@@ -65,14 +65,19 @@ def device(
 
 
 def reading(device_id: str, value: float, observed_ns: int = NOW_NS):
-    return SimpleNamespace(device_id=device_id, value=value, observe_time_unix_nano=observed_ns)
+    return device_id, value, observed_ns
 
 
 def take(devices: list[DeviceState], *readings, gateway=GATEWAY, received=NOW):
     """Applies one batch; returns (taken, refused, changes)."""
     changes: list[Change] = []
     taken, refused = domain.take_readings(
-        {d.device_id: d for d in devices}, gateway, list(readings), received, LATEST_NS, changes
+        {d.device_id: d for d in devices},
+        gateway,
+        encode_readings(readings),
+        received,
+        LATEST_NS,
+        changes,
     )
     return taken, refused, changes
 
