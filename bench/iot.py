@@ -59,7 +59,7 @@ class IotOptions:
     database_url: str
     gateways: int = 8
     load_processes: int = 2
-    window: int = 8
+    window: int = 32
     full_seconds: float = 60.0
     warmup_seconds: float = 8.0
     latency_seconds: float = 20.0
