@@ -9,7 +9,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from wuye.core.db import BulkWrite, service_metadata, timestamp_column, utc
+from wuye.core.db import ColumnUpdate, service_metadata, timestamp_column, utc
 from wuye.iot.domain import (
     AlarmKind,
     AlarmState,
@@ -176,61 +176,38 @@ def load_devices(
 
 
 # Built once: the writer runs these many times a second.
-_SAVE_WINDOW = (
-    gateways.update()
-    .where(gateways.c.gateway_id == sa.bindparam("id"))
-    .values(
-        replay_highest=sa.bindparam("highest"),
-        replay_bits=sa.bindparam("bits"),
-        clock_skewed=sa.bindparam("skewed"),
+def window_writer(engine: Engine) -> ColumnUpdate:
+    return ColumnUpdate(
+        engine, gateways, "gateway_id", ["replay_highest", "replay_bits", "clock_skewed"]
     )
-)
-_SAVE_DEVICE = (
-    devices.update()
-    .where(devices.c.device_id == sa.bindparam("id"))
-    .values(
-        last_value=sa.bindparam("value"),
-        last_observed_ns=sa.bindparam("observed"),
-        last_seen=sa.bindparam("seen"),
-        abnormal=sa.bindparam("abnormal"),
-        silent=sa.bindparam("silent"),
-    )
-)
 
 
-def window_writer(engine: Engine) -> BulkWrite:
-    return BulkWrite(engine, _SAVE_WINDOW)
-
-
-def save_windows(connection: Connection, writer: BulkWrite, states: list[GatewayState]) -> None:
+def save_windows(connection: Connection, writer: ColumnUpdate, states: list[GatewayState]) -> None:
     writer.run(
         connection,
-        [
-            {
-                "id": g.gateway_id,
-                "highest": g.window.highest,
-                "bits": to_signed64(g.window.bits),
-                "skewed": g.skewed,
-            }
-            for g in states
-        ],
+        [(g.gateway_id, g.window.highest, to_signed64(g.window.bits), g.skewed) for g in states],
     )
 
 
-def snapshot_writer(engine: Engine) -> BulkWrite:
-    return BulkWrite(engine, _SAVE_DEVICE)
+def snapshot_writer(engine: Engine) -> ColumnUpdate:
+    return ColumnUpdate(
+        engine,
+        devices,
+        "device_id",
+        ["last_value", "last_observed_ns", "last_seen", "abnormal", "silent"],
+    )
 
 
-def snapshot_row(device: DeviceState) -> dict:
+def snapshot_row(device: DeviceState) -> tuple:
     """A device's state as the snapshot writes it."""
-    return {
-        "id": device.device_id,
-        "value": device.last_value,
-        "observed": device.last_observed_ns,
-        "seen": device.last_seen,
-        "abnormal": device.abnormal,
-        "silent": device.silent,
-    }
+    return (
+        device.device_id,
+        device.last_value,
+        device.last_observed_ns,
+        device.last_seen,
+        device.abnormal,
+        device.silent,
+    )
 
 
 def open_alarm(connection: Connection, condition: str):
