@@ -13,6 +13,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -135,34 +136,69 @@ static int read_reading(Cursor c, Reading *r) {
     return 0;
 }
 
-/* Attribute names of DeviceState, interned once. */
-static PyObject *GATEWAY_ID, *LOW, *HIGH, *VALID_LOW, *VALID_HIGH, *SILENT, *LAST_SEEN,
-    *LAST_VALUE, *LAST_OBSERVED_NS, *ABNORMAL;
+/* The fields of DeviceState this loop reads and writes, found by their slots' offsets (bind):
+ * a slot read is a load, where getattr costs a lookup through the type. */
+enum Field {
+    GATEWAY_ID, LOW, HIGH, VALID_LOW, VALID_HIGH, SILENT, LAST_SEEN, LAST_VALUE,
+    LAST_OBSERVED_NS, ABNORMAL, FIELDS
+};
+static const char *const FIELD_NAMES[FIELDS] = {
+    "gateway_id", "low", "high", "valid_low", "valid_high", "silent", "last_seen",
+    "last_value", "last_observed_ns", "abnormal",
+};
+static Py_ssize_t offsets[FIELDS];
+static PyObject *device_type; /* DeviceState, once bound */
 
-static int get_double(PyObject *object, PyObject *name, double *out) {
-    PyObject *value = PyObject_GetAttr(object, name);
+/* A field's value, borrowed: use it before calling back into Python. */
+static PyObject *field(PyObject *device, enum Field f) {
+    PyObject *value = *(PyObject **)((char *)device + offsets[f]);
+    if (value == NULL)
+        PyErr_Format(PyExc_AttributeError, "a device's %s is not set", FIELD_NAMES[f]);
+    return value;
+}
+
+static void set_field(PyObject *device, enum Field f, PyObject *value) {
+    PyObject **slot = (PyObject **)((char *)device + offsets[f]);
+    Py_XSETREF(*slot, Py_NewRef(value));
+}
+
+static int get_double(PyObject *device, enum Field f, double *out) {
+    PyObject *value = field(device, f);
     if (value == NULL)
         return -1;
     *out = PyFloat_AsDouble(value);
-    Py_DECREF(value);
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
-static int get_truth(PyObject *object, PyObject *name) {
-    PyObject *value = PyObject_GetAttr(object, name);
-    if (value == NULL)
-        return -1;
-    int truth = PyObject_IsTrue(value);
-    Py_DECREF(value);
-    return truth;
+static int get_truth(PyObject *device, enum Field f) {
+    PyObject *value = field(device, f);
+    return value == NULL ? -1 : PyObject_IsTrue(value);
 }
 
-static int set_owned(PyObject *object, PyObject *name, PyObject *value) {
-    if (value == NULL)
-        return -1;
-    int failed = PyObject_SetAttr(object, name, value);
-    Py_DECREF(value);
-    return failed;
+PyDoc_STRVAR(bind_doc,
+"bind(device_type)\n"
+"--\n\n"
+"Tells the loop the class of the devices (a class with __slots__ holding the fields it uses).");
+
+static PyObject *bind(PyObject *module, PyObject *type) {
+    if (!PyType_Check(type))
+        return PyErr_Format(PyExc_TypeError, "bind takes a class");
+    Py_ssize_t found[FIELDS];
+    for (int f = 0; f < FIELDS; f++) {
+        PyObject *descriptor = PyObject_GetAttrString(type, FIELD_NAMES[f]);
+        if (descriptor == NULL)
+            return NULL;
+        int slot = Py_IS_TYPE(descriptor, &PyMemberDescr_Type) &&
+                   ((PyMemberDescrObject *)descriptor)->d_member->type == T_OBJECT_EX;
+        if (slot)
+            found[f] = ((PyMemberDescrObject *)descriptor)->d_member->offset;
+        Py_DECREF(descriptor);
+        if (!slot)
+            return PyErr_Format(PyExc_TypeError, "%s is not a slot", FIELD_NAMES[f]);
+    }
+    memcpy(offsets, found, sizeof offsets);
+    Py_XSETREF(device_type, Py_NewRef(type));
+    Py_RETURN_NONE;
 }
 
 static int refuse(PyObject *refused, Py_ssize_t index, PyObject *device_id, int reason,
@@ -190,13 +226,16 @@ static int take_one(PyObject *devices, PyObject *gateway_id, const Reading *r, P
             result = refuse(refused, index, device_id, UNKNOWN_DEVICE, r->value);
         goto done;
     }
+    if ((PyObject *)Py_TYPE(device) != device_type) {
+        PyErr_SetString(PyExc_TypeError, "devices must be of the class given to bind()");
+        goto done;
+    }
     Py_INCREF(device); /* the callbacks below may change the dictionary */
-    PyObject *owner = PyObject_GetAttr(device, GATEWAY_ID);
+    PyObject *owner = field(device, GATEWAY_ID);
     if (owner == NULL)
         goto done_device;
-    int owned = PyObject_RichCompareBool(owner, gateway_id, Py_EQ);
-    Py_DECREF(owner);
-    if (owned < 0)
+    int owned = owner == gateway_id || PyUnicode_Compare(owner, gateway_id) == 0;
+    if (!owned && PyErr_Occurred())
         goto done_device;
     if (!owned) {
         result = refuse(refused, index, device_id, UNKNOWN_DEVICE, r->value);
@@ -221,8 +260,7 @@ static int take_one(PyObject *devices, PyObject *gateway_id, const Reading *r, P
             goto done_device;
         }
     }
-    if (PyObject_SetAttr(device, LAST_SEEN, received_at) < 0)
-        goto done_device;
+    set_field(device, LAST_SEEN, received_at);
     PyObject *observed = PyLong_FromUnsignedLongLong(r->observed_ns);
     if (observed == NULL)
         goto done_device;
@@ -235,28 +273,21 @@ static int take_one(PyObject *devices, PyObject *gateway_id, const Reading *r, P
             goto done_observed;
         Py_DECREF(none);
     }
-    result = 1;
-    PyObject *last = PyObject_GetAttr(device, LAST_OBSERVED_NS);
-    if (last == NULL) {
-        result = -1;
-        goto done_observed;
-    }
-    int older = PyObject_RichCompareBool(observed, last, Py_LT);
-    Py_DECREF(last);
+    PyObject *last = field(device, LAST_OBSERVED_NS);
+    int older = last == NULL ? -1 : PyObject_RichCompareBool(observed, last, Py_LT);
     if (older != 0) { /* an older reading is taken but the latest state stands */
         result = older < 0 ? -1 : 1;
         goto done_observed;
     }
     PyObject *value = PyFloat_FromDouble(r->value);
-    if (set_owned(device, LAST_VALUE, value) < 0 ||
-        PyObject_SetAttr(device, LAST_OBSERVED_NS, observed) < 0) {
-        result = -1;
+    if (value == NULL)
         goto done_observed;
-    }
+    set_field(device, LAST_VALUE, value);
+    Py_DECREF(value);
+    set_field(device, LAST_OBSERVED_NS, observed);
     int abnormal = get_truth(device, ABNORMAL);
-    if (abnormal < 0) {
-        result = -1;
-    } else if (normal == abnormal) { /* the condition starts (abnormal) or ends (normal) */
+    result = abnormal < 0 ? -1 : 1;
+    if (abnormal >= 0 && normal == abnormal) { /* the condition starts or ends */
         PyObject *none = PyObject_CallFunction(condition_changed, "OOdO", device,
                                                normal ? Py_False : Py_True, r->value, observed);
         if (none == NULL)
@@ -329,6 +360,10 @@ static PyObject *take(PyObject *module, PyObject *args) {
                           &bytes, &b.received_at, &latest_ns, &b.silence_ended,
                           &b.condition_changed))
         return NULL;
+    if (device_type == NULL) {
+        PyBuffer_Release(&bytes);
+        return PyErr_Format(PyExc_RuntimeError, "bind() the class of the devices first");
+    }
     b.latest_ns = latest_ns;
     Cursor whole = {bytes.buf, (const uint8_t *)bytes.buf + bytes.len};
     PyObject *result = NULL;
@@ -345,6 +380,7 @@ static PyObject *take(PyObject *module, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
+    {"bind", bind, METH_O, bind_doc},
     {"take", take, METH_VARARGS, take_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -354,18 +390,6 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__readings(void) {
-    struct {
-        PyObject **name;
-        const char *text;
-    } names[] = {
-        {&GATEWAY_ID, "gateway_id"}, {&LOW, "low"}, {&HIGH, "high"},
-        {&VALID_LOW, "valid_low"}, {&VALID_HIGH, "valid_high"}, {&SILENT, "silent"},
-        {&LAST_SEEN, "last_seen"}, {&LAST_VALUE, "last_value"},
-        {&LAST_OBSERVED_NS, "last_observed_ns"}, {&ABNORMAL, "abnormal"},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if ((*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
-            return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

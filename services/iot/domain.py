@@ -93,6 +93,9 @@ class DeviceState:
         return ALARM_OF[self.kind]
 
 
+_readings.bind(DeviceState)  # the compiled loop reads and writes these slots directly
+
+
 @dataclass(slots=True, eq=False)
 class GatewayState:
     gateway_id: str

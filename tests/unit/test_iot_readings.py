@@ -20,6 +20,8 @@ from wuye.iot.v1 import intake_service_pb2 as pb
 
 GATEWAY = "150602-Ga1b2c3d4e5f6"
 EVERYTHING = 2**64 - 1  # no reading is in the future
+SLOTS = ("gateway_id", "low", "high", "valid_low", "valid_high", "silent", "last_seen")
+SLOTS += ("last_value", "last_observed_ns", "abnormal")
 
 
 def varint(n: int) -> bytes:
@@ -176,3 +178,23 @@ def test_a_malformed_batch_changes_no_device(tail):
         take({device.device_id: device}, good + tail)
 
     assert (device.last_value, device.last_observed_ns, device.last_seen) == (None, 0, 0.0)
+
+
+def test_it_binds_only_to_a_class_whose_fields_are_slots():
+    class Loose:
+        pass
+
+    with pytest.raises(AttributeError):
+        _readings.bind(Loose)
+    with pytest.raises(TypeError, match="not a slot"):
+        _readings.bind(type("Property", (), {name: property() for name in SLOTS}))
+
+
+def test_a_device_of_another_class_is_an_error_not_a_crash():
+    class Impostor:
+        __slots__ = SLOTS
+
+    raw = length_delimited(4, length_delimited(1, b"150602-D000000000001"))
+
+    with pytest.raises(TypeError, match="class given to bind"):
+        take({"150602-D000000000001": Impostor()}, raw)
