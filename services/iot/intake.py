@@ -167,9 +167,8 @@ class Intake:
             )
             self.devices = store.load_devices(connection, self._scope.served, self.valid_ranges)
         self._producer = self._new_producer()
-        # The writer waits on the database many times a round; each time it takes the GIL back
-        # from threads parsing batches, after at most this long (the default, 5 ms, made the
-        # alarm path wait tens of milliseconds under load).
+        # How long a thread holding the GIL keeps it from one waiting (the writer, between its
+        # database calls): shorter shortens the alarm path but adds switches among the threads.
         sys.setswitchinterval(self.settings.iot_gil_switch_seconds)
         self._stop.clear()
         self._threads = [
