@@ -1,8 +1,9 @@
 """The gateway client: batches as the centre checks them, and the window of unacknowledged
-batches over a fake transport (no server, no network)."""
+batches, threaded and asyncio, over fake transports (no server, no network)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import threading
@@ -174,3 +175,130 @@ def test_closing_half_closes_the_requests() -> None:
     intake.streams[0][1].put(None)
     assert done.wait(WAIT)
     assert stream.in_flight == 0
+
+
+class FakeAsyncCall:
+    """A grpc.aio stream-stream call: what is written goes to `received`, and the test's
+    `answers` come back as responses (an exception is raised, None ends the call)."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue = asyncio.Queue()
+        self.answers: asyncio.Queue = asyncio.Queue()
+        self.half_closed = self.cancelled = False
+
+    async def write(self, raw: bytes) -> None:
+        if self.cancelled:
+            raise RuntimeError("the call is over")
+        await self.received.put(raw)
+
+    async def done_writing(self) -> None:
+        self.half_closed = True
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    async def __aiter__(self):
+        while (answer := await self.answers.get()) is not None:
+            if isinstance(answer, Exception):
+                raise answer
+            yield answer
+
+    async def sequences(self, count: int) -> list[int]:
+        raws = [await asyncio.wait_for(self.received.get(), WAIT) for _ in range(count)]
+        return [pb.ReadingBatch.FromString(raw).sequence for raw in raws]
+
+
+class FakeAsyncIntake:
+    """Opens FakeAsyncCalls, as open_async_stream(channel) opens calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[FakeAsyncCall] = []
+
+    def __call__(self) -> FakeAsyncCall:
+        self.calls.append(FakeAsyncCall())
+        return self.calls[-1]
+
+
+def run(coroutine) -> None:
+    asyncio.run(asyncio.wait_for(coroutine, WAIT * 2))
+
+
+def test_the_async_window_holds_back_sends_until_batches_are_acknowledged() -> None:
+    async def scenario() -> None:
+        intake = FakeAsyncIntake()
+        results: list[int] = []
+        stream = gateway.AsyncGatewayStream(
+            intake,
+            "G",
+            SECRET,
+            window=2,
+            first_sequence=10,
+            on_result=lambda r: results.append(r.sequence),
+        )
+        await stream.connect()
+        call = intake.calls[0]
+        assert [await stream.send(READINGS), await stream.send(READINGS)] == [10, 11]
+        with pytest.raises(TimeoutError):
+            await stream.send(READINGS, timeout=0.05)
+        assert await call.sequences(2) == [10, 11]
+        await call.answers.put(ack(10))
+        assert await stream.send(READINGS, timeout=WAIT) == 12
+        await call.answers.put(ack(11, 12))
+        assert await stream.wait_acked(WAIT)
+        assert results == [10, 11, 12]
+        assert (stream.tally.batches_acked, stream.tally.readings_accepted) == (3, 6)
+        await call.answers.put(None)
+        await stream.close()
+        assert call.half_closed and call.cancelled
+
+    run(scenario())
+
+
+def test_after_a_break_the_async_stream_resends_the_unacknowledged_batches_first() -> None:
+    async def scenario() -> None:
+        intake = FakeAsyncIntake()
+        calls = intake.calls
+        stream = gateway.AsyncGatewayStream(intake, "G", SECRET, window=4)
+        await stream.connect()
+        for _ in range(3):
+            await stream.send(READINGS)
+        first = [await calls[0].received.get() for _ in range(3)]
+        await calls[0].answers.put(ack(1))
+        await calls[0].answers.put(RuntimeError("connection reset"))
+        assert not await stream.wait_acked(WAIT)
+        with pytest.raises(gateway.StreamBroken) as broken:
+            await stream.send(READINGS, timeout=WAIT)
+        assert str(broken.value.cause) == "connection reset"
+        assert stream.in_flight == 2
+
+        await stream.connect()
+        assert [await calls[1].received.get() for _ in range(2)] == first[1:]
+        assert await stream.send(READINGS) == 4
+        await calls[1].answers.put(
+            pb.StreamReadingsResponse(
+                results=[pb.BatchResult(sequence=2, duplicate=True), *ack(3, 4, 3).results]
+            )
+        )
+        assert await stream.wait_acked(WAIT)
+        assert stream.tally == gateway.StreamTally(
+            batches_acked=4, duplicates=1, readings_accepted=6, readings_rejected=0, reconnects=1
+        )
+        await calls[1].answers.put(None)
+        await stream.close()
+
+    run(scenario())
+
+
+def test_an_async_stream_the_server_ends_is_broken_for_senders() -> None:
+    async def scenario() -> None:
+        call = FakeAsyncCall()
+        stream = gateway.AsyncGatewayStream(lambda: call, "G", SECRET, window=1)
+        await stream.connect()
+        await stream.send(READINGS)
+        await call.answers.put(None)
+        assert not await stream.wait_acked(WAIT)
+        assert stream.broken and stream.error is None
+        with pytest.raises(gateway.StreamBroken):
+            await stream.send(READINGS, timeout=WAIT)
+
+    run(scenario())
