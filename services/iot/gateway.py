@@ -156,46 +156,24 @@ class _Book:
                 self.on_result(result)
 
 
-_END = object()
-
-
-def _requests(outgoing: queue.SimpleQueue) -> Iterator[bytes]:
-    while (raw := outgoing.get()) is not _END:
-        yield raw
-
-
-class GatewayStream:
-    """One gateway's StreamReadings, with at most `window` batches unacknowledged.
-
-    `send` numbers and signs a batch, keeps it until its result comes and blocks while the
-    window is full. When the stream breaks, `send` raises StreamBroken; `connect` opens a new
-    stream and first resends every unacknowledged batch, byte for byte (so under its first
-    sequence number), which the service acknowledges without taking it twice.
-    `on_result` runs on the receiving thread for each BatchResult: keep it short.
-    For many gateways in one process, AsyncGatewayStream costs far less a batch.
-    """
+class _GatewayStreamBase:
+    """What both streams share: the book, the call's state, and how they look from outside."""
 
     def __init__(
         self,
-        open_stream: OpenStream,
+        open_stream: Any,
         gateway_id: str,
         secret: bytes,
-        *,
-        window: int = 8,
-        first_sequence: int = 1,
-        on_result: Callable[[pb.BatchResult], None] | None = None,
+        window: int,
+        first_sequence: int,
+        on_result: Callable[[pb.BatchResult], None] | None,
     ) -> None:
         self._open = open_stream
         self._book = _Book(gateway_id, secret, window, first_sequence, on_result)
-        self._cond = threading.Condition()
-        self._outgoing: queue.SimpleQueue | None = None
         self._call: Any = None
-        self._receiver: threading.Thread | None = None
         self._ended = True
         self.error: BaseException | None = None
         self.connected_once = False
-
-    # -- state
 
     @property
     def gateway_id(self) -> str:
@@ -217,6 +195,50 @@ class GatewayStream:
     def broken(self) -> bool:
         return self._ended
 
+    def _opening(self) -> None:
+        """A new call: not ended, and a reconnection if there was one before."""
+        self._ended, self.error = False, None
+        if self.connected_once:
+            self._book.tally.reconnects += 1
+        self.connected_once = True
+
+
+_END = object()
+
+
+def _requests(outgoing: queue.SimpleQueue) -> Iterator[bytes]:
+    while (raw := outgoing.get()) is not _END:
+        yield raw
+
+
+class GatewayStream(_GatewayStreamBase):
+    """One gateway's StreamReadings, with at most `window` batches unacknowledged.
+
+    `send` numbers and signs a batch, keeps it until its result comes and blocks while the
+    window is full. When the stream breaks, `send` raises StreamBroken; `connect` opens a new
+    stream and first resends every unacknowledged batch, byte for byte (so under its first
+    sequence number), which the service acknowledges without taking it twice.
+    `on_result` runs on the receiving thread for each BatchResult: keep it short.
+    For many gateways in one process, AsyncGatewayStream costs far less a batch.
+    """
+
+    def __init__(
+        self,
+        open_stream: OpenStream,
+        gateway_id: str,
+        secret: bytes,
+        *,
+        window: int = 8,
+        first_sequence: int = 1,
+        on_result: Callable[[pb.BatchResult], None] | None = None,
+    ) -> None:
+        super().__init__(open_stream, gateway_id, secret, window, first_sequence, on_result)
+        self._cond = threading.Condition()
+        self._outgoing: queue.SimpleQueue | None = None
+        self._receiver: threading.Thread | None = None
+
+    # -- state
+
     def unacked_sequences(self) -> list[int]:
         with self._cond:
             return list(self._book.unacked)
@@ -230,10 +252,8 @@ class GatewayStream:
             outgoing: queue.SimpleQueue = queue.SimpleQueue()
             for raw in self._book.unacked.values():
                 outgoing.put(raw)
-            self._outgoing, self._ended, self.error = outgoing, False, None
-            if self.connected_once:
-                self._book.tally.reconnects += 1
-            self.connected_once = True
+            self._outgoing = outgoing
+            self._opening()
         call = self._open(_requests(outgoing))
         self._call = call
         self._receiver = threading.Thread(
@@ -312,7 +332,7 @@ def open_async_stream(
     return functools.partial(call, metadata=tuple(metadata), timeout=timeout)
 
 
-class AsyncGatewayStream:
+class AsyncGatewayStream(_GatewayStreamBase):
     """GatewayStream for asyncio (grpc.aio): the same window, numbering and resending, with
     coroutines instead of threads. One event loop drives many gateways, and a batch costs
     its writer a fraction of what a thread-driven stream costs (the bench's load generators
@@ -329,36 +349,16 @@ class AsyncGatewayStream:
         first_sequence: int = 1,
         on_result: Callable[[pb.BatchResult], None] | None = None,
     ) -> None:
-        self._open = open_stream
-        self._book = _Book(gateway_id, secret, window, first_sequence, on_result)
+        super().__init__(open_stream, gateway_id, secret, window, first_sequence, on_result)
         self._changed = asyncio.Condition()
-        self._call: Any = None
         self._receiver: asyncio.Task | None = None
-        self._ended = True
-        self.error: BaseException | None = None
-        self.connected_once = False
-
-    @property
-    def tally(self) -> StreamTally:
-        return self._book.tally
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._book.unacked)
-
-    @property
-    def broken(self) -> bool:
-        return self._ended
 
     async def connect(self) -> None:
         """Opens a stream; what the last one left unacknowledged goes first, in order."""
         if self._call is not None:
             self._call.cancel()
         call = self._call = self._open()
-        self._ended, self.error = False, None
-        if self.connected_once:
-            self._book.tally.reconnects += 1
-        self.connected_once = True
+        self._opening()
         self._receiver = asyncio.create_task(self._receive(call))
         for raw in list(self._book.unacked.values()):
             await self._write(call, raw)
