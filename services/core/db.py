@@ -135,14 +135,24 @@ class ColumnUpdate:
     """Updates many rows of a table in one statement, each column's new values sent as one
     array (PostgreSQL's unnest): for writes done many times a second (the IoT intake's replay
     windows), where a statement a row, even pipelined, costs more than the database's work.
-    Runs in the caller's transaction."""
+    SQLite, the embedded default, has no arrays: there it is a statement a row. Runs in the
+    caller's transaction."""
 
     def __init__(self, engine: Engine, table: sa.Table, key: str, columns: list[str]) -> None:
+        self._names = [key, *columns]
+        self._sql = ""
         dialect = engine.dialect
+        if dialect.name != "postgresql":
+            self._params = [f"row_{n}" for n in self._names]
+            self._statement = (
+                table.update()
+                .where(table.c[key] == sa.bindparam(f"row_{key}"))
+                .values({c: sa.bindparam(f"row_{c}") for c in columns})
+            )
+            return
         quote = dialect.identifier_preparer.quote
-        names = [key, *columns]
+        names = self._names
         arrays = ", ".join(f"%({n})s::{table.c[n].type.compile(dialect)}[]" for n in names)
-        self._names = names
         self._sql = (
             f"UPDATE {dialect.identifier_preparer.format_table(table)} AS t"
             f" SET {', '.join(f'{quote(n)} = w.{quote(n)}' for n in columns)}"
@@ -153,6 +163,11 @@ class ColumnUpdate:
     def run(self, connection: sa.Connection, rows: list[tuple]) -> None:
         """`rows`: (key, *columns) each, in the order given at construction."""
         if not rows:
+            return
+        if not self._sql:
+            connection.execute(
+                self._statement, [dict(zip(self._params, r, strict=True)) for r in rows]
+            )
             return
         params = dict(zip(self._names, map(list, zip(*rows, strict=True)), strict=True))
         with connection.connection.dbapi_connection.cursor() as cursor:
