@@ -22,7 +22,7 @@ enum { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LEN = 2, WIRE_SGROUP = 3, WIRE_EG
        WIRE_FIXED32 = 5 };
 enum { BATCH_READINGS = 4, READING_DEVICE_ID = 1, READING_VALUE = 2, READING_OBSERVED = 3 };
 /* Why a reading was refused; wuye.iot.domain maps these to Rejection. */
-enum { UNKNOWN_DEVICE = 1, OBSERVED_IN_FUTURE = 2, VALUE_INVALID = 3 };
+enum { UNKNOWN_DEVICE = 1, OBSERVED_IN_FUTURE = 2, VALUE_NOT_FINITE = 3, VALUE_OUT_OF_RANGE = 4 };
 #define MAX_GROUP_DEPTH 64
 
 typedef struct {
@@ -255,8 +255,11 @@ static int take_one(PyObject *devices, PyObject *gateway_id, const Reading *r, P
         if (get_double(device, VALID_LOW, &valid_low) < 0 ||
             get_double(device, VALID_HIGH, &valid_high) < 0)
             goto done_device;
-        if (!isfinite(r->value) || r->value < valid_low || r->value > valid_high) {
-            result = refuse(refused, index, device_id, VALUE_INVALID, r->value);
+        int reason = !isfinite(r->value) ? VALUE_NOT_FINITE
+                     : (r->value < valid_low || r->value > valid_high) ? VALUE_OUT_OF_RANGE
+                                                                       : 0;
+        if (reason) {
+            result = refuse(refused, index, device_id, reason, r->value);
             goto done_device;
         }
     }
@@ -395,7 +398,8 @@ PyMODINIT_FUNC PyInit__readings(void) {
         return NULL;
     if (PyModule_AddIntConstant(m, "UNKNOWN_DEVICE", UNKNOWN_DEVICE) < 0 ||
         PyModule_AddIntConstant(m, "OBSERVED_IN_FUTURE", OBSERVED_IN_FUTURE) < 0 ||
-        PyModule_AddIntConstant(m, "VALUE_INVALID", VALUE_INVALID) < 0) {
+        PyModule_AddIntConstant(m, "VALUE_NOT_FINITE", VALUE_NOT_FINITE) < 0 ||
+        PyModule_AddIntConstant(m, "VALUE_OUT_OF_RANGE", VALUE_OUT_OF_RANGE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

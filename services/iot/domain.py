@@ -43,8 +43,6 @@ class AlarmState(StrEnum):
     RESOLVED = "RESOLVED"
 
 
-OPEN_STATES = (AlarmState.RAISED, AlarmState.ACKNOWLEDGED)
-
 # The condition each kind of device reports.
 ALARM_OF: dict[DeviceKind, AlarmKind] = {
     DeviceKind.HYDRANT_PRESSURE: AlarmKind.LOW_PRESSURE,
@@ -195,9 +193,10 @@ def take_readings(
 
     Returns how many readings were taken and the refused ones. A reading is refused when its
     device is not behind this gateway, it was observed after `latest_ns`, or its value is one
-    the device cannot read (_invalid). A taken reading marks its device heard (ending a
-    silence); unless it is older than the device's latest, it becomes the device's state, and
-    leaving or re-entering the normal range starts or ends the device's condition.
+    the device cannot read (not a number, or outside its kind's valid range). A taken reading
+    marks its device heard (ending a silence); unless it is older than the device's latest, it
+    becomes the device's state, and leaving or re-entering the normal range starts or ends the
+    device's condition.
 
     The loop over the readings is compiled (_readings.c); it calls back here for whatever is
     not a normal reading.
@@ -219,7 +218,8 @@ def take_readings(
     return taken, [_refused(devices, *refusal) for refusal in refusals]
 
 
-def _refused(devices: dict[str, DeviceState], index: int, device_id: str, reason: int, value):
+def _refused(devices: dict[str, DeviceState], index: int, device_id: str, reason: int, _value):
+    """A refusal of the compiled loop, in words."""
     if reason == _readings.UNKNOWN_DEVICE:
         return Refused(
             index, device_id[:64], Rejection.UNKNOWN_DEVICE, "no such device behind this gateway"
@@ -231,13 +231,14 @@ def _refused(devices: dict[str, DeviceState], index: int, device_id: str, reason
             Rejection.OBSERVED_IN_FUTURE,
             "observed later than the centre's clock allows",
         )
-    return Refused(index, device_id, *_invalid(devices[device_id], value))
-
-
-def _invalid(device: DeviceState, value: float) -> tuple[Rejection, str]:
-    if not math.isfinite(value):
-        return Rejection.VALUE_NOT_FINITE, "value must be a finite number"
-    return (
+    if reason == _readings.VALUE_NOT_FINITE:
+        return Refused(
+            index, device_id, Rejection.VALUE_NOT_FINITE, "value must be a finite number"
+        )
+    device = devices[device_id]
+    return Refused(
+        index,
+        device_id,
         Rejection.VALUE_OUT_OF_RANGE,
         f"a {device.kind} reads between {device.valid_low:g} and {device.valid_high:g}",
     )
