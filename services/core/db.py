@@ -139,19 +139,17 @@ class ColumnUpdate:
     caller's transaction."""
 
     def __init__(self, engine: Engine, table: sa.Table, key: str, columns: list[str]) -> None:
-        self._names = [key, *columns]
-        self._sql = ""
-        dialect = engine.dialect
-        if dialect.name != "postgresql":
-            self._params = [f"row_{n}" for n in self._names]
+        names = self._names = [key, *columns]
+        self._arrays = is_postgres(engine)
+        if not self._arrays:
             self._statement = (
                 table.update()
                 .where(table.c[key] == sa.bindparam(f"row_{key}"))
                 .values({c: sa.bindparam(f"row_{c}") for c in columns})
             )
             return
+        dialect = engine.dialect
         quote = dialect.identifier_preparer.quote
-        names = self._names
         arrays = ", ".join(f"%({n})s::{table.c[n].type.compile(dialect)}[]" for n in names)
         self._sql = (
             f"UPDATE {dialect.identifier_preparer.format_table(table)} AS t"
@@ -164,11 +162,10 @@ class ColumnUpdate:
         """`rows`: (key, *columns) each, in the order given at construction."""
         if not rows:
             return
-        if not self._sql:
-            connection.execute(
-                self._statement, [dict(zip(self._params, r, strict=True)) for r in rows]
-            )
+        if not self._arrays:
+            params = [{f"row_{n}": v for n, v in zip(self._names, r, strict=True)} for r in rows]
+            connection.execute(self._statement, params)
             return
-        params = dict(zip(self._names, map(list, zip(*rows, strict=True)), strict=True))
+        columns = dict(zip(self._names, map(list, zip(*rows, strict=True)), strict=True))
         with connection.connection.dbapi_connection.cursor() as cursor:
-            cursor.execute(self._sql, params)
+            cursor.execute(self._sql, columns)

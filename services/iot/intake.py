@@ -222,8 +222,10 @@ class Intake:
             if len(old) == 0:
                 self._retired.remove(old)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish what was accepted: deliver to Kafka, commit, acknowledge, snapshot."""
+    def stop(self) -> None:
+        """Finish what was accepted: deliver to Kafka, commit, acknowledge, snapshot; each
+        wait bounded by the shutdown grace."""
+        timeout = self.settings.shutdown_grace_seconds
         if self._producer is not None:
             self._producer.flush(timeout)
         self._stop.set()
