@@ -60,8 +60,8 @@ class ServiceDefinition:
     routes: dict[str, Route]  # by method name
     # Work the servicer does besides answering calls (background threads): started before the
     # server takes calls, stopped after it has finished them.
-    start: Callable[[], None] | None = None
-    stop: Callable[[], None] | None = None
+    start: Callable[[], None] = lambda: None
+    stop: Callable[[], None] = lambda: None
 
 
 def _field(message: pb_message.Message, path: str) -> str:
@@ -170,6 +170,7 @@ class Gateway(grpc.ServerInterceptor):
         handled: dict[grpc.StatusCode, Any] = {}
         parse = handler.request_deserializer
         city = self._scope.city
+        caller_of = self._call
 
         def parse_request(raw: bytes) -> pb_message.Message:
             # We parse here rather than in grpcio, which answers INTERNAL to undecodable bytes.
@@ -216,12 +217,6 @@ class Gateway(grpc.ServerInterceptor):
                 ref = call.request_id if call else ""
                 grpc_context.abort(INTERNAL, f"internal error (request {ref})")
 
-        def admit(grpc_context: grpc.ServicerContext) -> tuple[Any, RequestContext]:
-            if route is None:
-                raise PermissionDenied("METHOD_NOT_ROUTED", f"{method_name} has no access policy")
-            call = self._call(route, grpc_context)
-            return context.enter(call), call
-
         def request_of(raw: bytes, call: RequestContext) -> pb_message.Message:
             request = parse_request(raw)
             if route.district_field:
@@ -248,6 +243,16 @@ class Gateway(grpc.ServerInterceptor):
             def __enter__(self) -> Outcome:
                 return self
 
+            def admit(self) -> RequestContext:
+                """The caller, checked against the route, as the call's context from now on."""
+                if route is None:
+                    raise PermissionDenied(
+                        "METHOD_NOT_ROUTED", f"{method_name} has no access policy"
+                    )
+                caller = caller_of(route, self.grpc_context)
+                self.token = context.enter(caller)
+                return caller
+
             def __exit__(self, kind, error, _traceback) -> bool:
                 if kind is None:
                     code = grpc.StatusCode.OK
@@ -264,24 +269,19 @@ class Gateway(grpc.ServerInterceptor):
                 finally:
                     if self.token is not None:
                         context.leave(self.token)
-                # An error was answered (finish aborts the call); a closed stream goes on closing.
-                return kind is not None and kind is not GeneratorExit
+                # Not suppressed: an error was answered by aborting, which raises; a closed
+                # stream goes on closing.
+                return False
 
         def run(behavior, raw: bytes, grpc_context: grpc.ServicerContext):
             with Outcome(grpc_context) as call:
-                call.token, caller = admit(grpc_context)
-                return behavior(request_of(raw, caller), grpc_context)
+                return behavior(request_of(raw, call.admit()), grpc_context)
 
-        def run_stream(behavior, requests, grpc_context: grpc.ServicerContext, unary: bool):
-            """A call whose responses stream: sent as the handler yields them. `requests` is
-            the request's bytes, or (`unary` false) an iterator of requests' bytes."""
+        def run_stream(behavior, request_for, grpc_context: grpc.ServicerContext):
+            """A call whose responses stream: sent as the handler yields them.
+            `request_for(caller)` is what the handler gets: a request, or an iterator of them."""
             with Outcome(grpc_context) as call:
-                call.token, caller = admit(grpc_context)
-                if unary:
-                    request = request_of(requests, caller)
-                else:
-                    request = (parse_request(raw) for raw in requests)
-                yield from behavior(request, grpc_context)
+                yield from behavior(request_for(call.admit()), grpc_context)
 
         if handler.unary_unary:
             inner = handler.unary_unary
@@ -292,13 +292,17 @@ class Gateway(grpc.ServerInterceptor):
         if handler.unary_stream:
             inner_stream = handler.unary_stream
             return grpc.unary_stream_rpc_method_handler(
-                lambda raw, ctx: run_stream(inner_stream, raw, ctx, unary=True),
+                lambda raw, ctx: run_stream(
+                    inner_stream, lambda caller: request_of(raw, caller), ctx
+                ),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream:
             inner_bidi = handler.stream_stream
             return grpc.stream_stream_rpc_method_handler(
-                lambda requests, ctx: run_stream(inner_bidi, requests, ctx, unary=False),
+                lambda requests, ctx: run_stream(
+                    inner_bidi, lambda _caller: map(parse_request, requests), ctx
+                ),
                 response_serializer=handler.response_serializer,
             )
         raise NotImplementedError(f"{method}: client-streaming methods are not routed yet")
@@ -369,8 +373,7 @@ def serve(settings: Settings, definitions: list[ServiceDefinition]) -> None:
     server, port, health_servicer = build_server(settings, definitions)
     metrics_port = metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
     for definition in definitions:
-        if definition.start is not None:
-            definition.start()
+        definition.start()
     server.start()
     log(
         logging.getLogger("wuye"),
@@ -394,5 +397,4 @@ def serve(settings: Settings, definitions: list[ServiceDefinition]) -> None:
     signal.signal(signal.SIGINT, stop)
     server.wait_for_termination()
     for definition in definitions:
-        if definition.stop is not None:
-            definition.stop()
+        definition.stop()
