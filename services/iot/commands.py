@@ -11,14 +11,15 @@ from sqlalchemy import Connection, Engine
 
 from wuye.core import context
 from wuye.core.consumer import EventMeta, Handler
-from wuye.core.db import utc
+from wuye.core.db import reader, utc
 from wuye.core.errors import FailedPrecondition, NotFound
 from wuye.core.events import Event, add_events, run_idempotent
 from wuye.core.ids import new_id
 from wuye.core.paging import Page
 from wuye.core.wire import timestamp
-from wuye.iot import store
+from wuye.iot import domain, store
 from wuye.iot.domain import AlarmState, DeviceKind, DeviceState
+from wuye.iot.gateway import mqtt_topic
 from wuye.iot.intake import (
     ALARM_TOPIC,
     READING_TOPIC,
@@ -44,7 +45,7 @@ def gateway_message(row) -> pb.Gateway:
         project_id=row.project_id,
         district_code=row.district_code,
         name=row.name,
-        mqtt_topic=f"wuye/{row.district_code}/{row.gateway_id}/readings",
+        mqtt_topic=mqtt_topic(row.district_code, row.gateway_id),
         create_time=timestamp(utc(row.created_at)),
     )
 
@@ -73,6 +74,7 @@ def device_message(device: DeviceState) -> pb.Device:
 class Iot:
     def __init__(self, engine: Engine, settings: IotSettings, intake: Intake | None = None):
         self.engine = engine
+        self.reader = reader(engine)
         self.settings = settings
         self._intake = intake
 
@@ -144,11 +146,11 @@ class Iot:
         return row
 
     def _key_version(self, gateway_id: str) -> int:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return self._gateway_row(connection, gateway_id).key_version
 
     def get_gateway(self, gateway_id: str) -> pb.Gateway:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return gateway_message(self._gateway_row(connection, gateway_id))
 
     def rotate_secret(self, gateway_id: str) -> pb.RotateGatewaySecretResponse:
@@ -217,7 +219,7 @@ class Iot:
             response_type=pb.Device,
             command=command,
         )
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             row = connection.execute(
                 sa.select(store.devices).where(store.devices.c.device_id == device.id)
             ).one()
@@ -256,7 +258,7 @@ class Iot:
         return row
 
     def get_alarm(self, alarm_id: str) -> pb.Alarm:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return alarm_message(self._alarm_row(connection, alarm_id)._asdict())
 
     def list_alarms(
@@ -279,7 +281,7 @@ class Iot:
                 )
             )
         query = query.order_by(alarms.raised_at.desc(), alarms.alarm_id).limit(page.size + 1)
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return [alarm_message(row._asdict()) for row in connection.execute(query)]
 
     def open_alarms(self, districts: frozenset[str]) -> list[pb.Alarm]:
@@ -292,7 +294,7 @@ class Iot:
             )
             .order_by(alarms.raised_at)
         )
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return [alarm_message(row._asdict()) for row in connection.execute(query)]
 
     def acknowledge(self, alarm_id: str, note: str) -> pb.Alarm:
@@ -300,11 +302,7 @@ class Iot:
         now = dt.datetime.now(dt.UTC)
         with self.engine.begin() as connection:
             row = self._alarm_row(connection, alarm_id, lock=True)
-            if row.state == AlarmState.RESOLVED:
-                raise FailedPrecondition(
-                    "ALARM_RESOLVED", f"alarm {alarm_id} is resolved already", alarm_id=alarm_id
-                )
-            if row.state == AlarmState.ACKNOWLEDGED:
+            if not domain.acknowledging_changes(row.state, alarm_id):
                 return alarm_message(row._asdict())
             alarm = update_alarm(
                 connection,
@@ -346,10 +344,7 @@ class Iot:
 
     def on_project_registered(self, connection: Connection, message, _meta: EventMeta) -> None:
         store.upsert_project(
-            connection,
-            project_id=message.project_id,
-            district_code=message.district_code,
-            credit_code=store.credit_code_of(connection, message.project_id),
+            connection, project_id=message.project_id, district_code=message.district_code
         )
 
     def on_enterprise_assigned(self, connection: Connection, message, _meta: EventMeta) -> None:
@@ -361,10 +356,6 @@ class Iot:
         )
 
     def on_enterprise_exited(self, connection: Connection, message, _meta: EventMeta) -> None:
-        if store.credit_code_of(connection, message.project_id) == message.credit_code:
-            store.upsert_project(
-                connection,
-                project_id=message.project_id,
-                district_code=message.district_code,
-                credit_code="",
-            )
+        store.end_service(
+            connection, project_id=message.project_id, credit_code=message.credit_code
+        )

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wuye.core.errors import FailedPrecondition
 from wuye.iot import _readings
 
 
@@ -41,6 +42,16 @@ class AlarmState(StrEnum):
     RAISED = "RAISED"
     ACKNOWLEDGED = "ACKNOWLEDGED"
     RESOLVED = "RESOLVED"
+
+
+def acknowledging_changes(state: AlarmState, alarm_id: str) -> bool:
+    """Whether acknowledging an alarm in `state` changes it: a raised one becomes acknowledged,
+    an acknowledged one stays as it is, and a resolved one cannot be acknowledged."""
+    if state == AlarmState.RESOLVED:
+        raise FailedPrecondition(
+            "ALARM_RESOLVED", f"alarm {alarm_id} is resolved already", alarm_id=alarm_id
+        )
+    return state == AlarmState.RAISED
 
 
 # The condition each kind of device reports.

@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 
 from wuye.core.errors import DomainError
 from wuye.core.logs import log
+from wuye.iot.gateway import mqtt_topic
 from wuye.iot.intake import Intake
 from wuye.iot.v1 import intake_service_pb2 as pb
 
@@ -29,7 +30,8 @@ logger = logging.getLogger("wuye.iot.mqtt")
 
 
 def readings_topic(district: str, gateway: str = "+") -> str:
-    return f"wuye/{district}/{gateway}/readings"
+    """A gateway's readings topic; by default every gateway's of the district."""
+    return mqtt_topic(district, gateway)
 
 
 class MqttIntake:

@@ -228,21 +228,26 @@ def credit_code_of(connection: Connection, project_id: str) -> str:
 
 
 def upsert_project(
-    connection: Connection, *, project_id: str, district_code: str, credit_code: str
+    connection: Connection, *, project_id: str, district_code: str, credit_code: str | None = None
 ) -> None:
-    """What the registry told of a project: where it is and who serves it now."""
-    now = dt.datetime.now(dt.UTC)
+    """What the registry told of a project: where it is and, unless `credit_code` is None (kept
+    as it is; none for a new project), who serves it now."""
+    values = {"district_code": district_code, "updated_at": dt.datetime.now(dt.UTC)}
+    if credit_code is not None:
+        values["credit_code"] = credit_code
     updated = connection.execute(
-        projects.update()
-        .where(projects.c.project_id == project_id)
-        .values(district_code=district_code, credit_code=credit_code, updated_at=now)
+        projects.update().where(projects.c.project_id == project_id).values(values)
     ).rowcount
     if not updated:
         connection.execute(
-            projects.insert().values(
-                project_id=project_id,
-                district_code=district_code,
-                credit_code=credit_code,
-                updated_at=now,
-            )
+            projects.insert().values(project_id=project_id, **{"credit_code": "", **values})
         )
+
+
+def end_service(connection: Connection, *, project_id: str, credit_code: str) -> None:
+    """The enterprise `credit_code` no longer serves the project, if it still did."""
+    connection.execute(
+        projects.update()
+        .where(projects.c.project_id == project_id, projects.c.credit_code == credit_code)
+        .values(credit_code="", updated_at=dt.datetime.now(dt.UTC))
+    )
