@@ -70,15 +70,6 @@ class Registry(InProcessServer):
 
     # -- the database, to check what was (not) stored
 
-    def count(self, table: str, **where: object) -> int:
-        meta = sa.MetaData()
-        t = sa.Table(table, meta, autoload_with=self.engine) if table != "outbox" else outbox
-        query = sa.select(sa.func.count()).select_from(t)
-        for column, value in where.items():
-            query = query.where(t.c[column] == value)
-        with self.engine.connect() as connection:
-            return connection.execute(query).scalar_one()
-
     def outbox_types(self) -> list[str]:
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(outbox.c.event_type).order_by(outbox.c.id))

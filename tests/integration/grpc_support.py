@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 import grpc
+import sqlalchemy as sa
 from google.protobuf import descriptor as d
 from google.protobuf import message_factory
 from google.protobuf.message import Message
@@ -29,7 +30,7 @@ from hypothesis import strategies as st
 from wuye.core.auth import Role, issue_token
 from wuye.core.consumer import EventMeta, Handler
 from wuye.core.db import create_service_engine
-from wuye.core.events import inbox
+from wuye.core.events import inbox, outbox
 from wuye.core.grpcserver import ServiceDefinition, build_server
 from wuye.core.migrate import upgrade
 from wuye.core.service import ServiceSpec
@@ -120,8 +121,7 @@ class InProcessServer:
         self.served = self.definitions()
         self.server, self.port, self.health = build_server(settings, self.served)
         for definition in self.served:
-            if definition.start is not None:
-                definition.start()
+            definition.start()
         self.server.start()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.stub = self.stub_class(self.channel)
@@ -167,12 +167,45 @@ class InProcessServer:
             handler.handle(connection, message, meta)
         return meta.event_id
 
+    # -- the database, to check what was (not) stored and announced
+
+    # The service's own event types, decoded by `outbox_events` when a test names none.
+    event_types: ClassVar[tuple[type[Message], ...]] = ()
+
+    def count(self, table: str, **where: object) -> int:
+        """Rows of `table` ("outbox" or any table of the service) with the given column values."""
+        t = (
+            outbox
+            if table == "outbox"
+            else sa.Table(table, sa.MetaData(), autoload_with=self.engine)
+        )
+        query = sa.select(sa.func.count()).select_from(t)
+        for column, value in where.items():
+            query = query.where(t.c[column] == value)
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one()
+
+    def outbox_events(self, *types: type[Message], topic: str | None = None) -> list[Message]:
+        """Decoded outbox events, oldest first, of the given types (`event_types` if none), of
+        `topic` if given."""
+        by_name = {t.DESCRIPTOR.full_name: t for t in types or self.event_types}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(outbox.c.topic, outbox.c.event_type, outbox.c.payload).order_by(
+                    outbox.c.id
+                )
+            )
+            return [
+                by_name[row.event_type].FromString(row.payload)
+                for row in rows
+                if (topic is None or row.topic == topic) and row.event_type in by_name
+            ]
+
     def close(self) -> None:
         self.channel.close()
         self.server.stop(None).wait(10)
         for definition in self.served:
-            if definition.stop is not None:
-                definition.stop()
+            definition.stop()
         self.engine.dispose()
 
     # -- principals

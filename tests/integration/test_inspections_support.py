@@ -147,6 +147,7 @@ class InspectionsServer(InProcessServer):
     spec = SPEC
     stub_class = pb_grpc.InspectionsServiceStub
     event_topic = PROJECT_TOPIC
+    event_types = EVENT_TYPES
 
     def __init__(self, settings: InspectionsSettings) -> None:
         super().__init__(settings)
@@ -260,16 +261,7 @@ class InspectionsServer(InProcessServer):
 
     def events(self, *types: type[Message]) -> list[Message]:
         """Decoded outbox events, oldest first, of the given types (every type if none)."""
-        by_name = {t.DESCRIPTOR.full_name: t for t in types or EVENT_TYPES}
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(outbox.c.event_type, outbox.c.payload).order_by(outbox.c.id)
-            )
-            return [
-                by_name[row.event_type].FromString(row.payload)
-                for row in rows
-                if row.event_type in by_name
-            ]
+        return self.outbox_events(*types)
 
     def outbox_rows(self) -> list:
         with self.engine.connect() as connection:

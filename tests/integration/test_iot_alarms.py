@@ -11,7 +11,9 @@ import grpc
 import pytest
 from test_iot_support import (
     ALARM_TOPIC,
+    CREDIT_CODE,
     DONGSHENG,
+    FACILITY,
     KANGBASHI,
     iot_servers,
     now_ns,
@@ -27,13 +29,11 @@ from wuye.iot.v1 import intake_service_pb2 as pb
 
 pytestmark = pytest.mark.integration
 
-FACILITY = pb.DEVICE_KIND_FIRE_FACILITY
 RAISED, ACKED, RESOLVED = (
     pb.ALARM_STATE_RAISED,
     pb.ALARM_STATE_ACKNOWLEDGED,
     pb.ALARM_STATE_RESOLVED,
 )
-CREDIT_CODE = "91150602MA0N1K2L3X"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from grpc_support import FORBIDDEN, fuzz_every_payload, fuzz_settings, messages
 from hypothesis import given
 from hypothesis import strategies as st
-from test_iot_support import DONGSHENG, KANGBASHI, iot_servers, now_ns
+from test_iot_support import CREDIT_CODE, DONGSHENG, KANGBASHI, iot_servers, now_ns
 
 from wuye.core.auth import Role
 from wuye.iot.v1 import intake_service_pb2 as pb
@@ -37,7 +37,7 @@ def iot(make_settings):
 def _seed(iot):
     """A gateway with devices and an alarm (its clock is off: nothing goes to Kafka), so that
     fuzzed ids sometimes name them."""
-    gateway = iot.gateway(iot.project(DONGSHENG, "91150602MA0N1K2L3X"))
+    gateway = iot.gateway(iot.project(DONGSHENG, CREDIT_CODE))
     facility = iot.device(gateway, pb.DEVICE_KIND_FIRE_FACILITY).id
     hydrant = iot.device(gateway, pb.DEVICE_KIND_HYDRANT_PRESSURE).id
     iot.post(gateway.signed(sent_ns=now_ns() - 60 * 10**9))

@@ -21,7 +21,7 @@ import pytest
 from google.protobuf import json_format
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from test_iot_support import Gateway, iot_servers
+from test_iot_support import FACILITY, Gateway, iot_servers
 
 from wuye.iot.signing import signature_of
 from wuye.iot.v1 import events_pb2 as ev
@@ -30,7 +30,6 @@ from wuye.iot.v1 import intake_service_pb2 as pb
 pytestmark = pytest.mark.integration
 
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
-FACILITY = pb.DEVICE_KIND_FIRE_FACILITY
 ACK_TIMEOUT_SECONDS = 10.0
 
 

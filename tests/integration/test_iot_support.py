@@ -23,11 +23,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_support import CALL_TIMEOUT_SECONDS, Client, Failure, InProcessServer, failure_of
 from grpc_support import started_servers as _started_servers
 
-from wuye.core.events import outbox
 from wuye.core.grpcserver import ServiceDefinition
 from wuye.iot.commands import Iot
 from wuye.iot.gateway import open_stream, post_batch
-from wuye.iot.intake import Intake
 from wuye.iot.service import SPEC
 from wuye.iot.signing import sign
 from wuye.iot.v1 import events_pb2 as ev
@@ -39,6 +37,9 @@ PROJECT_TOPIC = "wuye.registry.project.v1"
 READING_TOPIC = "wuye.iot.reading.v1"
 ALARM_TOPIC = "wuye.iot.alarm.v1"
 DONGSHENG, KANGBASHI = "150602", "150603"
+FACILITY = pb.DEVICE_KIND_FIRE_FACILITY
+# The enterprise serving the projects of tests that need one.
+CREDIT_CODE = "91150602MA0N1K2L3X"
 GATEWAY_KEY = "wuye-test-gateway-key-0123456789"
 
 # Short intervals: the writer's rounds, silence and escalation checks happen within the tests'
@@ -142,12 +143,11 @@ class IotServer(InProcessServer):
     spec = SPEC
     stub_class = pb_grpc.IntakeServiceStub
     event_topic = PROJECT_TOPIC
+    event_types = EVENT_TYPES
 
     def definitions(self) -> list[ServiceDefinition]:
         self.handlers = Iot(self.engine, self.settings).handlers()
         served = super().definitions()
-        # The engine inside the servicer: its in-memory device state is what tests look at.
-        self.intake: Intake = served[0].servicer._intake
         self._watches: list[Watch] = []
         return served
 
@@ -175,9 +175,11 @@ class IotServer(InProcessServer):
     def open_stream(self, batches: Iterable[bytes], timeout: float = 30.0):
         return open_stream(self.channel, timeout=timeout)(iter(batches))
 
-    def stream(self, batches: Iterable[bytes]) -> list[pb.BatchResult]:
+    def stream(self, batches: Iterable[bytes], timeout: float = 30.0) -> list[pb.BatchResult]:
         """Every result of a stream that ends normally."""
-        return [r for response in self.open_stream(batches) for r in response.results]
+        return [
+            r for response in self.open_stream(batches, timeout=timeout) for r in response.results
+        ]
 
     def stream_fails(self, batches: Iterable[bytes]) -> tuple[list[pb.BatchResult], Failure]:
         """The results a stream got before it ended with an error, and the error."""
@@ -259,30 +261,7 @@ class IotServer(InProcessServer):
 
     def events(self, *types: type[Message]) -> list[Message]:
         """Decoded alarm events of the outbox, oldest first, of the given types."""
-        by_name = {t.DESCRIPTOR.full_name: t for t in types or EVENT_TYPES}
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(outbox.c.topic, outbox.c.event_type, outbox.c.payload).order_by(
-                    outbox.c.id
-                )
-            )
-            return [
-                by_name[row.event_type].FromString(row.payload)
-                for row in rows
-                if row.topic == ALARM_TOPIC and row.event_type in by_name
-            ]
-
-    def count(self, table: str, **where: object) -> int:
-        t = (
-            outbox
-            if table == "outbox"
-            else sa.Table(table, sa.MetaData(), autoload_with=self.engine)
-        )
-        query = sa.select(sa.func.count()).select_from(t)
-        for column, value in where.items():
-            query = query.where(t.c[column] == value)
-        with self.engine.connect() as connection:
-            return connection.execute(query).scalar_one()
+        return self.outbox_events(*types, topic=ALARM_TOPIC)
 
     def replay_highest(self, gateway_id: str) -> int:
         with self.engine.connect() as connection:
