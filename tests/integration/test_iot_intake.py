@@ -17,6 +17,7 @@ import pytest
 from grpc import aio
 from test_iot_support import (
     DONGSHENG,
+    FACILITY,
     KANGBASHI,
     READING_TOPIC,
     Gateway,
@@ -28,7 +29,7 @@ from test_iot_support import (
 
 from wuye.core.auth import Role
 from wuye.core.kafka import ensure_topics
-from wuye.iot.gateway import AsyncGatewayStream, StreamBroken, StreamTally, open_async_stream
+from wuye.iot.gateway import AsyncGatewayStream, StreamBroken, StreamTally, open_stream
 from wuye.iot.v1 import intake_service_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,6 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 FAILED = grpc.StatusCode.FAILED_PRECONDITION
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
-FACILITY = pb.DEVICE_KIND_FIRE_FACILITY
 HYDRANT = pb.DEVICE_KIND_HYDRANT_PRESSURE
 
 
@@ -281,7 +281,7 @@ def test_an_asyncio_gateway_streams_and_resends_what_a_broken_stream_left(iot, r
             calls = []
 
             def open_call():
-                calls.append(open_async_stream(channel)())
+                calls.append(open_stream(channel)())
                 return calls[-1]
 
             stream = AsyncGatewayStream(open_call, gateway.id, gateway.secret, window=8)
@@ -318,7 +318,7 @@ def test_a_sequence_far_ahead_of_one_in_flight_does_not_stop_acknowledgements(io
     first = gateway.signed([(device.id, 1.0)], sequence=1)
     far = gateway.signed([(f"{DONGSHENG}-Dnosuchdevice", 1.0)], sequence=100)
 
-    results = [r for response in iot.open_stream([first, far], timeout=5) for r in response.results]
+    results = iot.stream([first, far], timeout=5)
     later = iot.post(gateway.signed([(device.id, 1.0)], sequence=101), timeout=5)
 
     assert sorted(r.sequence for r in results) == [1, 100]
@@ -462,7 +462,7 @@ def test_a_broker_restarted_mid_stream_loses_no_acknowledged_batch(
 # ---------------------------------------------------------------- batches refused whole
 
 
-def refused_whole(iot, gateway: Gateway, raw: bytes, code: grpc.StatusCode, read_topic):
+def refused_whole(iot, gateway: Gateway, raw: bytes, code: grpc.StatusCode):
     """Posts `raw`, expecting `code`; checks nothing was stored or produced; returns the
     failure."""
     outbox_before, alarms_before = iot.count("outbox"), iot.count("alarms")
@@ -481,10 +481,10 @@ def gateway_with_device(iot) -> tuple[Gateway, str]:
     return gateway, iot.device(gateway, FACILITY).id
 
 
-def test_garbage_is_not_a_batch(iot, gateway_with_device, read_topic):
+def test_garbage_is_not_a_batch(iot, gateway_with_device):
     gateway, _ = gateway_with_device
 
-    failure = refused_whole(iot, gateway, b"\xff\xfe garbage", INVALID, read_topic)
+    failure = refused_whole(iot, gateway, b"\xff\xfe garbage", INVALID)
 
     assert "batch" in failure.violations
 
@@ -493,13 +493,11 @@ def test_a_forged_or_missing_signature_is_unauthenticated(iot, gateway_with_devi
     gateway, device = gateway_with_device
     batch = gateway.batch([(device, 0.0)], sequence=1)
 
-    forged = refused_whole(
-        iot, gateway, gateway.sign(batch, secret=b"x" * 32), UNAUTHENTICATED, read_topic
-    )
+    forged = refused_whole(iot, gateway, gateway.sign(batch, secret=b"x" * 32), UNAUTHENTICATED)
     tampered = bytearray(gateway.sign(batch))
     tampered[-40] ^= 1
-    changed = refused_whole(iot, gateway, bytes(tampered), UNAUTHENTICATED, read_topic)
-    unsigned = refused_whole(iot, gateway, batch.SerializeToString(), UNAUTHENTICATED, read_topic)
+    changed = refused_whole(iot, gateway, bytes(tampered), UNAUTHENTICATED)
+    unsigned = refused_whole(iot, gateway, batch.SerializeToString(), UNAUTHENTICATED)
 
     assert (forged.reason, changed.reason, unsigned.reason) == (
         "BAD_SIGNATURE",
@@ -512,20 +510,20 @@ def test_a_forged_or_missing_signature_is_unauthenticated(iot, gateway_with_devi
     assert ce_ids(read_topic(READING_TOPIC, 1, key=gateway.id.encode())) == [f"{gateway.id}:1"]
 
 
-def test_an_unknown_gateway_is_not_found(iot, gateway_with_device, read_topic):
+def test_an_unknown_gateway_is_not_found(iot, gateway_with_device):
     gateway, device = gateway_with_device
     stranger = Gateway(f"{DONGSHENG}-G000000000000", DONGSHENG, gateway.secret, "")
 
-    failure = refused_whole(iot, gateway, stranger.signed([(device, 0.0)]), NOT_FOUND, read_topic)
+    failure = refused_whole(iot, gateway, stranger.signed([(device, 0.0)]), NOT_FOUND)
 
     assert failure.reason == "GATEWAY_NOT_FOUND"
 
 
-def test_a_gateway_id_that_is_no_gateway_id_is_invalid(iot, gateway_with_device, read_topic):
+def test_a_gateway_id_that_is_no_gateway_id_is_invalid(iot, gateway_with_device):
     gateway, device = gateway_with_device
     nobody = Gateway("not-a-gateway", DONGSHENG, gateway.secret, "")
 
-    failure = refused_whole(iot, gateway, nobody.signed([(device, 0.0)]), INVALID, read_topic)
+    failure = refused_whole(iot, gateway, nobody.signed([(device, 0.0)]), INVALID)
 
     assert "gateway_id" in failure.violations
 
@@ -555,14 +553,14 @@ def test_a_gateway_of_a_district_the_instance_does_not_serve_is_sent_away(start_
     ],
     ids=["sequence-0", "sequence-2^63", "no-send-time", "too-many-readings"],
 )
-def test_a_batch_out_of_bounds_is_invalid(start_iot, read_topic, change, field):
+def test_a_batch_out_of_bounds_is_invalid(start_iot, change, field):
     iot = start_iot(iot_max_batch_readings=5)
     gateway = iot.gateway()
     device = iot.device(gateway, FACILITY).id
     batch = gateway.batch([(device, 0.0)], sequence=1)
     change(batch)
 
-    failure = refused_whole(iot, gateway, gateway.sign(batch), INVALID, read_topic)
+    failure = refused_whole(iot, gateway, gateway.sign(batch), INVALID)
 
     assert field in failure.violations, failure.violations
     assert iot.get_device(device).HasField("last_value") is False
