@@ -43,7 +43,12 @@ class Deployment:
         )
 
     def admin_token(self) -> str:
-        return issue_token(self.token_secret, subject="bench", role=Role.ADMIN)
+        return issue_admin_token(self.token_secret)
+
+
+def issue_admin_token(token_secret: str) -> str:
+    """The bench's admin token for a deployment signing tokens with `token_secret`."""
+    return issue_token(token_secret, subject="bench", role=Role.ADMIN)
 
 
 S = TypeVar("S", bound=Settings)

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.processes import PYTHON, Children, wait_until
+from bench.processes import PYTHON, Children, wait_serving
 from bench.stats import latency_summary_ms, machine_busy_seconds, process_cpu_seconds
 from bench.watch import TopicWatch
+from wuye.iot.gateway import NORMAL_VALUES
 
 READINGS_PER_BATCH = 100
 READINGS_TOPIC = "wuye.iot.reading.v1"
@@ -48,16 +49,7 @@ GOAL_BARE_CLIENT = "kafka-python"
 GOAL_ALARM_P99_MS = 200  # at half load
 # Memory is flat if the end of the full-load run is within this of its start.
 RSS_GROWTH_LIMIT = 1.20
-# Kinds of a gateway's devices, in turn, and the value each reads when all is well.
-NORMAL_VALUES = {
-    "HYDRANT_PRESSURE": 0.35,
-    "FIRE_PUMP": 1.0,
-    "SPRINKLER_VALVE": 1.0,
-    "FIRE_FACILITY": 1.0,
-    "SMOKE_DETECTOR": 0.0,
-    "FIRE_DOOR": 0.0,
-    "FIRE_LANE": 0.0,
-}
+# Kinds of a gateway's devices, in turn (each reads its NORMAL_VALUES value).
 KINDS = list(NORMAL_VALUES)
 # Latency run: each gateway's switched facility is off this long, then on as long.
 TOGGLE_SECONDS = 0.5
@@ -110,7 +102,7 @@ def _load(config: dict[str, Any]) -> dict[str, Any]:
         AsyncGatewayStream,
         StreamBroken,
         encode_readings,
-        open_async_stream,
+        open_stream,
     )
 
     start_at, stop_at = config["start_at"], config["stop_at"]
@@ -128,9 +120,11 @@ def _load(config: dict[str, Any]) -> dict[str, Any]:
 
     async def feed(channel: Any, gateway: dict[str, Any]) -> None:
         seconds = int(stop_at - start_at) + 2
+        # The facility this gateway switches off and on, in the latency run only.
+        toggled = gateway["toggled"] if config["toggle"] else ""
         blocks = _blocks(gateway["devices"], start_at, seconds)
         stream = AsyncGatewayStream(
-            open_async_stream(channel),
+            open_stream(channel),
             gateway["id"],
             bytes.fromhex(gateway["secret"]),
             window=config["window"],
@@ -148,7 +142,6 @@ def _load(config: dict[str, Any]) -> dict[str, Any]:
                         await asyncio.sleep(due - now)
                         continue
                 body = blocks[min(int(now - start_at), seconds - 1)]
-                toggled = gateway.get("toggled")
                 if toggled:
                     off = int((now - start_at) / TOGGLE_SECONDS) % 2 == 1
                     body += encode_readings([(toggled, 0.0 if off else 1.0, time.time_ns())])
@@ -314,18 +307,6 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def _serving(address: str, timeout: float) -> None:
-    import grpc
-
-    from wuye.core.grpcserver import is_serving
-
-    channel = grpc.insecure_channel(address)
-    try:
-        wait_until(lambda: is_serving(channel), timeout, f"the intake at {address} serving")
-    finally:
-        channel.close()
-
-
 def _register(address: str, token: str, project_id: str, gateways: int) -> list[dict[str, Any]]:
     """Gateways with 100 devices each (the kinds in turn) and one facility the latency run
     switches off and on."""
@@ -430,7 +411,7 @@ def _drive(
         config = {
             "role": "load",
             "target": target,
-            "gateways": [{**g, "toggled": g["toggled"] if toggle else ""} for g in shares[n]],
+            "gateways": shares[n],
             "window": options.window,
             "rate": rate * len(shares[n]) / len(gateways),
             "toggle": toggle,
@@ -595,8 +576,9 @@ def _bare_pipelines(
 
 def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
     # The service is imported here: the suite's children import only what their role needs.
-    from bench.deployment import migrated_schema, process_env
-    from wuye.core.auth import Role, issue_token
+    import grpc
+
+    from bench.deployment import issue_admin_token, migrated_schema, process_env
     from wuye.core.db import create_service_engine
     from wuye.core.devbroker import DevBroker, free_port
     from wuye.core.kafka import ensure_topics
@@ -616,7 +598,9 @@ def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
             ) as settings,
             Children(log_dir) as children,
         ):
-            ensure_topics(settings, SPEC.topics, SPEC.topic_partitions)
+            ensure_topics(
+                settings, SPEC.topics, SPEC.topic_partitions, SPEC.topic_configs(settings)
+            )
             project_id = f"{DISTRICT}-P{secrets.token_hex(6)}"
             engine = create_service_engine(settings)
             try:
@@ -628,27 +612,28 @@ def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
             finally:
                 engine.dispose()
             grpc_port = free_port()
-            env = process_env(
-                settings,
-                iot_gateway_key=settings.iot_gateway_key.get_secret_value(),
-                # Gateways come by gRPC only here: MQTT would share the intake's CPU.
-                iot_mqtt_url="",
-            )
+
+            def env(**ports: int) -> dict[str, str]:
+                return process_env(
+                    settings,
+                    iot_gateway_key=settings.iot_gateway_key.get_secret_value(),
+                    # Gateways come by gRPC only here: MQTT would share the intake's CPU.
+                    iot_mqtt_url="",
+                    **ports,
+                )
+
             serve = children.start(
                 "iot-serve",
                 [PYTHON, "-m", "wuye.iot", "serve"],
-                {**env, "WUYE_GRPC_PORT": str(grpc_port), "WUYE_METRICS_PORT": str(free_port())},
+                env(grpc_port=grpc_port, metrics_port=free_port()),
             )
             children.start(
-                "iot-relay",
-                [PYTHON, "-m", "wuye.iot", "relay"],
-                {**env, "WUYE_METRICS_PORT": str(free_port())},
+                "iot-relay", [PYTHON, "-m", "wuye.iot", "relay"], env(metrics_port=free_port())
             )
             target = f"127.0.0.1:{grpc_port}"
-            _serving(target, 60)
-            token = issue_token(
-                settings.token_secret.get_secret_value(), subject="bench", role=Role.ADMIN
-            )
+            with grpc.insecure_channel(target) as channel:
+                wait_serving(channel, 60, f"the intake at {target} serving")
+            token = issue_admin_token(settings.token_secret.get_secret_value())
             gateways = _register(target, token, project_id, options.gateways)
             full = _full_load(children, options, target, serve.pid, gateways)
             latency = _alarm_latency(

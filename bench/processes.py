@@ -27,6 +27,13 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+def wait_serving(channel: Any, timeout: float, what: str) -> None:
+    """Waits until the gRPC server behind `channel` answers health checks as serving."""
+    from wuye.core.grpcserver import is_serving  # here: not every child needs gRPC
+
+    wait_until(lambda: is_serving(channel), timeout, what)
+
+
 class Children:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir

@@ -20,9 +20,8 @@ import grpc
 from bench import echo_server
 from bench.deployment import fresh_deployment
 from bench.events import credit_code
-from bench.processes import PYTHON, Children, wait_until
+from bench.processes import PYTHON, Children, wait_serving
 from wuye.core.devbroker import free_port
-from wuye.core.grpcserver import is_serving
 from wuye.core.settings import ORDOS_DISTRICTS
 from wuye.registry.api import SERVICE_NAME
 from wuye.registry.v1 import registry_service_pb2 as pb
@@ -44,14 +43,6 @@ class RpcOptions:
     concurrency: int
     warmup_seconds: float
     measure_seconds: float
-
-
-def _wait_serving(channel: grpc.Channel) -> None:
-    wait_until(
-        lambda: is_serving(channel),
-        timeout=30,
-        what="the registry server answering health checks",
-    )
 
 
 Call = Callable[[], grpc.Future]
@@ -131,7 +122,7 @@ def run(options: RpcOptions, log_dir: Path) -> dict[str, Any]:
         )
         token = deployment.admin_token()
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            _wait_serving(channel)
+            wait_serving(channel, 30, "the registry server answering health checks")
             codes = seed_enterprises(channel, token, options.enterprises)
             sample = pb_grpc.RegistryServiceStub(channel).GetEnterprise(
                 pb.GetEnterpriseRequest(credit_code=codes[0]),

@@ -1,6 +1,6 @@
 """The gateway side of the IoT intake: signed batches, a stream with a window of unacknowledged
-batches, one-off posts and MQTT publishing. The simulator, the bench and the tests drive the
-intake through it, so it stays lean: it runs in load generators.
+batches, one-off posts, and the MQTT topic and JSON payload. The simulator, the bench and the
+tests drive the intake through it, so it stays lean: it runs in load generators.
 
 Batches travel pre-serialized: the gRPC calls are made without a request serializer, so the
 signed bytes reach the wire as they are (a signature covers bytes, not a message that another
@@ -28,7 +28,18 @@ from wuye.iot.v1 import intake_service_pb2 as pb
 SERVICE = "wuye.iot.v1.IntakeService"
 STREAM_METHOD = f"/{SERVICE}/StreamReadings"
 POST_METHOD = f"/{SERVICE}/PostReadings"
-MQTT_PORT = 1883
+
+# What each kind of device reads when all is well, by DeviceKind name without its prefix; the
+# simulator and the bench give a gateway's devices these kinds in turn, in this order.
+NORMAL_VALUES = {
+    "HYDRANT_PRESSURE": 0.35,
+    "FIRE_PUMP": 1.0,
+    "SPRINKLER_VALVE": 1.0,
+    "FIRE_FACILITY": 1.0,
+    "SMOKE_DETECTOR": 0.0,
+    "FIRE_DOOR": 0.0,
+    "FIRE_LANE": 0.0,
+}
 
 # (device_id, value, observe_time_unix_nano)
 Reading = tuple[str, float, int]
@@ -67,8 +78,13 @@ def signed_batch(
     return signing.sign(secret, header + body)
 
 
-def open_stream(channel: Any, metadata: Metadata = (), timeout: float | None = None) -> OpenStream:
-    """StreamReadings on a grpc channel, bytes in and StreamReadingsResponse out."""
+def open_stream(
+    channel: Any, metadata: Metadata = (), timeout: float | None = None
+) -> Callable[..., Any]:
+    """StreamReadings, bytes in and StreamReadingsResponse out, on either kind of channel:
+    on a grpc channel, call it with a request iterator (GatewayStream); on a grpc.aio channel,
+    call it with no arguments, then write() batches and read responses with `async for`
+    (AsyncGatewayStream). Each call opens one stream."""
     call = channel.stream_stream(
         STREAM_METHOD,
         request_serializer=None,
@@ -129,12 +145,15 @@ class _Book:
     def has_room(self) -> bool:
         return len(self.unacked) < self.window
 
-    def add(self, readings: Iterable[Reading] | bytes, send_time_ns: int | None) -> bytes:
-        """The next batch, numbered and signed, kept until acknowledged."""
-        raw = signed_batch(self.secret, self.gateway_id, self.next, readings, send_time_ns)
-        self.unacked[self.next] = raw
+    def add(
+        self, readings: Iterable[Reading] | bytes, send_time_ns: int | None
+    ) -> tuple[int, bytes]:
+        """The next batch, numbered and signed, kept until acknowledged: (sequence, bytes)."""
+        sequence = self.next
+        raw = signed_batch(self.secret, self.gateway_id, sequence, readings, send_time_ns)
+        self.unacked[sequence] = raw
         self.next += 1
-        return raw
+        return sequence, raw
 
     def take(self, response: pb.StreamReadingsResponse) -> list[pb.BatchResult]:
         """The results of a response not seen before (a resend may be acknowledged twice)."""
@@ -188,10 +207,6 @@ class _GatewayStreamBase:
         return len(self._book.unacked)
 
     @property
-    def next_sequence(self) -> int:
-        return self._book.next
-
-    @property
     def broken(self) -> bool:
         return self._ended
 
@@ -201,6 +216,15 @@ class _GatewayStreamBase:
         if self.connected_once:
             self._book.tally.reconnects += 1
         self.connected_once = True
+
+    def _next_batch(
+        self, readings: Iterable[Reading] | bytes, send_time_ns: int | None
+    ) -> tuple[int, bytes]:
+        """The next batch to send, (sequence, bytes); StreamBroken if the stream ended.
+        Called holding the stream's lock, once the window has room."""
+        if self._ended:
+            raise StreamBroken(self.error)
+        return self._book.add(readings, send_time_ns)
 
 
 _END = object()
@@ -294,10 +318,8 @@ class GatewayStream(_GatewayStreamBase):
         with self._cond:
             if not self._cond.wait_for(lambda: self._ended or self._book.has_room(), timeout):
                 raise TimeoutError(f"{self._book.window} batches unacknowledged for {timeout} s")
-            if self._ended:
-                raise StreamBroken(self.error)
-            sequence = self._book.next
-            self._outgoing.put(self._book.add(readings, send_time_ns))
+            sequence, raw = self._next_batch(readings, send_time_ns)
+            self._outgoing.put(raw)
         return sequence
 
     def wait_acked(self, timeout: float | None = None) -> bool:
@@ -319,24 +341,12 @@ class GatewayStream(_GatewayStreamBase):
             self._receiver.join(1.0)
 
 
-def open_async_stream(
-    channel: Any, metadata: Metadata = (), timeout: float | None = None
-) -> Callable[[], Any]:
-    """StreamReadings on a grpc.aio channel: each call opens one (bytes written, responses
-    read with `async for`)."""
-    call = channel.stream_stream(
-        STREAM_METHOD,
-        request_serializer=None,
-        response_deserializer=pb.StreamReadingsResponse.FromString,
-    )
-    return functools.partial(call, metadata=tuple(metadata), timeout=timeout)
-
-
 class AsyncGatewayStream(_GatewayStreamBase):
     """GatewayStream for asyncio (grpc.aio): the same window, numbering and resending, with
     coroutines instead of threads. One event loop drives many gateways, and a batch costs
     its writer a fraction of what a thread-driven stream costs (the bench's load generators
-    use it). `open_stream`: open_async_stream(channel), or anything opening such a call.
+    use it). `open_stream`: open_stream(channel) on a grpc.aio channel, or anything opening
+    such a call.
     """
 
     def __init__(
@@ -403,10 +413,7 @@ class AsyncGatewayStream(_GatewayStreamBase):
                     raise TimeoutError(
                         f"{self._book.window} batches unacknowledged for {timeout} s"
                     ) from None
-            if self._ended:
-                raise StreamBroken(self.error)
-            sequence = self._book.next
-            raw = self._book.add(readings, send_time_ns)
+            sequence, raw = self._next_batch(readings, send_time_ns)
         await self._write(self._call, raw)
         return sequence
 
@@ -440,40 +447,9 @@ def mqtt_topic(district_code: str, gateway_id: str) -> str:
     return f"wuye/{district_code}/{gateway_id}/readings"
 
 
-def mqtt_client(host: str = "127.0.0.1", port: int = MQTT_PORT, client_id: str = "") -> Any:
-    """A connected MQTT 5 client with its network loop running (paho-mqtt 2)."""
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-    )
-    client.connect(host, port)
-    client.loop_start()
-    return client
-
-
-def publish_mqtt(client: Any, topic: str, raw: bytes, qos: int = 1) -> Any:
-    """A signed protobuf batch (signed_batch's bytes) as the payload."""
-    return client.publish(topic, raw, qos=qos)
-
-
 def json_payload(batch: pb.ReadingBatch) -> bytes:
     """The proto3 JSON of a batch, its signature left out (it travels beside the payload)."""
     unsigned = pb.ReadingBatch()
     unsigned.CopyFrom(batch)
     unsigned.ClearField("signature")
     return json_format.MessageToJson(unsigned, indent=None).encode()
-
-
-def publish_mqtt_json(
-    client: Any, topic: str, secret: bytes, batch: pb.ReadingBatch, qos: int = 1
-) -> Any:
-    """The batch as proto3 JSON, signed over the payload's bytes: the signature (hex) goes in
-    the MQTT 5 user property "signature"."""
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    payload = json_payload(batch)
-    properties = Properties(PacketTypes.PUBLISH)
-    properties.UserProperty = [("signature", signing.signature_of(secret, payload).hex())]
-    return client.publish(topic, payload, qos=qos, properties=properties)

@@ -31,7 +31,8 @@ import grpc
 
 from wuye.core.auth import Role, issue_token
 from wuye.core.settings import Settings
-from wuye.iot.gateway import GatewayStream, StreamBroken, open_stream
+from wuye.core.wire import enum_name
+from wuye.iot.gateway import NORMAL_VALUES, GatewayStream, StreamBroken, open_stream
 from wuye.iot.v1 import intake_service_pb2 as pb
 from wuye.iot.v1 import intake_service_pb2_grpc as pb_grpc
 from wuye.launcher import PLATFORM_FILE, read_secrets_file
@@ -45,15 +46,9 @@ CALL_TIMEOUT = 10.0
 MAX_BATCH = 500
 FAULT_SECONDS = 10.0
 
-# What each kind reads when all is well, and what a fault makes it read.
+# What each kind reads when all is well (by DeviceKind), and what a fault makes it read.
 NORMAL = {
-    pb.DEVICE_KIND_HYDRANT_PRESSURE: 0.35,
-    pb.DEVICE_KIND_FIRE_PUMP: 1.0,
-    pb.DEVICE_KIND_SPRINKLER_VALVE: 1.0,
-    pb.DEVICE_KIND_FIRE_FACILITY: 1.0,
-    pb.DEVICE_KIND_SMOKE_DETECTOR: 0.0,
-    pb.DEVICE_KIND_FIRE_DOOR: 0.0,
-    pb.DEVICE_KIND_FIRE_LANE: 0.0,
+    pb.DeviceKind.Value(f"DEVICE_KIND_{name}"): value for name, value in NORMAL_VALUES.items()
 }
 KINDS = list(NORMAL)
 FAULTS = {
@@ -221,12 +216,13 @@ def _register(
         devices = []
         for d in range(args.devices):
             kind = KINDS[d % len(KINDS)]
+            kind_name = enum_name(pb.DeviceKind, "DEVICE_KIND", kind).lower()
             device = intake.RegisterDevice(
                 pb.RegisterDeviceRequest(
                     request_id=str(uuid.uuid4()),
                     gateway_id=answer.gateway.id,
                     kind=kind,
-                    location=f"{g + 1}号楼 {pb.DeviceKind.Name(kind)[12:].lower()} {d + 1}",
+                    location=f"{g + 1}号楼 {kind_name} {d + 1}",
                 ),
                 metadata=auth,
                 timeout=CALL_TIMEOUT,
@@ -254,7 +250,6 @@ class Faults:
         self._counters = counters
         self._active: dict[str, tuple[float, float]] = {}  # device -> (value, until)
         self._next_at = time.monotonic() + 3.0
-        self._lock = threading.Lock()
 
     def value(self, device: str, kind: int, now: float) -> float:
         active = self._active.get(device)
@@ -265,20 +260,20 @@ class Faults:
         return NORMAL[kind]
 
     def tick(self, now: float) -> None:
-        """Injects the next fault when it is due; says so, and when one clears."""
-        with self._lock:
-            for device, (_value, until) in list(self._active.items()):
-                if now >= until:
-                    del self._active[device]
-                    _say(f"  fault cleared: {device} reads normally again")
-            if not self._per_minute or not self._candidates or now < self._next_at:
-                return
-            self._next_at = now + random.expovariate(self._per_minute / 60.0)
-            gateway_id, device, kind = random.choice(self._candidates)
-            if device in self._active:
-                return
-            value, what = FAULTS[kind]
-            self._active[device] = (value, now + FAULT_SECONDS)
+        """Injects the next fault when it is due; says so, and when one clears. Runs on one
+        thread only (the progress loop); the gateways' threads only read, in `value`."""
+        for device, (_value, until) in list(self._active.items()):
+            if now >= until:
+                del self._active[device]
+                _say(f"  fault cleared: {device} reads normally again")
+        if not self._per_minute or not self._candidates or now < self._next_at:
+            return
+        self._next_at = now + random.expovariate(self._per_minute / 60.0)
+        gateway_id, device, kind = random.choice(self._candidates)
+        if device in self._active:
+            return
+        value, what = FAULTS[kind]
+        self._active[device] = (value, now + FAULT_SECONDS)
         self._counters.add(faults=1)
         _say(f"  fault injected: {what} at {device} ({gateway_id}) for {FAULT_SECONDS:.0f} s")
 
@@ -316,7 +311,7 @@ def _feed(
         while not stop.is_set():
             carry += per_second
             count, carry = int(carry), carry - int(carry)
-            batches = max(1, math.ceil(count / MAX_BATCH)) if count else 0
+            batches = math.ceil(count / MAX_BATCH)
             for n in range(batches):
                 size = count // batches + (n < count % batches)
                 now_ns, now = time.time_ns(), time.monotonic()
@@ -367,7 +362,7 @@ def _watch_alarms(
         calls.append(call)
         try:
             for alarm in call:
-                name = pb.AlarmKind.Name(alarm.kind)[len("ALARM_KIND_") :]
+                name = enum_name(pb.AlarmKind, "ALARM_KIND", alarm.kind)
                 where = alarm.device_id or alarm.gateway_id
                 if alarm.state == pb.ALARM_STATE_RAISED:
                     if alarm.raise_time.ToSeconds() < started_at:

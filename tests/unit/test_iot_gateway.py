@@ -209,7 +209,7 @@ class FakeAsyncCall:
 
 
 class FakeAsyncIntake:
-    """Opens FakeAsyncCalls, as open_async_stream(channel) opens calls."""
+    """Opens FakeAsyncCalls, as open_stream(channel) on a grpc.aio channel opens calls."""
 
     def __init__(self) -> None:
         self.calls: list[FakeAsyncCall] = []
