@@ -581,7 +581,6 @@ def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
     from bench.deployment import issue_admin_token, migrated_schema, process_env
     from wuye.core.db import create_service_engine
     from wuye.core.devbroker import DevBroker, free_port
-    from wuye.core.kafka import ensure_topics
     from wuye.iot import store
     from wuye.iot.service import SPEC
     from wuye.iot.settings import IotSettings
@@ -598,9 +597,7 @@ def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
             ) as settings,
             Children(log_dir) as children,
         ):
-            ensure_topics(
-                settings, SPEC.topics, SPEC.topic_partitions, SPEC.topic_configs(settings)
-            )
+            SPEC.ensure_topics(settings)
             project_id = f"{DISTRICT}-P{secrets.token_hex(6)}"
             engine = create_service_engine(settings)
             try:

@@ -35,7 +35,7 @@ from bench.watch import TopicWatch
 from wuye.core.db import create_service_engine
 from wuye.core.devbroker import DevBroker, free_port
 from wuye.core.events import add_events, outbox
-from wuye.core.kafka import OutboxProducer, cloudevent_headers, ensure_topics
+from wuye.core.kafka import OutboxProducer, cloudevent_headers
 from wuye.registry.commands import ENTERPRISE_TOPIC
 from wuye.registry.service import SPEC
 from wuye.registry.settings import RegistrySettings
@@ -246,7 +246,7 @@ def run(options: RelayOptions, log_dir: Path) -> dict[str, Any]:
             Children(log_dir) as children,
         ):
             settings = deployment.settings()
-            ensure_topics(settings, SPEC.topics, SPEC.topic_partitions)
+            SPEC.ensure_topics(settings)
             engine = create_service_engine(settings)
             try:
                 _prewrite(engine, options.drain_events)

@@ -67,6 +67,11 @@ class ServiceSpec:
     # Configs of topics the relay creates where they are missing (by topic), from settings.
     topic_configs: Callable[[Settings], dict[str, dict[str, str]]] | None = None
 
+    def ensure_topics(self, settings: Settings) -> None:
+        """Creates the service's topics where they are missing, with their configs."""
+        configs = self.topic_configs(settings) if self.topic_configs else None
+        ensure_topics(settings, self.topics, self.topic_partitions, configs)
+
 
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
@@ -156,8 +161,7 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
     stop = _stop_on_signals()
     if args.command == "relay":
         try:
-            configs = spec.topic_configs(settings) if spec.topic_configs else None
-            ensure_topics(settings, spec.topics, spec.topic_partitions, configs)
+            spec.ensure_topics(settings)
         except KafkaError as e:
             # Topics also appear on first use where the broker auto-creates them.
             log(logger, "could not create topics yet", logging.WARNING, error=repr(e)[:200])
