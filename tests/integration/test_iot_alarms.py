@@ -17,6 +17,7 @@ from test_iot_support import (
     KANGBASHI,
     iot_servers,
     now_ns,
+    project_registered,
 )
 
 from wuye.core.auth import Role
@@ -26,6 +27,7 @@ from wuye.inspections.settings import InspectionsSettings
 from wuye.iot.service import SPEC
 from wuye.iot.v1 import events_pb2 as ev
 from wuye.iot.v1 import intake_service_pb2 as pb
+from wuye.registry.v1 import events_pb2 as registry_events
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +94,29 @@ def test_a_facility_switched_off_raises_one_alarm_and_switched_on_resolves_it(io
     assert resolved.alarm.HasField("resolve_time")
     assert alarm_of(iot, alarm.id) == resolved.alarm
     assert len(iot.events()) == 2
+
+
+def test_the_enterprise_serving_a_project_is_kept_until_it_exits(iot):
+    """A project announced again keeps its enterprise; only that enterprise's exit clears it."""
+    project_id = iot.project(DONGSHENG, CREDIT_CODE)
+    other = "91150602MA0N1K2L4Y"
+
+    iot.deliver(project_registered(DONGSHENG, project_id))
+    after_registration = iot.count("projects", project_id=project_id, credit_code=CREDIT_CODE)
+    iot.deliver(
+        registry_events.EnterpriseExited(
+            project_id=project_id, district_code=DONGSHENG, credit_code=other
+        )
+    )
+    after_other_exit = iot.count("projects", project_id=project_id, credit_code=CREDIT_CODE)
+    iot.deliver(
+        registry_events.EnterpriseExited(
+            project_id=project_id, district_code=DONGSHENG, credit_code=CREDIT_CODE
+        )
+    )
+
+    assert (after_registration, after_other_exit) == (1, 1)
+    assert iot.count("projects", project_id=project_id, credit_code="") == 1
 
 
 def test_an_alarm_of_a_project_no_enterprise_serves_has_no_credit_code(iot):
