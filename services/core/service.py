@@ -66,6 +66,9 @@ class ServiceSpec:
     on_published: Callable[[list, float], None] | None = None
     # Configs of topics the relay creates where they are missing (by topic), from settings.
     topic_configs: Callable[[Settings], dict[str, dict[str, str]]] | None = None
+    # Services this one calls over gRPC (wuye.core.client): the deployment gives it their
+    # addresses (WUYE_SERVICE_ENDPOINTS, WUYE_SERVICE_ENDPOINT_TEMPLATE).
+    calls: tuple[str, ...] = ()
 
     def ensure_topics(self, settings: Settings) -> None:
         """Creates the service's topics where they are missing, with their configs."""
