@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from wuye.core.context import current_or_none
 from wuye.core.errors import AlreadyExists, DomainError
 
-# Created by each service's first migration (wuye.core.migrate.create_event_tables).
+# Created by each service's first two migrations (wuye.core.migrate.create_event_tables and
+# create_event_order_tables).
 event_metadata = sa.MetaData()
 _big_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -38,6 +39,41 @@ outbox = sa.Table(
     sa.Column("trace_id", sa.String(32), nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # The event's place among its (topic, key)'s events, from event_versions; empty on events
+    # written before versions existed.
+    sa.Column("version", sa.BigInteger, nullable=True),
+)
+
+# The last version given to each (topic, key). Taking the next one locks the row until commit,
+# so transactions emitting for one key commit, take outbox ids and get versions in one order.
+event_versions = sa.Table(
+    "event_versions",
+    event_metadata,
+    sa.Column("topic", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+# The highest version each consumer has handled per (topic, key): anything not above it is a
+# repeat or a stale replay.
+inbox_versions = sa.Table(
+    "inbox_versions",
+    event_metadata,
+    sa.Column("consumer", sa.String(100), primary_key=True),
+    sa.Column("topic", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+# One row: which relay may publish (holder), its fencing token (epoch, raised at every change of
+# holder) and until when its lease runs.
+outbox_lease = sa.Table(
+    "outbox_lease",
+    event_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
 )
 
 inbox = sa.Table(

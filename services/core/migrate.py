@@ -3,7 +3,7 @@
 
 A service's migrations/env.py only calls `run_in_alembic()`; the tables every service shares
 (outbox, inbox, idempotency keys) are created by `create_event_tables`, called from each
-service's first revision.
+service's first revision, and completed by `create_event_order_tables`, called from its second.
 """
 
 from __future__ import annotations
@@ -80,3 +80,37 @@ def create_event_tables(op) -> None:
         sa.Column("response", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
     )
+
+
+def create_event_order_tables(op) -> None:
+    """Version 2 of the tables of wuye.core.events, for each service's second migration: the
+    version each event carries for its (topic, key), what each consumer has seen of them, and
+    the lease that lets one relay publish at a time."""
+    op.add_column("outbox", sa.Column("version", sa.BigInteger(), nullable=True))
+    op.create_table(
+        "event_versions",
+        sa.Column("topic", sa.String(200), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+    )
+    op.create_table(
+        "inbox_versions",
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("topic", sa.String(200), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+    )
+    lease = op.create_table(
+        "outbox_lease",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("holder", sa.String(64), nullable=False),
+        sa.Column("epoch", sa.BigInteger(), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+    )
+    op.bulk_insert(lease, [{"id": 1, "holder": "", "epoch": 0, "expires_at": 0.0}])
+
+
+def drop_event_order_tables(op) -> None:
+    for table in ("outbox_lease", "inbox_versions", "event_versions"):
+        op.drop_table(table)
+    op.drop_column("outbox", "version")

@@ -1,4 +1,4 @@
-"""The tables every service's first migration creates are the tables the core's code uses."""
+"""The tables every service's first two migrations create are the tables the core's code uses."""
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -7,7 +7,7 @@ from alembic.operations import Operations
 
 from wuye.core.db import create_service_engine
 from wuye.core.events import event_metadata
-from wuye.core.migrate import create_event_tables
+from wuye.core.migrate import create_event_order_tables, create_event_tables
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,9 @@ def test_the_migrated_event_tables_match_the_metadata_the_core_uses(make_setting
     engine = create_service_engine(make_settings(service="coretest"))
     try:
         with engine.begin() as connection:
-            create_event_tables(Operations(MigrationContext.configure(connection)))
+            operations = Operations(MigrationContext.configure(connection))
+            create_event_tables(operations)
+            create_event_order_tables(operations)
             differences = compare_metadata(MigrationContext.configure(connection), event_metadata)
     finally:
         engine.dispose()
