@@ -159,7 +159,13 @@ class Registry:
 
     # ------------------------------------------------------------ enterprises and filings
 
-    def _enterprise(self, connection: Connection, credit_code: str) -> Enterprise:
+    def _enterprise(
+        self, connection: Connection, credit_code: str, *, lock: bool = False
+    ) -> Enterprise:
+        """The enterprise; with `lock`, held until the transaction ends (every command that
+        changes an enterprise or announces an event of it takes the lock before it reads)."""
+        if lock:
+            store.lock_enterprise(connection, credit_code)
         enterprise = store.get_enterprise(connection, credit_code)
         if enterprise is None:
             raise NotFound(
@@ -183,6 +189,7 @@ class Registry:
         principal = current().principal
         if principal.role is Role.ENTERPRISE and principal.subject != credit_code:
             raise PermissionDenied("NOT_YOUR_ENTERPRISE", "an enterprise files only for itself")
+        store.lock_enterprise(connection, credit_code)
         existing = store.get_enterprise(connection, credit_code)
         domain.check_may_file(
             existing, FilingKind.INITIAL, store.pending_filing(connection, credit_code)
@@ -268,7 +275,7 @@ class Registry:
         self, connection: Connection, credit_code: str, kind: FilingKind, **details
     ) -> tuple[Filing, Enterprise]:
         """A filed enterprise submits a change or exit filing (checked as the caller may)."""
-        enterprise = self._enterprise(connection, credit_code)
+        enterprise = self._enterprise(connection, credit_code, lock=True)
         _require_enterprise_access(credit_code, enterprise.district_code)
         domain.check_may_file(enterprise, kind, store.pending_filing(connection, credit_code))
         if kind is FilingKind.EXIT:
@@ -293,7 +300,9 @@ class Registry:
             filing = self._filing(connection, filing_id)
             call.require_district(filing.district_code)
             domain.check_reviewer(filing.district_code, call.principal.is_authority)
-            enterprise = self._enterprise(connection, filing.credit_code)
+            enterprise = self._enterprise(connection, filing.credit_code, lock=True)
+            # Read again under the lock: a review that committed meanwhile has decided it.
+            filing = self._filing(connection, filing_id)
             now = self.now()
             enterprise, filing = domain.review(
                 enterprise, filing, decision, reason, call.principal.subject, now
@@ -353,7 +362,10 @@ class Registry:
 
     # ------------------------------------------------------------ projects
 
-    def _project(self, connection: Connection, project_id: str) -> Project:
+    def _project(self, connection: Connection, project_id: str, *, lock: bool = False) -> Project:
+        """The project; with `lock`, held until the transaction ends (see _enterprise)."""
+        if lock:
+            store.lock_project(connection, project_id)
         project = store.get_project(connection, project_id)
         if project is None:
             raise NotFound("PROJECT_NOT_FOUND", f"no project {project_id}", project_id=project_id)
@@ -419,7 +431,7 @@ class Registry:
     def register_units(
         self, connection: Connection, project_id: str, given: list[UnitInput]
     ) -> list[Unit]:
-        project = self._project(connection, project_id)
+        project = self._project(connection, project_id, lock=True)
         taken = store.existing_unit_numbers(connection, project_id, [u.number for u in given])
         if taken:
             raise AlreadyExists(
@@ -472,7 +484,9 @@ class Registry:
     def assign_enterprise(
         self, connection: Connection, project_id: str, assignment: Assignment
     ) -> Project:
-        project = self._project(connection, project_id)
+        project = self._project(connection, project_id, lock=True)
+        # The enterprise's lock too: an exit approved meanwhile must not leave it serving.
+        store.lock_enterprise(connection, assignment.credit_code)
         enterprise = store.get_enterprise(connection, assignment.credit_code)
         domain.check_assignable(project, enterprise, assignment.credit_code)
         now = self.now()
@@ -506,7 +520,7 @@ class Registry:
         exit_date: dt.date,
         reason: str,
     ) -> Project:
-        project = self._project(connection, project_id)
+        project = self._project(connection, project_id, lock=True)
         principal = current().principal
         if principal.role is Role.ENTERPRISE and principal.subject != credit_code:
             raise PermissionDenied("NOT_YOUR_ENTERPRISE", "an enterprise files only its own exit")
@@ -550,7 +564,7 @@ class Registry:
     ) -> tuple[Disclosure, Project]:
         principal = current().principal
         with self.engine.begin() as connection:
-            project = self._project(connection, project_id)
+            project = self._project(connection, project_id, lock=True)
             serving = project.assignment.credit_code if project.assignment else ""
             if not principal.is_authority and not (
                 principal.role is Role.ENTERPRISE and principal.subject == serving
@@ -587,7 +601,7 @@ class Registry:
         position: str,
         certificate_number: str,
     ) -> Practitioner:
-        enterprise = self._enterprise(connection, credit_code)
+        enterprise = self._enterprise(connection, credit_code, lock=True)
         _require_enterprise_access(credit_code, enterprise.district_code)
         if enterprise.status is not EnterpriseStatus.FILED:
             raise domain.FailedPrecondition(
@@ -670,7 +684,7 @@ class Registry:
         term_start: dt.date,
         term_end: dt.date,
     ) -> Committee:
-        project = self._project(connection, project_id)
+        project = self._project(connection, project_id, lock=True)
         acting = store.acting_committee(connection, project_id)
         domain.check_may_form(kind, acting, term_start)
         now = self.now()

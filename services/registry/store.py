@@ -210,6 +210,18 @@ ENTERPRISE_BY_CODE = _enterprise_select.where(enterprises.c.credit_code == sa.bi
 _filing_by_id = sa.select(filings).where(filings.c.filing_id == sa.bindparam("key"))
 
 
+def lock_enterprise(connection: Connection, credit_code: str) -> None:
+    """Hold the enterprise's row until the transaction ends: its filings, reviews and the
+    assignments that count on its status run one at a time, and its events keep their order.
+    A separate statement from the reads after it, so they see what the previous holder
+    committed (PostgreSQL re-reads only the locked row, not a query's other tables)."""
+    connection.execute(
+        sa.select(enterprises.c.credit_code)
+        .where(enterprises.c.credit_code == credit_code)
+        .with_for_update()
+    )
+
+
 def get_enterprise(connection: Connection, credit_code: str) -> Enterprise | None:
     row = connection.execute(ENTERPRISE_BY_CODE, {"key": credit_code}).first()
     return enterprise_of(row) if row else None
@@ -415,6 +427,15 @@ def _project(row) -> Project:
 
 
 _project_by_id = _project_select.where(projects.c.project_id == sa.bindparam("key"))
+
+
+def lock_project(connection: Connection, project_id: str) -> None:
+    """Hold the project's row until the transaction ends (see lock_enterprise)."""
+    connection.execute(
+        sa.select(projects.c.project_id)
+        .where(projects.c.project_id == project_id)
+        .with_for_update()
+    )
 
 
 def get_project(connection: Connection, project_id: str) -> Project | None:
