@@ -10,7 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from wuye.core.auth import Role, issue_token
+from wuye.core.auth import ROLE_RULES, Reach, Role, issue_token
+from wuye.core.ids import resident_id_problem
+from wuye.core.pii import OwnerKeys
 from wuye.core.settings import Settings
 from wuye.launcher import SECRETS_FILE, LaunchOptions, read_secrets_file, run
 
@@ -89,10 +91,17 @@ def _build_parser() -> argparse.ArgumentParser:
     token_parser = commands.add_parser(
         "token",
         help="print a signed development bearer token",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Prints a bearer token signed with WUYE_TOKEN_SECRET, or else with the secret "
-            f"`run` keeps in <state dir>/{SECRETS_FILE}. "
+            f"`run` keeps in <state dir>/{SECRETS_FILE}.\n"
             'Use it as: grpcurl -H "authorization: Bearer $(python -m wuye token --role admin)"'
+            "\n\nroles, how far they reach and who their subject is:\n"
+            + "\n".join(
+                f"  {role.value:<20} {'city-wide or' if rule.reach is Reach.CITY else 'only':<12} "
+                f"named districts; {rule.subject}"
+                for role, rule in ROLE_RULES.items()
+            )
         ),
     )
     token_parser.add_argument(
@@ -107,12 +116,19 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="CODE",
-        help="a district it acts for, e.g. 150602 (repeatable; none: the whole city)",
+        help="a district it acts for, e.g. 150602 (repeatable); required for the roles that "
+        "act in named districts only, none for the others: the whole city",
     )
     token_parser.add_argument(
         "--subject",
         metavar="SUBJECT",
         help="who it speaks for (default: dev-<role>); an enterprise's is its credit code",
+    )
+    token_parser.add_argument(
+        "--id-number",
+        metavar="NUMBER",
+        help="an owner's resident ID number, or - to read it from standard input: the token's "
+        "subject is the owner key the registry computes from it (the number is not printed)",
     )
     token_parser.add_argument(
         "--ttl-hours",
@@ -142,10 +158,22 @@ def _print_token(args: argparse.Namespace, settings: Settings, state_dir: Path) 
         )
         return 1
     role = Role(args.role)
+    if ROLE_RULES[role].reach is Reach.DISTRICTS and not args.district:
+        print(f"role {role.value} acts in named districts only: give --district", file=sys.stderr)
+        return 2
+    if role is Role.OWNER:
+        subject = _owner_key(args, settings, state_dir)
+        if subject is None:
+            return 2
+    elif args.id_number is not None:
+        print("--id-number is for owner tokens only", file=sys.stderr)
+        return 2
+    else:
+        subject = args.subject or f"dev-{role.value}"
     print(
         issue_token(
             secret,
-            subject=args.subject or f"dev-{role.value}",
+            subject=subject,
             role=role,
             districts=args.district or None,
             issuer=settings.token_issuer,
@@ -153,6 +181,33 @@ def _print_token(args: argparse.Namespace, settings: Settings, state_dir: Path) 
         )
     )
     return 0
+
+
+def _owner_key(args: argparse.Namespace, settings: Settings, state_dir: Path) -> str | None:
+    """The owner key of the ID number given, as the registry computes it; None after saying
+    what is wrong. Messages never repeat the number."""
+    if args.subject:
+        print("an owner token's subject is its owner key: give --id-number", file=sys.stderr)
+        return None
+    number = sys.stdin.readline().strip() if args.id_number == "-" else args.id_number
+    if not number:
+        print("an owner token needs the owner's --id-number", file=sys.stderr)
+        return None
+    problem = resident_id_problem(number)
+    if problem:
+        print(f"--id-number is not a valid resident ID number: {problem}", file=sys.stderr)
+        return None
+    key = settings.pii_key.get_secret_value() or read_secrets_file(state_dir).get(
+        "WUYE_PII_KEY", ""
+    )
+    if not key:
+        print(
+            f"no PII key: set WUYE_PII_KEY, or start the platform once "
+            f"(`make run` writes {state_dir / SECRETS_FILE})",
+            file=sys.stderr,
+        )
+        return None
+    return OwnerKeys(key.encode()).of_person(number)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Bearer tokens (PyJWT, HS256) and what a caller may do.
 
-Claims: `sub` (who), `role`, `districts` (codes the caller acts for; absent or ["*"]: the whole
-city). Each RPC declares the roles it admits in a `Policy`; `admin` is admitted everywhere.
+Claims: `sub` (who), `role`, `districts` (the codes the caller acts for, or ["*"]: the whole
+city). Every token names its districts: only the roles `ROLE_RULES` lets act city-wide may carry
+["*"]. Each RPC declares the roles it admits in a `Policy`; `admin` is admitted everywhere.
 """
 
 from __future__ import annotations
@@ -34,9 +35,74 @@ class Role(StrEnum):
     INSPECTOR = "inspector"
     # Another Wuye service or an integrating system that reads.
     SERVICE = "service"
+    # An owner (业主); `sub` is the owner key the registry keeps with each unit.
+    OWNER = "owner"
+    # An owners' committee (业主委员会) or the transitional committee acting for it.
+    OWNERS_COMMITTEE = "owners_committee"
+    # An expert of the city's pool, drawn onto tender evaluation committees.
+    EXPERT = "expert"
+    # A member unit of a joint meeting (联席会议): utilities, urban management, police...
+    MEMBER_UNIT = "member_unit"
 
+
+class Reach(StrEnum):
+    """How far a role's token may reach."""
+
+    # The whole city (districts ["*"]) or the districts it names.
+    CITY = "city"
+    # Only the districts it names: a token without them is refused.
+    DISTRICTS = "districts"
+
+
+@dataclass(frozen=True)
+class RoleRule:
+    reach: Reach
+    # What the token's subject is, as `python -m wuye token` explains it.
+    subject: str
+
+
+# Who may act city-wide, and what each role's subject names. A new role is one line here.
+ROLE_RULES: dict[Role, RoleRule] = {
+    Role.ADMIN: RoleRule(Reach.CITY, "an operator's account"),
+    Role.CITY_AUTHORITY: RoleRule(Reach.CITY, "an officer of the municipal housing authority"),
+    Role.SERVICE: RoleRule(Reach.CITY, "the calling service's or system's name"),
+    Role.EXPERT: RoleRule(Reach.CITY, "the expert's id in the city's pool"),
+    Role.DISTRICT_AUTHORITY: RoleRule(Reach.DISTRICTS, "an officer of a district authority"),
+    Role.SUB_DISTRICT: RoleRule(Reach.DISTRICTS, "the sub-district office"),
+    Role.ENTERPRISE: RoleRule(Reach.DISTRICTS, "the enterprise's unified social credit code"),
+    Role.INSPECTOR: RoleRule(Reach.DISTRICTS, "the inspector's id"),
+    Role.OWNER: RoleRule(Reach.DISTRICTS, "the owner key (from the owner's ID number)"),
+    Role.OWNERS_COMMITTEE: RoleRule(Reach.DISTRICTS, "the committee's id"),
+    Role.MEMBER_UNIT: RoleRule(Reach.DISTRICTS, "the member unit's name"),
+}
 
 AUTHORITIES = frozenset({Role.CITY_AUTHORITY, Role.DISTRICT_AUTHORITY})
+
+
+def district_scope(role: Role, districts: list[str] | None) -> frozenset[str] | None:
+    """The districts a token of `role` acts for (None: the whole city), or why it may not.
+
+    Raises ValueError naming the rule the claim breaks.
+    """
+    if not districts:
+        raise ValueError(
+            f"names no districts: a token of role {role.value} must name those it acts for"
+            + (f' (["{ALL_DISTRICTS}"]: the whole city)' if _city_wide(role) else "")
+        )
+    if ALL_DISTRICTS not in districts:
+        return frozenset(districts)
+    if not _city_wide(role):
+        raise ValueError(
+            f"acts for the whole city, which a token of role {role.value} may not: "
+            "it must name its districts"
+        )
+    if len(districts) > 1:
+        raise ValueError(f'names "{ALL_DISTRICTS}" (the whole city) beside other districts')
+    return None
+
+
+def _city_wide(role: Role) -> bool:
+    return ROLE_RULES[role].reach is Reach.CITY
 
 
 @dataclass(frozen=True)
@@ -84,11 +150,20 @@ def issue_token(
     issuer: str = "wuye",
     ttl_seconds: int = 12 * 3600,
 ) -> str:
+    """A signed token; `districts` None: the whole city, for the roles that may act city-wide.
+
+    Raises ValueError for a token the verifier would refuse (a district role without districts).
+    """
+    claimed = districts if districts is not None else [ALL_DISTRICTS]
+    try:
+        district_scope(role, claimed)
+    except ValueError as e:
+        raise ValueError(f"the token {e}") from None
     now = int(time.time())
     claims = {
         "sub": subject,
         "role": role.value,
-        "districts": districts or [ALL_DISTRICTS],
+        "districts": claimed,
         "iss": issuer,
         "iat": now,
         "exp": now + ttl_seconds,
@@ -158,10 +233,15 @@ class TokenVerifier:
             raise Unauthenticated(
                 "TOKEN_INVALID", f"the subject must be 1 to {MAX_SUBJECT_LENGTH} characters"
             )
-        districts = claims.get("districts") or [ALL_DISTRICTS]
-        if not isinstance(districts, list) or not all(isinstance(d, str) for d in districts):
+        districts = claims.get("districts")
+        if districts is not None and (
+            not isinstance(districts, list) or not all(isinstance(d, str) for d in districts)
+        ):
             raise Unauthenticated("TOKEN_INVALID", "the districts claim must be a list of codes")
-        scope = None if ALL_DISTRICTS in districts else frozenset(districts)
+        try:
+            scope = district_scope(role, districts)
+        except ValueError as e:
+            raise Unauthenticated("TOKEN_DISTRICTS_INVALID", f"the bearer token {e}") from e
         return Principal(subject=str(claims["sub"]), role=role, districts=scope), float(
             claims["exp"]
         )

@@ -16,7 +16,37 @@ class Pseudonymizer:
         self._key = hmac.new(key, purpose.encode(), hashlib.sha256).digest()
 
     def key_of(self, identity: str) -> str:
-        return hmac.new(self._key, identity.encode(), hashlib.sha256).hexdigest()[:32]
+        return self.digest(identity.encode())[:32]
+
+    def digest(self, data: bytes) -> str:
+        """The whole keyed hash of `data`, 64 hex characters."""
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()
+
+
+# Kinds of owner, as the registry's OwnerKind names them.
+PERSON_OWNER = "PERSON"
+DEVELOPER_UNSOLD = "DEVELOPER_UNSOLD"
+
+
+class OwnerKeys:
+    """Who an owner is, without the ID number: the registry keeps this key with each unit, and
+    an owner's bearer token carries it as its subject. Both compute it here, so they agree.
+
+    One buyer of several units is one owner; the developer's unsold units of a project together
+    count as one owner (Civil Code practice).
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._hash = Pseudonymizer(key, purpose="owner")
+
+    def key_of(self, kind: str, number: str, project_id: str = "") -> str:
+        """`number`: a person's ID number, or an organisation's unified social credit code."""
+        if kind == DEVELOPER_UNSOLD:
+            return self._hash.key_of(f"developer-unsold:{project_id}:{number}")
+        return self._hash.key_of(f"{kind.lower()}:{number}")
+
+    def of_person(self, id_number: str) -> str:
+        return self.key_of(PERSON_OWNER, id_number)
 
 
 def mask_id_number(number: str) -> str:

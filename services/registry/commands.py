@@ -16,7 +16,7 @@ from wuye.core.db import KeyLookup, reader
 from wuye.core.errors import AlreadyExists, NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
-from wuye.core.pii import Pseudonymizer, mask_id_number, mask_phone
+from wuye.core.pii import OwnerKeys, Pseudonymizer, mask_id_number, mask_phone
 from wuye.core.wire import timestamp, to_date
 from wuye.registry import domain, store
 from wuye.registry.domain import (
@@ -125,7 +125,7 @@ class Registry:
         key = settings.pii_key.get_secret_value().encode()
         # Separate keys per purpose: an owner and a practitioner who are the same person get
         # unrelated keys, so the two registers cannot be joined without the PII key.
-        self._owners = Pseudonymizer(key, purpose="owner")
+        self._owners = OwnerKeys(key)
         self._practitioners = Pseudonymizer(key, purpose="practitioner")
         self._phones = Pseudonymizer(key, purpose="phone")
 
@@ -450,9 +450,7 @@ class Registry:
                     kind=u.owner.kind,
                     name=u.owner.name,
                     id_masked=mask_id_number(u.owner.id_number),
-                    owner_key=self._owners.key_of(
-                        domain.owner_identity(u.owner.kind, u.owner.id_number, project_id)
-                    ),
+                    owner_key=self._owners.key_of(u.owner.kind, u.owner.id_number, project_id),
                     phone_masked=mask_phone(u.owner.phone) if u.owner.phone else "",
                 ),
             )

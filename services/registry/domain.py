@@ -320,14 +320,6 @@ class Unit:
     owner: Owner
 
 
-def owner_identity(kind: OwnerKind, id_number: str, project_id: str) -> str:
-    """The identity an owner key is made from. One buyer of several units is one owner; the
-    developer's unsold units of a project together count as one owner (Civil Code practice)."""
-    if kind is OwnerKind.DEVELOPER_UNSOLD:
-        return f"developer-unsold:{project_id}:{id_number}"
-    return f"{kind.lower()}:{id_number}"
-
-
 # ---------------------------------------------------------------- disclosure
 
 

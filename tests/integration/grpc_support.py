@@ -27,7 +27,7 @@ from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wuye.core.auth import Role, issue_token
+from wuye.core.auth import ROLE_RULES, Reach, Role, issue_token
 from wuye.core.consumer import EventMeta, Handler
 from wuye.core.db import create_service_engine
 from wuye.core.events import inbox, outbox
@@ -217,6 +217,10 @@ class InProcessServer:
         districts: list[str] | None = None,
         ttl_seconds: int = 3600,
     ) -> str:
+        """`districts` None: the whole city, as ["*"] for the roles that may act city-wide and
+        as every district's code for the others."""
+        if districts is None and ROLE_RULES[role].reach is Reach.DISTRICTS:
+            districts = sorted(self.settings.city_districts)
         return issue_token(
             self.settings.token_secret.get_secret_value(),
             subject=subject,

@@ -13,7 +13,7 @@ from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
 from wuye.core import context
-from wuye.core.auth import Role, allow, issue_token, public
+from wuye.core.auth import ROLE_RULES, Reach, Role, allow, issue_token, public
 from wuye.core.errors import NotFound
 from wuye.core.grpcserver import Route, ServiceDefinition, build_server
 from wuye.core.settings import Settings
@@ -94,6 +94,9 @@ def channel(settings: Settings) -> Iterator[grpc.Channel]:
 
 
 def token(settings: Settings, role: Role = Role.INSPECTOR, districts=None, subject="insp-1"):
+    """`districts` None: ["*"] for the roles that may act city-wide, every code for the others."""
+    if districts is None and ROLE_RULES[role].reach is Reach.DISTRICTS:
+        districts = sorted(settings.city_districts)
     secret = settings.token_secret.get_secret_value()
     return issue_token(secret, subject=subject, role=role, districts=districts)
 

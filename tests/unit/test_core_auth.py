@@ -5,7 +5,9 @@ import pytest
 
 from wuye.core.auth import (
     ANONYMOUS,
+    ROLE_RULES,
     Principal,
+    Reach,
     Role,
     TokenVerifier,
     allow,
@@ -41,11 +43,62 @@ def test_an_issued_token_verifies_to_its_subject_role_and_districts() -> None:
     )
 
 
-def test_a_token_without_districts_acts_for_the_whole_city() -> None:
-    principal = verifier().verify(issue_token(SECRET, subject="city", role=Role.CITY_AUTHORITY))
+CITY_WIDE_ROLES = [role for role, rule in ROLE_RULES.items() if rule.reach is Reach.CITY]
+DISTRICT_ROLES = [role for role, rule in ROLE_RULES.items() if rule.reach is Reach.DISTRICTS]
+
+
+def test_every_role_has_a_district_rule() -> None:
+    assert set(ROLE_RULES) == set(Role)
+    assert set(CITY_WIDE_ROLES) == {Role.ADMIN, Role.CITY_AUTHORITY, Role.SERVICE, Role.EXPERT}
+
+
+@pytest.mark.parametrize("role", CITY_WIDE_ROLES)
+def test_a_city_role_issued_without_districts_acts_for_the_whole_city_explicitly(role: Role):
+    token = issue_token(SECRET, subject="city", role=role)
+    assert jwt.decode(token, options={"verify_signature": False})["districts"] == ["*"]
+    principal = verifier().verify(token)
     assert principal.districts is None
     assert principal.covers("150602")
-    assert principal.covers("999999")
+    assert principal.covers("150627")
+
+
+@pytest.mark.parametrize("role", DISTRICT_ROLES)
+def test_a_district_role_is_not_issued_without_districts(role: Role) -> None:
+    for city_wide in (None, ["*"]):
+        with pytest.raises(ValueError, match=f"role {role.value} may not"):
+            issue_token(SECRET, subject="x", role=role, districts=city_wide)
+    with pytest.raises(ValueError, match=f"role {role.value} must name"):
+        issue_token(SECRET, subject="x", role=role, districts=[])
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("districts", [None, []])
+def test_a_token_that_names_no_districts_is_refused_for_every_role(role: Role, districts) -> None:
+    claims = {"sub": "bob", "role": role.value}
+    if districts is not None:
+        claims["districts"] = districts
+    error = refusal(raw_token(claims))
+    assert error.reason == "TOKEN_DISTRICTS_INVALID"
+    assert f"role {role.value} must name" in error.message
+
+
+@pytest.mark.parametrize("role", DISTRICT_ROLES)
+def test_a_district_role_claiming_the_whole_city_is_refused(role: Role) -> None:
+    error = refusal(raw_token({"sub": "bob", "role": role.value, "districts": ["*"]}))
+    assert error.reason == "TOKEN_DISTRICTS_INVALID"
+    assert "acts for the whole city" in error.message
+    assert role.value in error.message
+
+
+def test_the_whole_city_mixed_with_named_districts_is_refused() -> None:
+    error = refusal(raw_token({"sub": "c", "role": "city_authority", "districts": ["*", "150602"]}))
+    assert error.reason == "TOKEN_DISTRICTS_INVALID"
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_every_role_may_act_for_named_districts(role: Role) -> None:
+    token = issue_token(SECRET, subject="x", role=role, districts=["150602"])
+    assert verifier().verify(token).districts == frozenset({"150602"})
 
 
 def test_a_verified_token_is_remembered() -> None:
@@ -55,14 +108,18 @@ def test_a_verified_token_is_remembered() -> None:
 
 
 def test_an_expired_token_is_refused_as_expired() -> None:
-    token = issue_token(SECRET, subject="alice", role=Role.INSPECTOR, ttl_seconds=-10)
+    token = issue_token(
+        SECRET, subject="alice", role=Role.INSPECTOR, districts=["150602"], ttl_seconds=-10
+    )
     error = refusal(token)
     assert error.reason == "TOKEN_EXPIRED"
 
 
 def test_a_remembered_token_is_refused_once_it_expires() -> None:
     check = verifier()
-    token = issue_token(SECRET, subject="alice", role=Role.INSPECTOR, ttl_seconds=1)
+    token = issue_token(
+        SECRET, subject="alice", role=Role.INSPECTOR, districts=["150602"], ttl_seconds=1
+    )
     check.verify(token)
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     time.sleep(max(0.0, expires - time.time()) + 0.05)
@@ -150,6 +207,10 @@ def test_an_empty_policy_admits_admin_alone() -> None:
         (Role.ENTERPRISE, False),
         (Role.INSPECTOR, False),
         (Role.SERVICE, False),
+        (Role.OWNER, False),
+        (Role.OWNERS_COMMITTEE, False),
+        (Role.EXPERT, False),
+        (Role.MEMBER_UNIT, False),
         (None, False),
     ],
 )

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wuye.core.pii import Pseudonymizer, mask_id_number, mask_phone
+from wuye.core.pii import OwnerKeys, Pseudonymizer, mask_id_number, mask_phone
 
 id_numbers = st.from_regex(r"\A[1-6][0-9]{16}[0-9X]\Z")
 phones = st.from_regex(r"\A1[3-9][0-9]{9}\Z")
@@ -83,3 +83,25 @@ def test_a_masked_phone_hides_the_middle_digits(phone: str) -> None:
 @pytest.mark.parametrize("short", ["", "110", "1234567", "123-4567"])
 def test_a_short_phone_is_masked_whole(short: str) -> None:
     assert mask_phone(short) == "*" * len(short.replace("-", ""))
+
+
+@given(id_numbers)
+def test_an_owner_key_is_the_owner_purposes_keyed_hash_of_the_person(number: str) -> None:
+    owners = OwnerKeys(b"key")
+    assert owners.of_person(number) == owners.key_of("PERSON", number, "150602-aaaaaaaaaaaa")
+    assert owners.of_person(number) == Pseudonymizer(b"key", purpose="owner").key_of(
+        f"person:{number}"
+    )
+    # A practitioner who is the same person gets an unrelated key.
+    assert owners.of_person(number) != Pseudonymizer(b"key", purpose="practitioner").key_of(
+        number
+    )
+
+
+def test_the_developers_unsold_units_are_one_owner_per_project() -> None:
+    owners = OwnerKeys(b"key")
+    code = "91150602MA0N000000"
+    here = owners.key_of("DEVELOPER_UNSOLD", code, "150602-aaaaaaaaaaaa")
+    assert here == owners.key_of("DEVELOPER_UNSOLD", code, "150602-aaaaaaaaaaaa")
+    assert here != owners.key_of("DEVELOPER_UNSOLD", code, "150602-bbbbbbbbbbbb")
+    assert here != owners.key_of("ORGANIZATION", code, "150602-aaaaaaaaaaaa")

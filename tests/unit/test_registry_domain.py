@@ -17,7 +17,7 @@ from wuye.core.errors import (
     Violations,
 )
 from wuye.core.ids import credit_code_check_char, new_id, resident_id_check_char
-from wuye.core.pii import Pseudonymizer
+from wuye.core.pii import OwnerKeys
 from wuye.core.wire import check_text
 from wuye.registry import domain
 from wuye.registry.domain import (
@@ -707,11 +707,11 @@ def test_a_district_must_be_one_of_the_city():
 # ---------------------------------------------------------------- owners
 
 
-PII = Pseudonymizer(b"unit-test-key", purpose="identity")
+OWNER_KEYS = OwnerKeys(b"unit-test-key")
 
 
 def owner_key(kind: OwnerKind, id_number: str, project_id: str) -> str:
-    return PII.key_of(domain.owner_identity(kind, id_number, project_id))
+    return OWNER_KEYS.key_of(kind, id_number, project_id)
 
 
 def test_several_units_of_one_person_are_one_owner_across_projects():
