@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from wuye.core import logs, metrics
 from wuye.core.consumer import Consumer, Handler
 from wuye.core.db import create_service_engine
+from wuye.core.events import purge_idempotency_keys
 from wuye.core.grpcserver import ServiceDefinition, serve
 from wuye.core.kafka import OutboxProducer, ensure_topics, make_consumer, make_producer
 from wuye.core.logs import log
@@ -50,6 +51,20 @@ class TimerSpec:
     name: str
     every_seconds: Callable[[Settings], float]
     run: Callable[[Settings, Engine], int]
+
+
+def _purge_idempotency_keys(settings: Settings, engine: Engine) -> int:
+    return purge_idempotency_keys(engine, time.time() - settings.idempotency_retention_days * 86400)
+
+
+# Housekeeping every service needs. It runs beside the relay, which every service deploys.
+CORE_TIMERS = (
+    TimerSpec(
+        "idempotency-keys",
+        lambda settings: settings.idempotency_purge_seconds,
+        _purge_idempotency_keys,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -169,7 +184,15 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
             # Topics also appear on first use where the broker auto-creates them.
             log(logger, "could not create topics yet", logging.WARNING, error=repr(e)[:200])
         log(logger, "relaying", service=spec.name, metrics_port=metrics_port)
-        build_relay(spec, settings, engine).run(stop)
+        housekeeping = threading.Thread(
+            target=run_timers, args=(CORE_TIMERS, settings, engine, stop), name="housekeeping"
+        )
+        housekeeping.start()
+        try:
+            build_relay(spec, settings, engine).run(stop)
+        finally:
+            stop.set()
+            housekeeping.join()
         return 0
 
     if args.command == "timers":

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     # Processed event ids are remembered this long to drop redeliveries.
     inbox_retention_days: int = Field(default=14, ge=1)
+    # A Create call's answer is replayed to retries of its request_id this long, then forgotten
+    # (checked every idempotency_purge_seconds, beside the relay).
+    idempotency_retention_days: int = Field(default=7, ge=1)
+    idempotency_purge_seconds: float = Field(default=3600.0, gt=0)
 
     # Names, addresses, reasons: the text columns hold 200 characters.
     max_text_length: int = Field(default=200, ge=10, le=200)

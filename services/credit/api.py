@@ -259,6 +259,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
 
         return run_idempotent(
             self._credit.engine,
+            pii_key=self._settings.pii_key,
             method="CreateAssessment",
             request_id=request.request_id,
             request=request,
@@ -296,6 +297,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
 
         return run_idempotent(
             self._credit.engine,
+            pii_key=self._settings.pii_key,
             method="RecordCreditEvent",
             request_id=request.request_id,
             request=request,

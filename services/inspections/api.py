@@ -180,6 +180,7 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
 
         return run_idempotent(
             self._inspections.engine,
+            pii_key=self._settings.pii_key,
             method="CreateRound",
             request_id=request.request_id,
             request=request,

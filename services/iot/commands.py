@@ -125,6 +125,7 @@ class Iot:
 
         response = run_idempotent(
             self.engine,
+            pii_key=self.settings.pii_key,
             method="RegisterGateway",
             request_id=request.request_id,
             request=request,
@@ -213,6 +214,7 @@ class Iot:
 
         device = run_idempotent(
             self.engine,
+            pii_key=self.settings.pii_key,
             method="RegisterDevice",
             request_id=request.request_id,
             request=request,

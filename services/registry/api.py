@@ -127,6 +127,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
     def _idempotent(self, method: str, request, response_type: type[M], build) -> M:
         return run_idempotent(
             self._registry.engine,
+            pii_key=self._settings.pii_key,
             method=method,
             request_id=request.request_id,
             request=request,

@@ -1,6 +1,8 @@
 """Idempotent Create-like calls (AIP-155) on real PostgreSQL: one request_id, one effect."""
 
+import hashlib
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -9,18 +11,22 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from google.protobuf import wrappers_pb2
+from pydantic import SecretStr
 
 from wuye.core import context
 from wuye.core.auth import Principal, Role
 from wuye.core.context import DistrictScope, RequestContext
 from wuye.core.db import create_service_engine
 from wuye.core.errors import AlreadyExists
-from wuye.core.events import event_metadata, run_idempotent
+from wuye.core.events import event_metadata, idempotency_keys, run_idempotent
+from wuye.core.pii import Pseudonymizer
+from wuye.core.service import CORE_TIMERS
 from wuye.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 METHOD = "/wuye.coretest.v1.ThingService/CreateThing"
+PII_KEY = SecretStr("idempotency-test-pii-key")
 
 things_metadata = sa.MetaData()
 things = sa.Table(
@@ -53,6 +59,7 @@ def create_thing(engine: sa.Engine, request_id: str, name: str, before_key=None)
 
     return run_idempotent(
         engine,
+        pii_key=PII_KEY,
         method=METHOD,
         request_id=request_id,
         request=wrappers_pb2.StringValue(value=name),
@@ -133,3 +140,51 @@ def test_concurrent_retries_of_one_request_have_one_effect_and_one_answer(engine
         )
     assert answers[0] == answers[1]
     assert thing_count(engine) == 1
+
+
+def stored_fingerprints(engine: sa.Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.scalars(sa.select(idempotency_keys.c.fingerprint)))
+
+
+def test_the_fingerprint_of_a_request_is_keyed_so_a_guess_cannot_be_tested(engine) -> None:
+    # A request holding an ID number: with a plain hash, anyone reading the table could try
+    # every number the mask leaves open.
+    create_thing(engine, "req-1", "15060219850615123X")
+    request = wrappers_pb2.StringValue(value="15060219850615123X").SerializeToString()
+    (stored,) = stored_fingerprints(engine)
+    assert stored != hashlib.sha256(b"\0" + request).hexdigest()
+    assert stored == Pseudonymizer(
+        PII_KEY.get_secret_value().encode(), purpose="idempotency"
+    ).digest(b"\0" + request)
+
+
+def age_keys(engine: sa.Engine, request_ids: list[str], days: float) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            idempotency_keys.update()
+            .where(idempotency_keys.c.request_id.in_(request_ids))
+            .values(created_at=time.time() - days * 86400)
+        )
+
+
+def test_the_housekeeping_timer_forgets_answers_older_than_the_retention(
+    engine, make_settings
+) -> None:
+    settings: Settings = make_settings(service="coretest", idempotency_retention_days=7)
+    for request_id in ("old-1", "old-2", "recent"):
+        create_thing(engine, request_id, request_id)
+    age_keys(engine, ["old-1", "old-2"], days=7.5)
+    age_keys(engine, ["recent"], days=6.5)
+
+    (purge,) = [timer for timer in CORE_TIMERS if timer.name == "idempotency-keys"]
+    assert purge.every_seconds(settings) == settings.idempotency_purge_seconds
+    assert purge.run(settings, engine) == 2
+
+    with engine.connect() as connection:
+        kept = list(connection.scalars(sa.select(idempotency_keys.c.request_id)))
+    assert kept == ["recent"]
+    # Within the retention a retry is still answered from the record; after it, it runs again.
+    create_thing(engine, "recent", "recent")
+    create_thing(engine, "old-1", "old-1")
+    assert thing_count(engine) == 4
