@@ -87,6 +87,12 @@ def _build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds to wait for every health check (default: %(default)s)",
     )
+    run_parser.add_argument(
+        "--separate-parts",
+        action="store_true",
+        help="run each relay, consumer and timers part in a process of its own, as the chart "
+        "does (default: one worker process per service beside its server)",
+    )
 
     token_parser = commands.add_parser(
         "token",
@@ -224,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             grpc_port=args.grpc_port,
             metrics_port=args.metrics_port,
             startup_timeout=args.timeout,
+            separate_parts=args.separate_parts,
         )
     )
 

@@ -1,16 +1,16 @@
 """`make run`: the whole platform on one machine, for a newcomer and for the e2e tests.
 
-Starts the development Kafka (unless WUYE_KAFKA_BOOTSTRAP names one), migrates each service's
-database, starts every part of every service (serve, relay, one process per consumer, timers) as
-its own process, waits until each answers its health check, then prints where everything is.
-Ctrl-C or SIGTERM stops all of it; so does any part dying, which is reported with the tail of
-its log.
+Starts the development Kafka (unless WUYE_KAFKA_BOOTSTRAP names one), migrates the database of
+every service declared (wuye.core.catalog), starts each service's server and its worker (relay,
+consumers and timers as threads of one process; with `separate_parts`, each its own process, as
+the chart runs them), waits until each answers its health check, then prints where everything
+is. Each service learns the addresses of the services it calls (WUYE_SERVICE_ENDPOINTS). Ctrl-C
+or SIGTERM stops all of it; so does any part dying, which is reported with the tail of its log.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import secrets
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from wuye.core.auth import Role, issue_token
+from wuye.core.catalog import load_specs
 from wuye.core.devbroker import DevBroker, terminate_with_parent, wait_for_port
 from wuye.core.grpcserver import is_serving
 from wuye.core.ids import credit_code_check_char
@@ -35,9 +36,6 @@ from wuye.core.settings import Settings
 
 if TYPE_CHECKING:
     from wuye.core.service import ServiceSpec
-
-# The services `make run` starts, in this order; a new service is one more name here.
-SERVICES: tuple[str, ...] = ("registry", "credit", "inspections", "iot")
 
 SECRETS_FILE = "secrets.env"
 # Written once every part is ready, removed at shutdown: addresses and pids for scripts and tests.
@@ -68,11 +66,14 @@ class LaunchOptions:
     # The first process's; every serve, relay and consumer process has its own.
     metrics_port: int = 9464
     startup_timeout: float = 60.0
+    # Each relay, consumer and timers part in a process of its own, as in production, rather
+    # than one worker process per service.
+    separate_parts: bool = False
 
 
 @dataclass(frozen=True)
 class Part:
-    """One process of a service: `serve`, `relay`, `consume NAME` or `timers`."""
+    """One process of a service: `serve`, `worker`, or apart `relay`, `consume NAME`, `timers`."""
 
     service: str
     args: tuple[str, ...]
@@ -207,6 +208,7 @@ class Launcher:
         self.logs_dir = self.state_dir / "logs"
         self.broker: DevBroker | None = None
         self.kafka_bootstrap = ""
+        self.specs: dict[str, ServiceSpec] = {}
         self.parts: list[Part] = []
         self.children: list[Child] = []
         self.base_env: dict[str, str] = {}
@@ -219,7 +221,8 @@ class Launcher:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         _ensure_secrets_file(self.state_dir)
         secret_env = _secret_env(self.settings, self.state_dir)
-        specs = [importlib.import_module(f"wuye.{name}.service").SPEC for name in SERVICES]
+        specs = list(load_specs())
+        self.specs = {spec.name: spec for spec in specs}
         use_dev_broker = "kafka_bootstrap" not in self.settings.model_fields_set
         kafka_port = self._plan(specs, use_dev_broker)
 
@@ -246,15 +249,7 @@ class Launcher:
 
     def _plan(self, specs: list[ServiceSpec], use_dev_broker: bool) -> int:
         """Chooses every port and checks it is free before anything starts; returns Kafka's."""
-        part_args = [
-            [
-                ("serve",),
-                ("relay",),
-                *(("consume", c.name) for c in spec.consumers),
-                *((("timers",),) if spec.timers else ()),
-            ]
-            for spec in specs
-        ]
+        part_args = [[("serve",), *self._worker_args(spec)] for spec in specs]
         with contextlib.ExitStack() as held:
             kafka_port = (
                 self._ports(held, "kafka", self.options.kafka_port, 1)[0] if use_dev_broker else 0
@@ -268,6 +263,15 @@ class Launcher:
                 grpc_port = next(grpc_ports) if args == ("serve",) else None
                 self.parts.append(Part(spec.name, args, next(metrics_ports), grpc_port))
         return kafka_port
+
+    def _worker_args(self, spec: ServiceSpec) -> list[tuple[str, ...]]:
+        if not self.options.separate_parts:
+            return [("worker",)]
+        return [
+            ("relay",),
+            *(("consume", c.name) for c in spec.consumers),
+            *((("timers",),) if spec.timers else ()),
+        ]
 
     def _ports(self, held: contextlib.ExitStack, kind: str, base: int, count: int) -> list[int]:
         """`count` ports counting up from `base`; base 0: free ones, held open until the plan is
@@ -361,6 +365,11 @@ class Launcher:
 
     def _start_part(self, part: Part) -> None:
         env = {**self.base_env, "WUYE_METRICS_PORT": str(part.metrics_port)}
+        calls = self.specs[part.service].calls
+        if calls:
+            env["WUYE_SERVICE_ENDPOINTS"] = ",".join(
+                f"{callee}={self._grpc_address(callee)}" for callee in calls
+            )
         if part.grpc_port is not None:
             env["WUYE_GRPC_PORT"] = str(part.grpc_port)
         log = self.logs_dir / part.log_name
@@ -440,7 +449,7 @@ class Launcher:
 
     def _table(self) -> str:
         rows = [("service", "gRPC", "metrics", "Kafka")]
-        for service in SERVICES:
+        for service in self.specs:
             parts = [p for p in self.parts if p.service == service]
             for index, part in enumerate(parts):
                 first = index == 0
@@ -501,7 +510,7 @@ class Launcher:
         description = {
             "launcher_pid": os.getpid(),
             "kafka_bootstrap": self.kafka_bootstrap,
-            "grpc": {service: self._grpc_address(service) for service in SERVICES},
+            "grpc": {service: self._grpc_address(service) for service in self.specs},
             "processes": [
                 {
                     "name": child.part.name,

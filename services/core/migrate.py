@@ -1,9 +1,12 @@
 """Alembic migrations, one history per service, run by `python -m wuye.<service> migrate`
 (a Job in Kubernetes, a step of `make run`), never at server start.
 
-A service's migrations/env.py only calls `run_in_alembic()`; the tables every service shares
-(outbox, inbox, idempotency keys) are created by `create_event_tables`, called from each
-service's first revision, and completed by `create_event_order_tables`, called from its second.
+Every service shares one Alembic environment (migrations_env/ beside this module: env.py and
+the template of a revision); a service keeps only its revisions, in <service>/migrations/versions.
+The tables every service shares (outbox, inbox, idempotency keys, event order) are created by
+these functions: the services that existed before a table did call the matching function from
+a revision of their own (`create_event_tables` in 0001, `create_event_order_tables` in 0002); a
+new service's first revision calls `create_core_tables` once and gets the current set.
 """
 
 from __future__ import annotations
@@ -17,6 +20,18 @@ from alembic.config import Config
 from wuye.core.db import create_service_engine, is_postgres
 from wuye.core.settings import Settings
 
+ENVIRONMENT = Path(__file__).parent / "migrations_env"
+
+
+def alembic_config(migrations_dir: Path) -> Config:
+    """The shared environment, with the revisions of the service whose migrations are here."""
+    config = Config()
+    config.set_main_option("script_location", str(ENVIRONMENT))
+    config.set_main_option("version_locations", str(migrations_dir / "versions"))
+    # One location, so no separator is needed; paths may hold spaces.
+    config.set_main_option("path_separator", "newline")
+    return config
+
 
 def upgrade(settings: Settings, migrations_dir: Path, revision: str = "head") -> None:
     engine = create_service_engine(settings)
@@ -26,8 +41,7 @@ def upgrade(settings: Settings, migrations_dir: Path, revision: str = "head") ->
             if is_postgres(engine):
                 schema = settings.schema
                 connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            config = Config()
-            config.set_main_option("script_location", str(migrations_dir))
+            config = alembic_config(migrations_dir)
             config.attributes["connection"] = connection
             config.attributes["version_table_schema"] = schema
             command.upgrade(config, revision)
@@ -108,6 +122,13 @@ def create_event_order_tables(op) -> None:
         sa.Column("expires_at", sa.Float(), nullable=False),
     )
     op.bulk_insert(lease, [{"id": 1, "holder": "", "epoch": 0, "expires_at": 0.0}])
+
+
+def create_core_tables(op) -> None:
+    """Every table of wuye.core.events as the core uses it now, for a new service's first
+    revision (the older services reached the same set in steps)."""
+    create_event_tables(op)
+    create_event_order_tables(op)
 
 
 def drop_event_order_tables(op) -> None:

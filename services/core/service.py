@@ -1,4 +1,5 @@
-"""What every service's `python -m wuye.<service>` does: serve | relay | consume | migrate.
+"""What every service's `python -m wuye.<service>` does: serve | relay | consume | timers |
+worker | migrate.
 
 A service describes itself once (`ServiceSpec`): its settings, migrations, gRPC servicers,
 topics and consumers; this module wires them to the database, Kafka and the process signals.
@@ -152,6 +153,53 @@ def run_timers(
         stop.wait(max(0.05, min(due.values()) - time.monotonic()))
 
 
+def _ensure_topics_or_warn(spec: ServiceSpec, settings: Settings) -> None:
+    try:
+        spec.ensure_topics(settings)
+    except KafkaError as e:
+        # Topics also appear on first use where the broker auto-creates them.
+        log(logger, "could not create topics yet", logging.WARNING, error=repr(e)[:200])
+
+
+def run_worker(spec: ServiceSpec, settings: Settings, engine: Engine, stop: threading.Event) -> int:
+    """The relay (with the core's housekeeping), every consumer and the timers as threads of one
+    process: `make run`'s way of running a service's background parts, which idle in the same
+    few waits whether apart or together. Any of them ending on its own ends the others, and
+    the process exits 1, so whoever supervises it sees the failure."""
+    parts: dict[str, Callable[[], None]] = {
+        "relay": lambda: build_relay(spec, settings, engine).run(stop),
+        "housekeeping": lambda: run_timers(CORE_TIMERS, settings, engine, stop),
+    }
+    for consumer in spec.consumers:
+        parts[f"consume {consumer.name}"] = (
+            lambda consumer=consumer: build_consumer(consumer, settings, engine).run(stop)
+        )
+    if spec.timers:
+        parts["timers"] = lambda: run_timers(spec.timers, settings, engine, stop)
+    failed: list[str] = []
+
+    def run_part(name: str, part: Callable[[], None]) -> None:
+        try:
+            part()
+        except Exception as e:
+            log(logger, "worker part failed", logging.ERROR, part=name, error=repr(e)[:300])
+            failed.append(name)
+        else:
+            if not stop.is_set():
+                log(logger, "worker part ended on its own", logging.ERROR, part=name)
+                failed.append(name)
+        stop.set()
+
+    threads = [
+        threading.Thread(target=run_part, args=item, name=item[0]) for item in parts.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return 1 if failed else 0
+
+
 def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m wuye.{spec.name}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +208,7 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
     consume = sub.add_parser("consume", help="run one consumer group")
     consume.add_argument("consumer", nargs="?", choices=[c.name for c in spec.consumers] or None)
     sub.add_parser("timers", help="run the service's timers (expiries, overdue checks)")
+    sub.add_parser("worker", help="relay, consumers and timers in one process (make run)")
     sub.add_parser("migrate", help="bring the database schema up to date")
     args = parser.parse_args(argv)
 
@@ -177,12 +226,13 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
 
     metrics_port = metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
     stop = _stop_on_signals()
+    if args.command == "worker":
+        _ensure_topics_or_warn(spec, settings)
+        log(logger, "working", service=spec.name, metrics_port=metrics_port)
+        return run_worker(spec, settings, engine, stop)
+
     if args.command == "relay":
-        try:
-            spec.ensure_topics(settings)
-        except KafkaError as e:
-            # Topics also appear on first use where the broker auto-creates them.
-            log(logger, "could not create topics yet", logging.WARNING, error=repr(e)[:200])
+        _ensure_topics_or_warn(spec, settings)
         log(logger, "relaying", service=spec.name, metrics_port=metrics_port)
         housekeeping = threading.Thread(
             target=run_timers, args=(CORE_TIMERS, settings, engine, stop), name="housekeeping"

@@ -187,13 +187,15 @@ def test_metric_name_parser() -> None:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict]]:
     """Every series name the platform's processes serve on /metrics, with the label names its
-    samples carry, scraped from `python -m wuye run` (SQLite, its own Kafka, free ports)."""
+    samples carry, scraped from `python -m wuye run` (SQLite, its own Kafka, free ports), each
+    part in a process of its own as in production."""
     state = tmp_path_factory.mktemp("platform") / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WUYE_")}
     output = state.parent / "launcher.out"
     with output.open("wb") as out:
         command = [sys.executable, "-m", "wuye", "run", "--state-dir", str(state)]
         command += ["--kafka-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
+        command += ["--separate-parts"]
         launcher = subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
         )
@@ -264,10 +266,10 @@ def declared_label_names() -> dict[str, set[str]]:
 
     from prometheus_client import REGISTRY, Counter, Histogram
 
-    from wuye.launcher import SERVICES
+    from wuye.core.catalog import service_names
 
     importlib.import_module("wuye.core.metrics")
-    for service in SERVICES:
+    for service in service_names():
         package = importlib.import_module(f"wuye.{service}")
         for module in pkgutil.iter_modules(package.__path__):
             if module.name not in ("__main__", "migrations"):

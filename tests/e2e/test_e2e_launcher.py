@@ -34,12 +34,12 @@ def test_a_signal_stops_every_process_it_started(launch, signum):
 def test_a_dying_part_stops_the_platform_and_is_named_with_its_log(launch):
     running = launch().wait_until_ready()
 
-    os.kill(running.pid_of("registry relay"), signal.SIGKILL)
+    os.kill(running.pid_of("registry worker"), signal.SIGKILL)
     code = running.launcher.wait(30)
 
     assert code != 0
-    assert "registry relay" in running.output and "was killed by SIGKILL" in running.output
-    assert "registry-relay.log" in running.output
+    assert "registry worker" in running.output and "was killed by SIGKILL" in running.output
+    assert "registry-worker.log" in running.output
     assert not running.leftovers()
 
 

@@ -1,3 +1,0 @@
-from wuye.core.migrate import run_in_alembic
-
-run_in_alembic()
