@@ -1,7 +1,10 @@
 """The event consumer: poll, handle each event in its own transaction, commit the offset after.
 
 Each handler's transaction also records the event id in the inbox, so a redelivered event
-changes nothing. A database outage is waited out (the event is retried from its offset); an
+changes nothing. An event that carries its version for its key (`ce_sequence`) is handled only if
+that version is above the highest this consumer has handled for the key: a repeat, or an older
+event replayed after a newer one (even one older than the inbox remembers), is skipped as stale.
+A database outage is waited out (the event is retried from its offset); an
 event that keeps failing, or cannot be decoded, goes to `<topic>.dlq` with the error, and the
 consumer moves on.
 """
@@ -22,11 +25,13 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from wuye.core import metrics
-from wuye.core.events import inbox
-from wuye.core.kafka import header_map
+from wuye.core.db import is_postgres
+from wuye.core.events import inbox, inbox_versions
+from wuye.core.kafka import dead_letter_topic, header_map
 from wuye.core.logs import log
 
 logger = logging.getLogger("wuye.consumer")
@@ -43,6 +48,8 @@ class EventMeta:
     topic: str
     partition: int
     offset: int
+    # The event's version for its (topic, key); None from producers that do not number events.
+    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,25 @@ class Consumer:
         self._retention_seconds = inbox_retention_days * 86400
         self._failures: dict[tuple[str, int, int], int] = {}
         self._housekeeping_at = 0.0
+        insert = (postgresql.insert if is_postgres(engine) else sqlite.insert)(inbox_versions)
+        self._raise_mark = (
+            insert.values(
+                consumer=sa.bindparam("consumer"),
+                topic=sa.bindparam("topic"),
+                key=sa.bindparam("key"),
+                version=sa.bindparam("version"),
+            )
+            .on_conflict_do_update(
+                index_elements=[
+                    inbox_versions.c.consumer,
+                    inbox_versions.c.topic,
+                    inbox_versions.c.key,
+                ],
+                set_={"version": insert.excluded.version},
+                where=inbox_versions.c.version < insert.excluded.version,
+            )
+            .returning(inbox_versions.c.version)
+        )
 
     # -- one event
 
@@ -128,6 +154,7 @@ class Consumer:
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
+            version=_version(headers.get("ce_sequence")),
         )
 
     def process(self, record: ConsumerRecord) -> str:
@@ -144,6 +171,16 @@ class Consumer:
         position = (record.topic, record.partition, record.offset)
         try:
             with self._engine.begin() as connection:
+                if not self._is_newer(connection, record, meta):
+                    log(
+                        logger,
+                        "stale event skipped",
+                        logging.DEBUG,
+                        topic=record.topic,
+                        offset=record.offset,
+                        version=meta.version,
+                    )
+                    return "stale"
                 connection.execute(
                     inbox.insert().values(
                         consumer=self._name, event_id=meta.event_id, processed_at=time.time()
@@ -160,6 +197,18 @@ class Consumer:
             return self._failed(record, position, e)
         self._failures.pop(position, None)
         return "handled"
+
+    def _is_newer(self, connection: Connection, record: ConsumerRecord, meta: EventMeta) -> bool:
+        """Raises this consumer's high-water mark for the record's key to the event's version;
+        whether it was below (the event is news). Unnumbered events always are."""
+        if meta.version is None or record.key is None:
+            return True
+        key = record.key.decode("utf-8", "replace")
+        raised = connection.execute(
+            self._raise_mark,
+            {"consumer": self._name, "topic": record.topic, "key": key, "version": meta.version},
+        ).first()
+        return raised is not None
 
     def _already_processed(self, event_id: str) -> bool:
         with self._engine.connect() as connection:
@@ -201,7 +250,7 @@ class Consumer:
             ("wuye_consumer", self._name.encode()),
         ]
         self._dead_letters.send(
-            f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers
+            dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
         ).get(timeout=30)
         log(
             logger,
@@ -276,6 +325,14 @@ class Consumer:
                 stop.wait(1.0)
         self._kafka.close()
         self._dead_letters.close(timeout=5)
+
+
+def _version(header: str | None) -> int | None:
+    """The version in a `ce_sequence` header; None where there is none, or it is no number."""
+    try:
+        return int(header) if header else None
+    except ValueError:
+        return None
 
 
 class _RetryLater(Exception):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from google.protobuf.message import Message
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from wuye.core.context import current_or_none
@@ -109,25 +111,67 @@ class Event:
 
 
 def add_events(connection: Connection, events: Iterable[Event]) -> None:
+    """Add `events` to the outbox of the connection's transaction, each with the next version of
+    its (topic, key).
+
+    Taking a version locks its (topic, key) row until the transaction ends, so transactions
+    emitting for one key are serialised: their events get outbox ids and versions in the order
+    they commit, which is the order the relay publishes them. On PostgreSQL the commit also
+    wakes the relay (a notification, delivered at commit, as many as there were coalesced).
+    """
+    events = list(events)
+    if not events:
+        return
     request = current_or_none()
     trace_id = request.trace_id if request else ""
     now = time.time()
-    rows = [
-        {
-            "event_id": str(uuid.uuid4()),
-            "topic": e.topic,
-            "key": e.key,
-            "event_type": e.message.DESCRIPTOR.full_name,
-            "subject": e.subject,
-            "district": e.district,
-            "trace_id": trace_id,
-            "payload": e.message.SerializeToString(),
-            "created_at": now,
-        }
-        for e in events
-    ]
-    if rows:
-        connection.execute(outbox.insert(), rows)
+    versions = _take_versions(connection, events)
+    rows = []
+    for e in events:
+        version = versions[e.topic, e.key]
+        versions[e.topic, e.key] = version + 1
+        rows.append(
+            {
+                "event_id": str(uuid.uuid4()),
+                "topic": e.topic,
+                "key": e.key,
+                "event_type": e.message.DESCRIPTOR.full_name,
+                "subject": e.subject,
+                "district": e.district,
+                "trace_id": trace_id,
+                "payload": e.message.SerializeToString(),
+                "created_at": now,
+                "version": version,
+            }
+        )
+    connection.execute(outbox.insert(), rows)
+
+
+# The channel on which a schema's commits wake its relay; names are at most 63 bytes.
+OUTBOX_CHANNEL = sa.func.left(sa.literal("wuye_outbox_") + sa.func.current_schema(), 63)
+
+
+def _take_versions(connection: Connection, events: list[Event]) -> dict[tuple[str, str], int]:
+    """The first version of each (topic, key) among `events`, taken for all of them at once.
+
+    The rows are taken in one order (sorted), so two transactions emitting for the same keys
+    wait for each other instead of deadlocking."""
+    counts = Counter((e.topic, e.key) for e in events)
+    postgres = connection.dialect.name == "postgresql"
+    insert = (postgresql.insert if postgres else sqlite.insert)(event_versions)
+    statement = insert.values(
+        [{"topic": t, "key": k, "version": counts[t, k]} for t, k in sorted(counts)]
+    ).on_conflict_do_update(
+        index_elements=[event_versions.c.topic, event_versions.c.key],
+        set_={"version": event_versions.c.version + insert.excluded.version},
+    )
+    returned = [event_versions.c.topic, event_versions.c.key, event_versions.c.version]
+    if postgres:
+        returned.append(sa.func.pg_notify(OUTBOX_CHANNEL, ""))
+    return {
+        (row.topic, row.key): row.version - counts[row.topic, row.key] + 1
+        for row in connection.execute(statement.returning(*returned))
+    }
 
 
 R = TypeVar("R", bound=Message)

@@ -54,6 +54,8 @@ class OutboxProducer:
             "bootstrap.servers": settings.kafka_bootstrap,
             "client.id": f"wuye-{settings.service}-relay",
             "acks": "all",
+            # A retried request is not written twice, nor out of order.
+            "enable.idempotence": True,
             "linger.ms": 2,
             "batch.size": 1024 * 1024,
             "queue.buffering.max.messages": 200_000,
@@ -65,7 +67,12 @@ class OutboxProducer:
         config.update(overrides)
         self._producer = ConfluentProducer(config)
 
-    def publish(self, records: Iterable[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]) -> None:
+    def publish(
+        self,
+        records: Iterable[tuple[str, bytes, bytes, list[tuple[str, bytes]]]],
+        timeout: float = 15.0,
+    ) -> None:
+        """Sends `records` and waits up to `timeout` seconds for all to be acknowledged."""
         failures: list[object] = []
 
         def delivered(error, _message) -> None:
@@ -81,7 +88,7 @@ class OutboxProducer:
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     self._producer.poll(0.05)
-        unsent = self._producer.flush(timeout=15)
+        unsent = self._producer.flush(timeout=timeout)
         if unsent or failures:
             raise PublishFailed(
                 f"{unsent} records unsent, {len(failures)} failed"
@@ -115,28 +122,35 @@ def make_consumer(
     return consumer
 
 
+def dead_letter_topic(topic: str) -> str:
+    """Where consumers of `topic` send the events they cannot handle."""
+    return f"{topic}.dlq"
+
+
 def ensure_topics(
     settings: Settings,
     topics: Sequence[str],
-    partitions: int,
+    partitions: int | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Creates the topics that are missing, with their `configs` (e.g. retention.ms); topics
-    that exist are left as their operators set them."""
+    """Creates the topics that are missing, each with its dead-letter topic, with `partitions`
+    (default: the settings'), the settings' replication factor and their `configs` (e.g.
+    retention.ms); topics that exist are left as their operators set them."""
     admin = KafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="wuye-admin"
     )
     try:
         existing = set(admin.list_topics())
-        missing = [t for t in topics if t not in existing]
+        wanted = [name for topic in topics for name in (topic, dead_letter_topic(topic))]
+        missing = [t for t in wanted if t not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(
                     [
                         NewTopic(
                             t,
-                            num_partitions=partitions,
-                            replication_factor=1,
+                            num_partitions=partitions or settings.kafka_topic_partitions,
+                            replication_factor=settings.kafka_replication_factor,
                             topic_configs=dict((configs or {}).get(t, {})),
                         )
                         for t in missing
@@ -155,7 +169,10 @@ def cloudevent_headers(
     time: float,
     district: str,
     trace_id: str,
+    sequence: int | None = None,
 ) -> list[tuple[str, bytes]]:
+    """The CloudEvents binary-mode headers. `sequence` (the event's version for its key) goes
+    into the sequence extension, zero-padded as that extension wants a string that sorts."""
     headers = [
         ("ce_specversion", b"1.0"),
         ("ce_id", event_id.encode()),
@@ -168,6 +185,8 @@ def cloudevent_headers(
     ]
     if trace_id:
         headers.append(("ce_traceid", trace_id.encode()))
+    if sequence is not None:
+        headers.append(("ce_sequence", f"{sequence:020d}".encode()))
     return headers
 
 

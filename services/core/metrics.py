@@ -43,7 +43,7 @@ OUTBOX_LATENCY = Histogram(
 
 CONSUMED = Counter(
     "wuye_consumer_events",
-    "Events taken from Kafka, by outcome (handled, duplicate, ignored, dead_lettered).",
+    "Events taken from Kafka, by outcome (handled, duplicate, stale, ignored, dead_lettered).",
     ["topic", "outcome"],
 )
 CONSUMER_LAG = Gauge(

@@ -1,32 +1,52 @@
 """The outbox relay: publishes committed events to Kafka in commit order, then deletes them.
 
 At-least-once: a crash between Kafka's acknowledgement and the delete publishes a batch again;
-consumers drop the repeats by ce_id. On PostgreSQL one relay per schema is active at a time
-(an advisory lock), so replicas can stand by without reordering events.
+consumers drop the repeats (each event carries its version for its key, `ce_sequence`).
+
+One relay per schema publishes at a time: the holder of the outbox lease, a row with the
+holder, a fencing token (`epoch`, raised whenever the lease changes hands) and an expiry on the
+database's clock. The holder renews the lease before it publishes a batch, and again in the
+transaction that deletes the batch, which holds the lease's row until it commits: a relay whose
+lease another took cannot delete, stops publishing and stands by. A relay that dies leaves its
+lease to expire; one that stops hands it over at once. Every record carries the epoch it was
+published under (`wuye_relay_epoch`). A publish is given half the lease, so the lease outlives
+the publishes of its holder unless its process is frozen for longer than that.
+
+The relay sleeps while nothing is committed. On PostgreSQL a commit that adds events notifies
+(add_events) and the relay listens on a connection of its own; on SQLite it watches the
+database files' change stamps. Either way it also looks every `poll_seconds`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
 import threading
 import time
-import zlib
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from kafka.errors import KafkaError
 from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 
 from wuye.core import metrics
 from wuye.core.db import is_postgres, reader
-from wuye.core.events import outbox
+from wuye.core.events import OUTBOX_CHANNEL, outbox, outbox_lease
 from wuye.core.kafka import OutboxProducer, cloudevent_headers
 from wuye.core.logs import log
 
 logger = logging.getLogger("wuye.relay")
+
+EPOCH_HEADER = "wuye_relay_epoch"
+_LEASE_ID = 1
 
 _SELECT = sa.select(
     outbox.c.id,
@@ -39,7 +59,71 @@ _SELECT = sa.select(
     outbox.c.trace_id,
     outbox.c.payload,
     outbox.c.created_at,
+    outbox.c.version,
 ).order_by(outbox.c.id)
+
+
+class LeaseLost(Exception):
+    """Another relay holds the outbox lease now: this one must not publish or delete."""
+
+
+class OutboxLease:
+    """The outbox lease's statements, judged on the database's clock so that the relays' own
+    clocks do not matter."""
+
+    def __init__(self, engine: Engine, seconds: float) -> None:
+        self.seconds = seconds
+        self.holder = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if is_postgres(engine):
+            now = sa.cast(sa.func.extract("epoch", sa.func.clock_timestamp()), sa.Float)
+            insert = postgresql.insert(outbox_lease)
+        else:
+            now = sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)", sa.Float)
+            insert = sqlite.insert(outbox_lease)
+        until = now + sa.bindparam("seconds", type_=sa.Float)
+        self._take = (
+            insert.values(
+                id=_LEASE_ID, holder=sa.bindparam("lease_holder"), epoch=1, expires_at=until
+            )
+            .on_conflict_do_update(
+                index_elements=[outbox_lease.c.id],
+                set_={
+                    "holder": insert.excluded.holder,
+                    "epoch": outbox_lease.c.epoch + 1,
+                    "expires_at": insert.excluded.expires_at,
+                },
+                where=outbox_lease.c.expires_at < now,
+            )
+            .returning(outbox_lease.c.epoch)
+        )
+        held = (
+            (outbox_lease.c.id == _LEASE_ID)
+            & (outbox_lease.c.holder == sa.bindparam("lease_holder"))
+            & (outbox_lease.c.epoch == sa.bindparam("lease_epoch"))
+        )
+        self._renew = outbox_lease.update().where(held).values(expires_at=until)
+        self._release = outbox_lease.update().where(held).values(expires_at=0.0)
+
+    def take(self, connection: sa.Connection) -> int | None:
+        """The new epoch if the lease was free (expired or released) and is now ours."""
+        return connection.execute(
+            self._take, {"lease_holder": self.holder, "seconds": self.seconds}
+        ).scalar()
+
+    def renew(self, connection: sa.Connection, epoch: int) -> None:
+        """Extends the lease held under `epoch`; in a transaction, also holds its row until the
+        commit, so nobody takes it meanwhile. Raises LeaseLost if it is someone else's."""
+        renewed = connection.execute(
+            self._renew,
+            {"lease_holder": self.holder, "lease_epoch": epoch, "seconds": self.seconds},
+        )
+        if renewed.rowcount != 1:
+            raise LeaseLost(f"the outbox lease of epoch {epoch} has passed to another relay")
+
+    def release(self, connection: sa.Connection, epoch: int) -> None:
+        connection.execute(
+            self._release, {"lease_holder": self.holder, "lease_epoch": epoch, "seconds": 0}
+        )
 
 
 class Relay:
@@ -49,9 +133,10 @@ class Relay:
         new_producer: Callable[[], OutboxProducer],
         *,
         source: str,
-        lock_name: str,
         batch_size: int,
         poll_seconds: float,
+        lease_seconds: float,
+        watch_seconds: float,
         gauge_seconds: float = 1.0,
         on_published: Callable[[list, float], None] | None = None,
     ) -> None:
@@ -64,6 +149,13 @@ class Relay:
         self._select = _SELECT.limit(batch_size)
         self._poll_seconds = poll_seconds
         self._gauge_seconds = gauge_seconds
+        self._lease = OutboxLease(engine, lease_seconds)
+        self._epoch: int | None = None
+        self._commits: Notifications | FileChanges = (
+            Notifications(engine)
+            if is_postgres(engine)
+            else FileChanges(engine.url.database or "", watch_seconds)
+        )
         # PostgreSQL takes the batch's ids as one array: an IN list of thousands of bound values
         # costs more to compile than the delete itself.
         self._delete = (
@@ -73,37 +165,67 @@ class Relay:
             if is_postgres(engine)
             else outbox.delete().where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
         )
-        self._lock_key = zlib.crc32(f"wuye-outbox:{lock_name}".encode()) & 0x7FFFFFFF
-        self._leader: sa.Connection | None = None
         self._gauges_at = 0.0
         # Told of each batch Kafka acknowledged (rows, when): a service's own measurements.
         self._on_published = on_published
 
+    @property
+    def epoch(self) -> int | None:
+        """The fencing token of the lease this relay holds, if it holds it."""
+        return self._epoch
+
+    def hold_lease(self) -> bool:
+        """Takes the lease if it is free, or renews ours; whether this relay may publish."""
+        with self._reader.connect() as connection:
+            if self._epoch is None:
+                self._epoch = self._lease.take(connection)
+                if self._epoch is not None:
+                    log(logger, "relay is the active one", epoch=self._epoch)
+            else:
+                self._lease.renew(connection, self._epoch)
+        return self._epoch is not None
+
     def publish_batch(self) -> int:
-        """Publish up to one batch; returns how many events Kafka acknowledged."""
+        """Publish up to one batch if this relay holds the lease (taking it if it is free);
+        returns how many events Kafka acknowledged and this relay deleted. Raises LeaseLost if
+        the lease passed to another relay meanwhile: the batch then stays for the new holder."""
+        if not self.hold_lease():
+            return 0
+        epoch = self._epoch
+        # Listening starts before the outbox is read: a commit after the read wakes the relay.
+        self._commits.start()
         with self._reader.connect() as connection:
             rows = connection.execute(self._select).all()
         if not rows:
             return 0
+        epoch_header = (EPOCH_HEADER, str(epoch).encode())
         self._ready_producer().publish(
             (
-                row.topic,
-                row.key.encode(),
-                row.payload,
-                cloudevent_headers(
-                    event_id=row.event_id,
-                    event_type=row.event_type,
-                    source=self._source,
-                    subject=row.subject,
-                    time=row.created_at,
-                    district=row.district,
-                    trace_id=row.trace_id,
-                ),
-            )
-            for row in rows
+                (
+                    row.topic,
+                    row.key.encode(),
+                    row.payload,
+                    [
+                        *cloudevent_headers(
+                            event_id=row.event_id,
+                            event_type=row.event_type,
+                            source=self._source,
+                            subject=row.subject,
+                            time=row.created_at,
+                            district=row.district,
+                            trace_id=row.trace_id,
+                            sequence=row.version,
+                        ),
+                        epoch_header,
+                    ],
+                )
+                for row in rows
+            ),
+            timeout=self._lease.seconds / 2,
         )
         acknowledged = time.time()
         with self._engine.begin() as connection:
+            self._lease.renew(connection, epoch)
             connection.execute(self._delete, {"ids": [row.id for row in rows]})
         by_topic: dict[str, int] = {}
         for row in rows:
@@ -116,62 +238,36 @@ class Relay:
         return len(rows)
 
     def update_gauges(self) -> None:
-        if self._leader is not None:
-            # The advisory lock lives as long as this session: make sure it still does.
-            self._leader.execute(sa.text("SELECT 1"))
-            self._leader.commit()
-        with self._engine.connect() as connection:
+        with self._reader.connect() as connection:
             count, oldest = connection.execute(
                 sa.select(sa.func.count(), sa.func.min(outbox.c.created_at))
             ).one()
         metrics.OUTBOX_BACKLOG.set(count)
         metrics.OUTBOX_OLDEST_AGE.set(time.time() - oldest if oldest else 0.0)
 
-    def _is_leader(self) -> bool:
-        if not is_postgres(self._engine):
-            return True
-        if self._leader is not None:
-            return True
-        connection = self._engine.connect()
-        acquired = connection.execute(
-            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": self._lock_key}
-        ).scalar()
-        connection.commit()
-        if acquired:
-            self._leader = connection
-            log(logger, "relay is the active one", lock=self._lock_key)
-            return True
-        connection.close()
-        return False
-
-    def _drop_leadership(self) -> None:
-        if self._leader is not None:
-            # The advisory lock belongs to the database session: end the session itself. Merely
-            # closing would return it to the pool still holding the lock, and no other relay
-            # could take over until this process exits.
-            with contextlib.suppress(DBAPIError):
-                self._leader.invalidate()
-            with contextlib.suppress(DBAPIError):
-                self._leader.close()
-            self._leader = None
-
     def run(self, stop: threading.Event) -> None:
         backoff = self._poll_seconds
         while not stop.is_set():
             try:
-                if not self._is_leader():
-                    # A standby reports nothing waiting: the active relay reports the backlog.
-                    metrics.OUTBOX_BACKLOG.set(0)
-                    metrics.OUTBOX_OLDEST_AGE.set(0)
-                    stop.wait(1.0)
-                    continue
-                if time.monotonic() - self._gauges_at >= self._gauge_seconds:
+                # The holder of the lease reports the backlog, also while publishing fails.
+                if self._epoch is not None and (
+                    time.monotonic() - self._gauges_at >= self._gauge_seconds
+                ):
                     self.update_gauges()
                     self._gauges_at = time.monotonic()
                 published = self.publish_batch()
                 backoff = self._poll_seconds
-                if published < self._batch_size:
+                if self._epoch is None:
+                    # A standby reports nothing waiting.
+                    metrics.OUTBOX_BACKLOG.set(0)
+                    metrics.OUTBOX_OLDEST_AGE.set(0)
                     stop.wait(self._poll_seconds)
+                    continue
+                if published < self._batch_size:
+                    self._commits.wait(stop, min(self._poll_seconds, self._lease.seconds / 3))
+            except LeaseLost as e:
+                log(logger, "lost the outbox lease; standing by", logging.WARNING, error=str(e))
+                self._stand_by()
             except (KafkaError, DBAPIError) as e:
                 metrics.OUTBOX_PUBLISH_FAILURES.inc()
                 log(
@@ -181,19 +277,23 @@ class Relay:
                     error=repr(e)[:300],
                     retry_in_s=round(backoff, 2),
                 )
-                if isinstance(e, DBAPIError):
-                    self._drop_leadership()
-                else:
+                if isinstance(e, KafkaError):
                     self._discard_producer()
                 stop.wait(backoff)
                 backoff = min(backoff * 2 + 0.1, 5.0)
         self.close()
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close()
-            self._producer = None
-        self._drop_leadership()
+        if self._epoch is not None:
+            # Hand the lease over now rather than let a standby wait for it to expire.
+            with contextlib.suppress(DBAPIError), self._engine.begin() as connection:
+                self._lease.release(connection, self._epoch)
+        self._stand_by()
+
+    def _stand_by(self) -> None:
+        self._epoch = None
+        self._discard_producer()
+        self._commits.close()
 
     def _ready_producer(self) -> OutboxProducer:
         if self._producer is None:
@@ -203,8 +303,95 @@ class Relay:
     def _discard_producer(self) -> None:
         """After a failure start afresh: a new producer re-reads the cluster's metadata and
         opens a new idempotent session, where the old one may stay fenced for good (a broker
-        that restarted does not know its producer id)."""
+        that restarted does not know its producer id). Nothing it still holds is sent."""
         if self._producer is not None:
             with contextlib.suppress(KafkaError, OSError):
                 self._producer.close()
             self._producer = None
+
+
+class Notifications:
+    """PostgreSQL: the notifications add_events raises at commit, on a connection kept for
+    them (LISTEN belongs to a session)."""
+
+    # A stop request is noticed within this long.
+    _SLICE_SECONDS = 0.25
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: sa.Connection | None = None
+
+    def start(self) -> None:
+        if self._connection is not None:
+            return
+        connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            channel = connection.execute(sa.select(OUTBOX_CHANNEL)).scalar_one()
+            connection.exec_driver_sql(f'LISTEN "{channel}"')
+        except BaseException:
+            connection.invalidate()
+            connection.close()
+            raise
+        self._connection = connection
+
+    def wait(self, stop: threading.Event, timeout: float) -> None:
+        """Until a commit notifies, `stop` is set, or `timeout` seconds have passed."""
+        if self._connection is None:
+            stop.wait(timeout)
+            return
+        driver = self._connection.connection.driver_connection
+        deadline = time.monotonic() + timeout
+        try:
+            while not stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if list(driver.notifies(timeout=min(left, self._SLICE_SECONDS), stop_after=1)):
+                    # Several commits may have notified: one look at the outbox serves them all.
+                    list(driver.notifies(timeout=0))
+                    return
+        except psycopg.Error as e:
+            log(logger, "lost the notifications' connection", logging.WARNING, error=repr(e)[:300])
+            self.close()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            # The session must end: returned to the pool it would keep listening.
+            with contextlib.suppress(DBAPIError):
+                self._connection.invalidate()
+            with contextlib.suppress(DBAPIError):
+                self._connection.close()
+            self._connection = None
+
+
+class FileChanges:
+    """SQLite: a commit changes the database's write-ahead log (or the file itself); its change
+    stamps are looked at every `watch_seconds`, a stat call instead of a query."""
+
+    def __init__(self, database: str, watch_seconds: float) -> None:
+        self._files = [Path(database), Path(f"{database}-wal")]
+        self._watch_seconds = watch_seconds
+        self._seen: tuple = ()
+
+    def _stamp(self) -> tuple:
+        stamps = []
+        for file in self._files:
+            try:
+                status = file.stat()
+            except FileNotFoundError:
+                stamps.append(None)
+                continue
+            stamps.append((status.st_ino, status.st_size, status.st_mtime_ns))
+        return tuple(stamps)
+
+    def start(self) -> None:
+        self._seen = self._stamp()
+
+    def wait(self, stop: threading.Event, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not stop.wait(self._watch_seconds):
+            if self._stamp() != self._seen:
+                return
+
+    def close(self) -> None:
+        self._seen = ()

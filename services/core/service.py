@@ -77,7 +77,8 @@ class ServiceSpec:
     topics: tuple[str, ...]
     consumers: tuple[ConsumerSpec, ...] = field(default_factory=tuple)
     timers: tuple[TimerSpec, ...] = field(default_factory=tuple)
-    topic_partitions: int = 6
+    # None: the settings' kafka_topic_partitions.
+    topic_partitions: int | None = None
     # Called by the relay with each batch of outbox rows Kafka acknowledged, and when.
     on_published: Callable[[list, float], None] | None = None
     # Configs of topics the relay creates where they are missing (by topic), from settings.
@@ -109,9 +110,10 @@ def build_relay(spec: ServiceSpec, settings: Settings, engine: Engine) -> Relay:
         engine,
         lambda: OutboxProducer(settings),
         source=f"/wuye/{spec.name}",
-        lock_name=f"{settings.resolved_database_url()}#{settings.schema}",
         batch_size=settings.relay_batch_size,
         poll_seconds=settings.relay_poll_seconds,
+        lease_seconds=settings.relay_lease_seconds,
+        watch_seconds=settings.relay_watch_seconds,
         on_published=spec.on_published,
     )
 

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=20, ge=1)
     state_dir: str = ".wuye"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Topics a relay creates where they are missing (with their dead-letter topics). One replica
+    # is right only for the development broker.
+    kafka_topic_partitions: int = Field(default=6, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
 
     city_districts: dict[str, str] = ORDOS_DISTRICTS
     # Deadlines and "today" are the city's calendar days, not UTC's.
@@ -73,7 +77,13 @@ class Settings(BaseSettings):
     pii_key: SecretStr = SecretStr("")
 
     relay_batch_size: int = Field(default=2000, ge=1)
-    relay_poll_seconds: float = Field(default=0.02, gt=0)
+    # The relay wakes when a command commits; it also looks at the outbox at least this often.
+    relay_poll_seconds: float = Field(default=1.0, gt=0)
+    # SQLite has no notifications: how often the relay looks for a change of the database files.
+    relay_watch_seconds: float = Field(default=0.01, gt=0)
+    # How long the active relay's lease runs unless renewed; a dead relay's standby takes over
+    # after it. The relay gives each publish half of it.
+    relay_lease_seconds: float = Field(default=10.0, gt=0)
     consumer_max_attempts: int = Field(default=5, ge=1)
     # Processed event ids are remembered this long to drop redeliveries.
     inbox_retention_days: int = Field(default=14, ge=1)
