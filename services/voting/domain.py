@@ -47,7 +47,8 @@ printed as strings in proto3 JSON; in canon they are integers.
       quorum_reached = meets(Pa, Ta, quorum) and meets(Pn, Tn, quorum)
       passed = quorum_reached and Pn > 0 and meets(Ya, Pa, M) and meets(Yn, Pn, M)
    where M is special_majority for a SPECIAL matter and ordinary_majority otherwise.
-6. The published result must equal the recomputed one in every field.
+6. The published result must equal the recomputed one in every field, and the roll's totals
+   the vote stated at opening (roll_owners, roll_area_cm2) the result's.
 A receipt R is counted when some entry's entry_hash is R and no later entry has its pseudonym.
 """
 

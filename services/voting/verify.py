@@ -195,6 +195,14 @@ def check(export: pb.GetBallotLogResponse, roll_digest: str | None, receipt: str
     except ValueError as e:
         return Outcome(REFUSED, (f"REFUSED: the export is malformed: {e}",))
     problem = domain.verify(spec, roll, entries, published, vote.roll_digest, roll_digest)
+    if not problem and (vote.roll_owners, vote.roll_area_cm2) != (
+        published.roll_owners,
+        published.roll_area_cm2,
+    ):
+        problem = (
+            f"the vote states a roll of {vote.roll_owners} owners and {vote.roll_area_cm2} cm², "
+            f"its result {published.roll_owners} owners and {published.roll_area_cm2} cm²"
+        )
     if problem:
         return Outcome(REFUSED, (f"REFUSED: {problem}",))
     lines = [f"vote {spec.vote_id}: {len(entries)} ballots, {published.counted_ballots} counted"]
