@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2
 
 from wuye.core.errors import Violations
+from wuye.core.text import text_problem
 
 
 def timestamp(moment: dt.datetime | None) -> Timestamp | None:
@@ -54,9 +55,7 @@ def check_request_id(v: Violations, request_id: str) -> None:
 
 
 def check_text(v: Violations, field: str, value: str, limit: int, required: bool = True) -> None:
-    if required and not value.strip():
-        v.add(field, "is required")
-    elif len(value) > limit:
-        v.add(field, f"must be at most {limit} characters")
-    elif any(ord(ch) < 32 for ch in value):
-        v.add(field, "must not contain control characters")
+    """A violation for `field` if `value` breaks the text rule (wuye.core.text)."""
+    problem = text_problem(value, limit, required=required)
+    if problem:
+        v.add(field, problem)

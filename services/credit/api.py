@@ -13,8 +13,7 @@ from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
-from wuye.core.standards import checklist, score_against
-from wuye.core.wire import check_request_id, enum_name, timestamp
+from wuye.core.wire import check_request_id, check_text, enum_name, timestamp
 from wuye.credit import domain
 from wuye.credit.commands import Credit, grade_number, subject_message
 from wuye.credit.domain import (
@@ -92,10 +91,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
         return kind
 
     def _text(self, v: Violations, field: str, value: str, required: bool = True) -> None:
-        if required and not value.strip():
-            v.add(field, "is required")
-        elif len(value) > self._settings.max_text_length or not value.isprintable():
-            v.add(field, f"must be at most {self._settings.max_text_length} printable characters")
+        check_text(v, field, value, self._settings.max_text_length, required)
 
     def _past(
         self, v: Violations, field: str, stamp: Timestamp, present: bool

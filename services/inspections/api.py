@@ -13,8 +13,8 @@ from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
-from wuye.core.standards import checklist, score_against
-from wuye.core.wire import check_request_id
+from wuye.core.standards import checklist
+from wuye.core.wire import check_request_id, check_text
 from wuye.inspections import domain
 from wuye.inspections.commands import Inspections, timestamp
 from wuye.inspections.domain import (
@@ -95,11 +95,7 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
     def _text(
         self, v: Violations, field: str, value: str, required: bool = True, limit: int = 0
     ) -> None:
-        limit = limit or self._settings.max_text_length
-        if required and not value.strip():
-            v.add(field, "is required")
-        elif len(value) > limit or not value.isprintable():
-            v.add(field, f"must be at most {limit} printable characters")
+        check_text(v, field, value, limit or self._settings.max_text_length, required)
 
     def _districts(self, v: Violations, field: str, codes) -> tuple[str, ...]:
         v.check(0 < len(codes) <= len(self._city), field, "name at least one district")
