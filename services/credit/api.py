@@ -13,6 +13,7 @@ from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
+from wuye.core.standards import checklist, score_against
 from wuye.core.wire import check_request_id, check_text, enum_name, timestamp
 from wuye.credit import domain
 from wuye.credit.commands import Credit, grade_number, subject_message
