@@ -7,6 +7,7 @@ environment, so there is no configuration file to template.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -47,11 +48,27 @@ class Settings(BaseSettings):
     city_districts: dict[str, str] = ORDOS_DISTRICTS
     # Deadlines and "today" are the city's calendar days, not UTC's.
     city_timezone: str = "Asia/Shanghai"
+    # Days off and make-up working days the State Council announced for years the calendar
+    # package does not know yet (comma-separated dates or ranges, 2027-02-06..2027-02-14). A
+    # year counts as known once a holiday of it is listed here.
+    extra_holidays: Annotated[tuple[dt.date, ...], NoDecode] = ()
+    extra_workdays: Annotated[tuple[dt.date, ...], NoDecode] = ()
     # Districts this instance serves (comma-separated); empty: all of the city's.
     districts: Annotated[tuple[str, ...], NoDecode] = ()
     # How callers reach the instance serving another district, e.g. "registry-{district}:50051";
     # named in the error a request for an unserved district gets.
     district_endpoint_template: str = ""
+    # Where the services this one calls listen (wuye.core.client): "credit=credit:50051,..." or
+    # JSON. An address with {district} is a per-district deployment. Services not listed are
+    # found by service_endpoint_template ({service}, optionally {district}), if set.
+    service_endpoints: Annotated[dict[str, str], NoDecode] = {}
+    service_endpoint_template: str = ""
+    # A call to another service: its deadline unless the caller gives one, how often it is
+    # tried while the target is UNAVAILABLE, and how long the service's own token lives.
+    client_timeout_seconds: float = Field(default=5.0, gt=0)
+    client_max_attempts: int = Field(default=5, ge=2, le=5)
+    client_token_ttl_seconds: int = Field(default=300, ge=60)
+    client_keepalive_seconds: float = Field(default=30.0, ge=10)
 
     grpc_host: str = "0.0.0.0"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
@@ -96,6 +113,31 @@ class Settings(BaseSettings):
     max_text_length: int = Field(default=200, ge=10, le=200)
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=500, ge=1)
+
+    @field_validator("extra_holidays", "extra_workdays", mode="before")
+    @classmethod
+    def _split_dates(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        days: list[dt.date] = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            first, _, last = item.partition("..")
+            start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last or first)
+            if end < start:
+                raise ValueError(f"{item}: the range ends before it starts")
+            days.extend(start + dt.timedelta(days=n) for n in range((end - start).days + 1))
+        return tuple(days)
+
+    @field_validator("service_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: object) -> object:
+        if not isinstance(value, str) or value.lstrip().startswith("{"):
+            return json.loads(value) if isinstance(value, str) else value
+        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+        missing = [name for name, equals, address in pairs if not equals or not address.strip()]
+        if missing:
+            raise ValueError(f"{missing}: write service=host:port")
+        return {name.strip(): address.strip() for name, _, address in pairs}
 
     @field_validator("districts", mode="before")
     @classmethod
