@@ -128,7 +128,6 @@ def _load(config: dict[str, Any]) -> dict[str, Any]:
             gateway["id"],
             bytes.fromhex(gateway["secret"]),
             window=config["window"],
-            first_sequence=time.time_ns() // 1000,
             on_result=on_result,
         )
         await asyncio.sleep(max(0.0, start_at - time.time()))

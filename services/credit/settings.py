@@ -39,6 +39,7 @@ class EventRule(BaseModel, frozen=True):
 DEFAULT_RECORD_TYPES: dict[str, RecordType] = {
     "UNFILED_EXIT": RecordType(direction="BAD", points=Decimal(10)),
     "ALARM_ESCALATED": RecordType(direction="BAD", points=Decimal(2)),
+    "FALSE_ALARMS_EXCEEDED": RecordType(direction="BAD", points=Decimal(2)),
     "INSPECTION_FAILED": RecordType(direction="BAD", points=Decimal(5)),
     "RECTIFICATION_OVERDUE": RecordType(direction="BAD", points=Decimal(5)),
     "COMPLAINT_VERIFIED": RecordType(direction="BAD", points=Decimal(3), manual=True),
@@ -59,6 +60,11 @@ DEFAULT_EVENT_RULES: tuple[EventRule, ...] = (
     ),
     EventRule(
         event="wuye.iot.v1.AlarmEscalated", topic="wuye.iot.alarm.v1", record_type="ALARM_ESCALATED"
+    ),
+    EventRule(
+        event="wuye.iot.v1.DeviceFalseAlarmsExceeded",
+        topic="wuye.iot.device.v1",
+        record_type="FALSE_ALARMS_EXCEEDED",
     ),
     EventRule(
         event="wuye.inspections.v1.CheckRecorded",

@@ -40,6 +40,7 @@ class InspectionsSettings(Settings):
     inspectors_per_check: int = Field(default=2, ge=2)
     trigger_rules: tuple[TriggerRule, ...] = (
         TriggerRule(event="wuye.iot.v1.AlarmEscalated", topic="wuye.iot.alarm.v1"),
+        TriggerRule(event="wuye.iot.v1.DeviceFalseAlarmsExceeded", topic="wuye.iot.device.v1"),
     )
     overdue_check_seconds: float = Field(default=60.0, gt=0)
     max_findings: int = Field(default=100, ge=1)

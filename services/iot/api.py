@@ -27,7 +27,7 @@ from wuye.core.paging import next_token, read_page
 from wuye.core.wire import check_request_id, check_text, enum_name
 from wuye.iot import domain
 from wuye.iot.commands import Iot, device_message
-from wuye.iot.domain import DeviceKind
+from wuye.iot.domain import DeviceKind, Resolution
 from wuye.iot.intake import Intake
 from wuye.iot.v1 import intake_service_pb2 as pb
 from wuye.iot.v1 import intake_service_pb2_grpc as pb_grpc
@@ -40,6 +40,7 @@ ROUTES: dict[str, Route] = {
     "RegisterGateway": Route(allow(*_AUTHORITY), "project_id"),
     "GetGateway": Route(allow(*_READERS), "gateway_id"),
     "RotateGatewaySecret": Route(allow(*_AUTHORITY), "gateway_id"),
+    "ResetGatewayWindow": Route(allow(*_AUTHORITY), "gateway_id"),
     "RegisterDevice": Route(allow(*_AUTHORITY), "gateway_id"),
     "GetDevice": Route(allow(*_READERS), "device_id"),
     "ListDevices": Route(allow(*_READERS), "district_code"),
@@ -55,6 +56,8 @@ ROUTES: dict[str, Route] = {
 
 # How often a waiting stream looks whether its caller is still there.
 _LIVENESS_SECONDS = 1.0
+# What a person may resolve an alarm as; CLEARED is the intake's own.
+_RESOLUTIONS = (Resolution.HANDLED, Resolution.FALSE_ALARM)
 
 
 def _while_caller_listens(get, grpc_context):
@@ -74,7 +77,7 @@ class _Stream:
     _END = object()
 
     def __init__(self, intake: Intake, window: int) -> None:
-        self._intake = intake
+        self.intake = intake
         self._window = window
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -91,7 +94,7 @@ class _Stream:
                         self._room.wait()
                     self._in_flight += 1
                 try:
-                    self._intake.submit(raw, "grpc", self._done)
+                    self.intake.submit(raw, "grpc", self._done)
                 except DomainError as e:
                     self._done(None)
                     ending = e
@@ -135,7 +138,7 @@ class _Stream:
 class IntakeApi(pb_grpc.IntakeServiceServicer):
     def __init__(self, iot: Iot) -> None:
         self._iot = iot
-        self._intake = iot.intake
+        self.intake = iot.intake
         self._settings = iot.settings
 
     # -- gateways and devices
@@ -153,6 +156,12 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
     def RotateGatewaySecret(self, request: pb.RotateGatewaySecretRequest, context):
         return self._iot.rotate_secret(request.gateway_id)
 
+    def ResetGatewayWindow(self, request: pb.ResetGatewayWindowRequest, context):
+        v = Violations()
+        check_text(v, "note", request.note, self._settings.max_text_length)
+        v.raise_if_any()
+        return self._iot.reset_window(request.gateway_id, request.note)
+
     def RegisterDevice(self, request: pb.RegisterDeviceRequest, context):
         settings = self._settings
         v = Violations()
@@ -166,11 +175,14 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
             valid = settings.iot_valid_ranges[kind_name]
             normal = settings.iot_default_thresholds[kind_name]
             given = request.thresholds
-            low = given.low if given.HasField("low") else normal.low
-            high = given.high if given.HasField("high") else normal.high
-            for field, problem in domain.threshold_problems(
-                kind_name, low, high, valid.low, valid.high
-            ):
+            low, high, problems = domain.device_range(
+                kind_name,
+                given.low if given.HasField("low") else None,
+                given.high if given.HasField("high") else None,
+                (normal.low, normal.high),
+                (valid.low, valid.high),
+            )
+            for field, problem in problems:
                 v.add(field, problem)
         heartbeat = float(settings.iot_max_heartbeat_seconds)
         if request.HasField("heartbeat_interval"):
@@ -210,7 +222,7 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
     # -- readings
 
     def StreamReadings(self, request_iterator, context):
-        stream = _Stream(self._intake, self._settings.iot_stream_window)
+        stream = _Stream(self.intake, self._settings.iot_stream_window)
         threading.Thread(
             target=stream.read, args=(request_iterator,), name="iot-stream", daemon=True
         ).start()
@@ -218,7 +230,7 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
 
     def PostReadings(self, request: bytes, context):
         answer: queue.SimpleQueue = queue.SimpleQueue()
-        self._intake.submit(request, "grpc", answer.put)
+        self.intake.submit(request, "grpc", answer.put)
         try:
             # Kafka's timeout fails a batch back before this; the margin is for the writer.
             result = answer.get(timeout=self._settings.iot_kafka_timeout_seconds + 5)
@@ -268,8 +280,14 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
     def ResolveAlarm(self, request: pb.ResolveAlarmRequest, context):
         v = Violations()
         check_text(v, "note", request.note, self._settings.max_text_length, required=False)
+        resolution = enum_name(pb.AlarmResolution, "ALARM_RESOLUTION", request.resolution)
+        v.check(
+            resolution in _RESOLUTIONS,
+            "resolution",
+            "is required: ALARM_RESOLUTION_HANDLED or ALARM_RESOLUTION_FALSE_ALARM",
+        )
         v.raise_if_any()
-        return self._iot.resolve(request.alarm_id, request.note)
+        return self._iot.resolve(request.alarm_id, Resolution(resolution), request.note)
 
     def WatchAlarms(self, request: pb.WatchAlarmsRequest, context):
         call = request_context.current()
@@ -280,7 +298,7 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
                     [FieldViolation(f"district_codes[{index}]", "is not a district code")]
                 )
             call.require_district(district)
-        watcher = self._intake.hub.watch(districts)
+        watcher = self.intake.hub.watch(districts)
         try:
             yield from self._iot.open_alarms(districts)
             for alarm in _while_caller_listens(watcher.get, context):
@@ -292,7 +310,7 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
                     )
                 yield alarm
         finally:
-            self._intake.hub.leave(watcher)
+            self.intake.hub.leave(watcher)
 
 
 def add_to_server(servicer: IntakeApi, server: grpc.Server) -> None:

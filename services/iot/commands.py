@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -18,7 +19,7 @@ from wuye.core.ids import new_id
 from wuye.core.paging import Page
 from wuye.core.wire import timestamp
 from wuye.iot import domain, store
-from wuye.iot.domain import AlarmState, DeviceKind, DeviceState
+from wuye.iot.domain import AlarmAction, AlarmState, DeviceKind, DeviceState, Resolution
 from wuye.iot.gateway import mqtt_topic
 from wuye.iot.intake import (
     ALARM_TOPIC,
@@ -103,6 +104,7 @@ class Iot:
                 "name": request.name,
                 "key_version": 1,
                 "created_at": dt.datetime.now(dt.UTC),
+                "replay_epoch": 0,
                 "replay_highest": 0,
                 "replay_bits": 0,
                 "clock_skewed": False,
@@ -155,17 +157,75 @@ class Iot:
             return gateway_message(self._gateway_row(connection, gateway_id))
 
     def rotate_secret(self, gateway_id: str) -> pb.RotateGatewaySecretResponse:
+        """A new key version, and a replay window starting afresh (epoch 0): every batch signed
+        before is refused by its signature, so none can be replayed into the new window."""
+        by = context.current().principal.subject
+        now = dt.datetime.now(dt.UTC)
         with self.engine.begin() as connection:
             row = self._gateway_row(connection, gateway_id, lock=True)
             version = row.key_version + 1
-            connection.execute(
-                store.gateways.update()
-                .where(store.gateways.c.gateway_id == gateway_id)
-                .values(key_version=version)
+            self._write_window(connection, gateway_id, 0, key_version=version)
+            gateway = gateway_message(row)
+            add_events(
+                connection,
+                [
+                    Event(
+                        DEVICE_TOPIC,
+                        gateway_id,
+                        gateway_id,
+                        row.district_code,
+                        events.GatewaySecretRotated(
+                            gateway=gateway,
+                            key_version=version,
+                            rotated_by=by,
+                            occur_time=timestamp(now),
+                        ),
+                    )
+                ],
             )
-        self.intake.add_gateway(gateway_id, row.district_code, row.project_id, version)
+        self.intake.reset_window(gateway_id, version, epoch=0)
         return pb.RotateGatewaySecretResponse(
-            gateway=gateway_message(row), secret=self.intake.secret_of(gateway_id, version)
+            gateway=gateway, secret=self.intake.secret_of(gateway_id, version)
+        )
+
+    def reset_window(self, gateway_id: str, note: str) -> pb.ResetGatewayWindowResponse:
+        """Forgets the sequences of the gateway's current epoch (a gateway that cannot change
+        its epoch restarted and counts from 1 again); older epochs stay refused."""
+        by = context.current().principal.subject
+        now = dt.datetime.now(dt.UTC)
+        with self.engine.begin() as connection:
+            row = self._gateway_row(connection, gateway_id, lock=True)
+            epoch, highest = self.intake.window_of(gateway_id)
+            self._write_window(connection, gateway_id, epoch)
+            gateway = gateway_message(row)
+            add_events(
+                connection,
+                [
+                    Event(
+                        DEVICE_TOPIC,
+                        gateway_id,
+                        gateway_id,
+                        row.district_code,
+                        events.GatewayWindowReset(
+                            gateway=gateway,
+                            epoch=epoch,
+                            highest_before=highest,
+                            reset_by=by,
+                            note=note,
+                            occur_time=timestamp(now),
+                        ),
+                    )
+                ],
+            )
+        self.intake.reset_window(gateway_id, row.key_version, epoch=None)
+        return pb.ResetGatewayWindowResponse(gateway=gateway, epoch=epoch)
+
+    @staticmethod
+    def _write_window(connection: Connection, gateway_id: str, epoch: int, **values) -> None:
+        connection.execute(
+            store.gateways.update()
+            .where(store.gateways.c.gateway_id == gateway_id)
+            .values(replay_epoch=epoch, replay_highest=0, replay_bits=0, **values)
         )
 
     def register_device(
@@ -304,30 +364,63 @@ class Iot:
         now = dt.datetime.now(dt.UTC)
         with self.engine.begin() as connection:
             row = self._alarm_row(connection, alarm_id, lock=True)
-            if not domain.acknowledging_changes(row.state, alarm_id):
+            state = domain.alarm_transition(row.state, AlarmAction.ACKNOWLEDGE, alarm_id)
+            if state is None:
                 return alarm_message(row._asdict())
             alarm = update_alarm(
-                connection,
-                row,
-                state=AlarmState.ACKNOWLEDGED,
-                acked_at=now,
-                acked_by=by,
-                note=note or row.note,
+                connection, row, state=state, acked_at=now, acked_by=by, note=note or row.note
             )
             add_events(connection, [alarm_event(alarm, events.AlarmAcknowledged(alarm=alarm))])
         self.intake.announce([alarm], "acknowledged")
         return alarm
 
-    def resolve(self, alarm_id: str, note: str) -> pb.Alarm:
+    def resolve(self, alarm_id: str, resolution: Resolution, note: str) -> pb.Alarm:
+        """Resolves an alarm by hand; a false alarm is counted against its device for the day
+        it was raised, and escalated when the day's count passes the limit."""
         by = context.current().principal.subject
         with self.engine.begin() as connection:
             row = self._alarm_row(connection, alarm_id, lock=True)
-            if row.state == AlarmState.RESOLVED:
+            if domain.alarm_transition(row.state, AlarmAction.RESOLVE, alarm_id) is None:
                 return alarm_message(row._asdict())
-            alarm = resolve(connection, row, by, note, dt.datetime.now(dt.UTC))
-            add_events(connection, [alarm_event(alarm, events.AlarmResolved(alarm=alarm))])
+            alarm = resolve(connection, row, by, resolution, note, dt.datetime.now(dt.UTC))
+            emitted = [alarm_event(alarm, events.AlarmResolved(alarm=alarm))]
+            if resolution == Resolution.FALSE_ALARM and row.device_id:
+                emitted.extend(self._false_alarms_exceeded(connection, row))
+            add_events(connection, emitted)
         self.intake.announce([alarm], "resolved")
         return alarm
+
+    def _false_alarms_exceeded(self, connection: Connection, row) -> list[Event]:
+        """The escalation of the device's false alarms on the city's calendar day the alarm was
+        raised, if this one takes the day past the limit."""
+        store.lock_device(connection, row.device_id)  # one count at a time per device
+        zone = ZoneInfo(self.settings.city_timezone)
+        day = self.settings.local_date(utc(row.raised_at))
+        start = dt.datetime.combine(day, dt.time(), zone)
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+        count = store.false_alarms_between(connection, row.device_id, start, end)
+        limit = self.settings.iot_max_false_alarms_per_day
+        if not domain.false_alarms_exceeded(count, limit):
+            return []
+        return [
+            Event(
+                DEVICE_TOPIC,
+                row.gateway_id,
+                row.device_id,
+                row.district_code,
+                events.DeviceFalseAlarmsExceeded(
+                    device_id=row.device_id,
+                    gateway_id=row.gateway_id,
+                    project_id=row.project_id,
+                    district_code=row.district_code,
+                    credit_code=store.credit_code_of(connection, row.project_id),
+                    day=day.isoformat(),
+                    false_alarms=count,
+                    limit=limit,
+                    occur_time=timestamp(dt.datetime.now(dt.UTC)),
+                ),
+            )
+        ]
 
     # -- the registry's events: where projects are and who serves them
 
@@ -344,20 +437,28 @@ class Iot:
             ),
         }
 
+    # Each handler is idempotent by itself, not only through the inbox (which forgets after its
+    # retention): a project is added once, and an assignment or exit applies only if nothing
+    # later was applied.
+
     def on_project_registered(self, connection: Connection, message, _meta: EventMeta) -> None:
-        store.upsert_project(
+        store.add_project(
             connection, project_id=message.project_id, district_code=message.district_code
         )
 
     def on_enterprise_assigned(self, connection: Connection, message, _meta: EventMeta) -> None:
-        store.upsert_project(
+        store.assign_service(
             connection,
             project_id=message.project_id,
             district_code=message.district_code,
             credit_code=message.credit_code,
+            happened=message.occur_time.ToDatetime(dt.UTC),
         )
 
     def on_enterprise_exited(self, connection: Connection, message, _meta: EventMeta) -> None:
         store.end_service(
-            connection, project_id=message.project_id, credit_code=message.credit_code
+            connection,
+            project_id=message.project_id,
+            credit_code=message.credit_code,
+            happened=message.occur_time.ToDatetime(dt.UTC),
         )

@@ -1,6 +1,6 @@
 """The IoT intake's rules, pure and in memory: which readings are taken, when an alarm is raised
-and when its condition clears, silence, clock skew, and the replay window that makes a batch
-count once.
+and when its condition clears, an alarm's life after that, silence, clock skew, false alarms,
+and the replay window that makes a batch count once.
 
 Each device kind has one condition (DOMAIN.md section 6): its reading leaves the device's normal
 range. An alarm is raised when the condition starts and cleared when it ends, never again while
@@ -44,15 +44,76 @@ class AlarmState(StrEnum):
     RESOLVED = "RESOLVED"
 
 
-def acknowledging_changes(state: AlarmState, alarm_id: str) -> bool:
-    """Whether acknowledging an alarm in `state` changes it: a raised one becomes acknowledged,
-    an acknowledged one stays as it is, and a resolved one cannot be acknowledged."""
-    if state == AlarmState.RESOLVED:
-        raise FailedPrecondition(
-            "ALARM_RESOLVED", f"alarm {alarm_id} is resolved already", alarm_id=alarm_id
-        )
-    return state == AlarmState.RAISED
+class AlarmAction(StrEnum):
+    ACKNOWLEDGE = "ACKNOWLEDGE"  # the duty desk is handling it
+    RESOLVE = "RESOLVE"  # by a person: handled, or a false alarm
+    CLEAR = "CLEAR"  # the condition ended by itself (auto-resolve)
 
+
+class Resolution(StrEnum):
+    HANDLED = "HANDLED"
+    FALSE_ALARM = "FALSE_ALARM"
+    CLEARED = "CLEARED"
+
+
+# An alarm's life: the state each action takes it to. An action not listed for a state is
+# refused; one that leaves the state as it is (acknowledging twice) changes nothing.
+ALARM_TRANSITIONS: dict[tuple[AlarmState, AlarmAction], AlarmState] = {
+    (AlarmState.RAISED, AlarmAction.ACKNOWLEDGE): AlarmState.ACKNOWLEDGED,
+    (AlarmState.ACKNOWLEDGED, AlarmAction.ACKNOWLEDGE): AlarmState.ACKNOWLEDGED,
+    (AlarmState.RAISED, AlarmAction.RESOLVE): AlarmState.RESOLVED,
+    (AlarmState.ACKNOWLEDGED, AlarmAction.RESOLVE): AlarmState.RESOLVED,
+    (AlarmState.RESOLVED, AlarmAction.RESOLVE): AlarmState.RESOLVED,
+    (AlarmState.RAISED, AlarmAction.CLEAR): AlarmState.RESOLVED,
+    (AlarmState.ACKNOWLEDGED, AlarmAction.CLEAR): AlarmState.RESOLVED,
+}
+
+# Why each refused action is refused, as an ErrorInfo reason.
+_REFUSED_BECAUSE = {AlarmState.RESOLVED: "ALARM_RESOLVED"}
+
+
+def alarm_transition(state: AlarmState, action: AlarmAction, alarm_id: str) -> AlarmState | None:
+    """The state `action` takes an alarm in `state` to; None when it changes nothing (a repeat).
+    Raises FailedPrecondition when the state forbids the action."""
+    after = ALARM_TRANSITIONS.get((state, action))
+    if after is None:
+        raise FailedPrecondition(
+            _REFUSED_BECAUSE.get(state, "ALARM_STATE_FORBIDS"),
+            f"alarm {alarm_id} is {state.lower()}: it cannot take {action.lower()}",
+            alarm_id=alarm_id,
+        )
+    return None if after == state else after
+
+
+def false_alarms_exceeded(false_alarms_that_day: int, limit: int) -> bool:
+    """GB 50440: more than `limit` false alarms of one device in one day escalates, once: at the
+    resolution that takes the day's count past the limit."""
+    return false_alarms_that_day == limit + 1
+
+
+# What each kind's values may be at all, (low, high); a reading outside is refused, not alarmed.
+VALID_RANGES: dict[DeviceKind, tuple[float, float]] = {
+    DeviceKind.HYDRANT_PRESSURE: (0.0, 10.0),  # MPa
+    DeviceKind.FIRE_PUMP: (0.0, 1.0),
+    DeviceKind.SPRINKLER_VALVE: (0.0, 1.0),
+    DeviceKind.FIRE_FACILITY: (0.0, 1.0),
+    DeviceKind.SMOKE_DETECTOR: (0.0, 1.0),
+    DeviceKind.FIRE_DOOR: (0.0, 1.0),
+    DeviceKind.FIRE_LANE: (0.0, 1.0),
+}
+
+# The normal range a device gets unless it is registered with its own: a reading outside raises
+# the kind's alarm. Hydrants: 0.10 MPa is the least static pressure at the least favourable
+# hydrant of GB 50974; a city sets its own (settings start from these).
+DEFAULT_THRESHOLDS: dict[DeviceKind, tuple[float, float]] = {
+    DeviceKind.HYDRANT_PRESSURE: (0.10, 10.0),
+    DeviceKind.FIRE_PUMP: (1.0, 1.0),
+    DeviceKind.SPRINKLER_VALVE: (1.0, 1.0),
+    DeviceKind.FIRE_FACILITY: (1.0, 1.0),
+    DeviceKind.SMOKE_DETECTOR: (0.0, 0.0),
+    DeviceKind.FIRE_DOOR: (0.0, 0.0),
+    DeviceKind.FIRE_LANE: (0.0, 0.0),
+}
 
 # The condition each kind of device reports.
 ALARM_OF: dict[DeviceKind, AlarmKind] = {
@@ -152,6 +213,20 @@ def threshold_problems(
     return problems
 
 
+def device_range(
+    kind: str,
+    low: float | None,
+    high: float | None,
+    normal: tuple[float, float],
+    valid: tuple[float, float],
+) -> tuple[float, float, list[tuple[str, str]]]:
+    """A new device's normal range: the bounds given, the kind's `normal` range for those not
+    given; with why it cannot be (threshold_problems)."""
+    low = normal[0] if low is None else low
+    high = normal[1] if high is None else high
+    return low, high, threshold_problems(kind, low, high, *valid)
+
+
 def heartbeat_problem(seconds: float, least: float, most: float) -> str | None:
     """GB 50440 patrols devices at least every 2 h (`most`); too short floods the intake."""
     if least <= seconds <= most:
@@ -159,17 +234,19 @@ def heartbeat_problem(seconds: float, least: float, most: float) -> str | None:
     return f"must be between {least:g} s and {most:g} s"
 
 
-# Replay windows are stored as signed 64-bit numbers.
+# Replay windows (epochs and sequences) are stored as signed 64-bit numbers.
 MAX_SEQUENCE = (1 << 63) - 1
 
 
 def batch_problems(
-    sequence: int, has_send_time: bool, readings: int, max_readings: int
+    sequence: int, epoch: int, has_send_time: bool, readings: int, max_readings: int
 ) -> list[tuple[str, str]]:
     """What makes a whole batch unacceptable, as (field, why)."""
     problems = []
     if not 1 <= sequence <= MAX_SEQUENCE:
         problems.append(("sequence", "must be between 1 and 2^63 - 1"))
+    if epoch > MAX_SEQUENCE:
+        problems.append(("epoch", "must be at most 2^63 - 1"))
     if not has_send_time:
         problems.append(("send_time", "is required"))
     if readings > max_readings:
@@ -294,21 +371,22 @@ def check_clock(
 
 
 class ReplayWindow:
-    """Which of a gateway's batch sequences were processed: the highest, and a bitmap of the
-    `size` below it (RFC 4303's anti-replay window). Older sequences count as processed."""
+    """Which of a gateway's batch sequences of one boot epoch were processed: the highest, and a
+    bitmap of the `size` below it (RFC 4303's anti-replay window). A sequence older than the
+    window cannot be told apart from one processed: `window_for` refuses it."""
 
-    __slots__ = ("bits", "highest", "size")
+    __slots__ = ("bits", "epoch", "highest", "size")
 
-    def __init__(self, size: int, highest: int = 0, bits: int = 0) -> None:
+    def __init__(self, size: int, epoch: int = 0, highest: int = 0, bits: int = 0) -> None:
         self.size = size
+        self.epoch = epoch
         self.highest = highest
         self.bits = bits
 
     def seen(self, sequence: int) -> bool:
-        if sequence > self.highest:
-            return False
+        """Whether `sequence`, not older than the window, was marked."""
         behind = self.highest - sequence
-        return behind >= self.size or bool(self.bits >> behind & 1)
+        return 0 <= behind < self.size and bool(self.bits >> behind & 1)
 
     def mark(self, sequence: int) -> None:
         if sequence > self.highest:
@@ -317,5 +395,52 @@ class ReplayWindow:
             kept = (self.bits << shift) & ((1 << self.size) - 1) if shift < self.size else 0
             self.bits = kept | 1
             self.highest = sequence
-        elif self.highest - sequence < self.size:  # older ones count as seen already
+        elif self.highest - sequence < self.size:  # one older than the window is not kept
             self.bits |= 1 << (self.highest - sequence)
+
+
+def window_for(
+    gateway: GatewayState, epoch: int, sequence: int, max_step: int
+) -> ReplayWindow | None:
+    """The replay window batch (epoch, sequence) of `gateway` counts in, or None when the batch
+    was processed already (a duplicate, answered as such).
+
+    A newer epoch (the gateway restarted) replaces the gateway's window with an empty one of
+    that epoch. Refused with FailedPrecondition, so that the gateway resynchronises rather than
+    believe its batch taken: an epoch older than the gateway's (STALE_EPOCH), a sequence more
+    than `max_step` beyond the highest of the epoch (SEQUENCE_TOO_FAR_AHEAD: one such jump
+    would make every later sequence too old), and one older than the window
+    (SEQUENCE_TOO_OLD).
+    """
+    window = gateway.window
+    gateway_id = gateway.gateway_id
+    if epoch < window.epoch:
+        raise FailedPrecondition(
+            "STALE_EPOCH",
+            f"epoch {epoch} is older than the gateway's epoch {window.epoch}: send the batches "
+            "of the current epoch",
+            gateway_id=gateway_id,
+            epoch=str(window.epoch),
+        )
+    fresh = epoch > window.epoch
+    highest = 0 if fresh else window.highest
+    if sequence - highest > max_step:
+        raise FailedPrecondition(
+            "SEQUENCE_TOO_FAR_AHEAD",
+            f"sequence {sequence} is more than {max_step} beyond the highest taken ({highest}) "
+            f"in epoch {epoch}",
+            gateway_id=gateway_id,
+            highest=str(highest),
+        )
+    if fresh:
+        window = gateway.window = ReplayWindow(window.size, epoch)
+        return window
+    if highest - sequence >= window.size:
+        raise FailedPrecondition(
+            "SEQUENCE_TOO_OLD",
+            f"sequence {sequence} is older than the {window.size} below the highest taken "
+            f"({highest}) in epoch {epoch}: start a new epoch",
+            gateway_id=gateway_id,
+            highest=str(highest),
+        )
+    return None if window.seen(sequence) else window

@@ -59,12 +59,20 @@ def encode_readings(readings: Iterable[Reading]) -> bytes:
     ).SerializeToString()
 
 
+def new_epoch() -> int:
+    """A boot epoch for a gateway starting now: the time in milliseconds, greater at each start
+    of a gateway whose clock is right. A gateway without a trustworthy clock keeps a boot
+    counter instead."""
+    return time.time_ns() // 1_000_000
+
+
 def signed_batch(
     secret: bytes,
     gateway_id: str,
     sequence: int,
     readings: Iterable[Reading] | bytes,
     send_time_ns: int | None = None,
+    epoch: int = 0,
 ) -> bytes:
     """A batch as sent: serialized with the signature unset, then signed (signing.sign).
     `readings` may be tuples or the bytes of encode_readings; send_time defaults to now."""
@@ -75,7 +83,9 @@ def signed_batch(
         send_time=Timestamp(seconds=at // 1_000_000_000, nanos=at % 1_000_000_000),
     ).SerializeToString()
     body = readings if isinstance(readings, bytes) else encode_readings(readings)
-    return signing.sign(secret, header + body)
+    # The epoch's field (5) after the readings (4): the bytes an encoder writes for the whole.
+    tail = pb.ReadingBatch(epoch=epoch).SerializeToString()
+    return signing.sign(secret, header + body + tail)
 
 
 def open_stream(
@@ -122,8 +132,8 @@ class StreamTally:
 
 
 class _Book:
-    """What a gateway's stream keeps, whichever way it is driven: the next sequence, the
-    batches sent and not yet acknowledged (in sequence order), and the tally. The callers
+    """What a gateway's stream keeps, whichever way it is driven: its epoch, the next sequence,
+    the batches sent and not yet acknowledged (in sequence order), and the tally. The callers
     hold their own lock around it."""
 
     def __init__(
@@ -132,11 +142,13 @@ class _Book:
         secret: bytes,
         window: int,
         first_sequence: int,
+        epoch: int | None,
         on_result: Callable[[pb.BatchResult], None] | None,
     ) -> None:
         self.gateway_id = gateway_id
         self.secret = secret
         self.window = window
+        self.epoch = new_epoch() if epoch is None else epoch
         self.next = first_sequence
         self.on_result = on_result
         self.unacked: dict[int, bytes] = {}
@@ -150,7 +162,9 @@ class _Book:
     ) -> tuple[int, bytes]:
         """The next batch, numbered and signed, kept until acknowledged: (sequence, bytes)."""
         sequence = self.next
-        raw = signed_batch(self.secret, self.gateway_id, sequence, readings, send_time_ns)
+        raw = signed_batch(
+            self.secret, self.gateway_id, sequence, readings, send_time_ns, self.epoch
+        )
         self.unacked[sequence] = raw
         self.next += 1
         return sequence, raw
@@ -185,10 +199,11 @@ class _GatewayStreamBase:
         secret: bytes,
         window: int,
         first_sequence: int,
+        epoch: int | None,
         on_result: Callable[[pb.BatchResult], None] | None,
     ) -> None:
         self._open = open_stream
-        self._book = _Book(gateway_id, secret, window, first_sequence, on_result)
+        self._book = _Book(gateway_id, secret, window, first_sequence, epoch, on_result)
         self._call: Any = None
         self._ended = True
         self.error: BaseException | None = None
@@ -201,6 +216,10 @@ class _GatewayStreamBase:
     @property
     def tally(self) -> StreamTally:
         return self._book.tally
+
+    @property
+    def epoch(self) -> int:
+        return self._book.epoch
 
     @property
     def in_flight(self) -> int:
@@ -242,6 +261,8 @@ class GatewayStream(_GatewayStreamBase):
     window is full. When the stream breaks, `send` raises StreamBroken; `connect` opens a new
     stream and first resends every unacknowledged batch, byte for byte (so under its first
     sequence number), which the service acknowledges without taking it twice.
+    A stream is one start of the gateway: it numbers from `first_sequence` in its own `epoch`
+    (by default new_epoch(), so that the centre takes a restarted gateway's batches).
     `on_result` runs on the receiving thread for each BatchResult: keep it short.
     For many gateways in one process, AsyncGatewayStream costs far less a batch.
     """
@@ -254,9 +275,10 @@ class GatewayStream(_GatewayStreamBase):
         *,
         window: int = 8,
         first_sequence: int = 1,
+        epoch: int | None = None,
         on_result: Callable[[pb.BatchResult], None] | None = None,
     ) -> None:
-        super().__init__(open_stream, gateway_id, secret, window, first_sequence, on_result)
+        super().__init__(open_stream, gateway_id, secret, window, first_sequence, epoch, on_result)
         self._cond = threading.Condition()
         self._outgoing: queue.SimpleQueue | None = None
         self._receiver: threading.Thread | None = None
@@ -357,9 +379,10 @@ class AsyncGatewayStream(_GatewayStreamBase):
         *,
         window: int = 8,
         first_sequence: int = 1,
+        epoch: int | None = None,
         on_result: Callable[[pb.BatchResult], None] | None = None,
     ) -> None:
-        super().__init__(open_stream, gateway_id, secret, window, first_sequence, on_result)
+        super().__init__(open_stream, gateway_id, secret, window, first_sequence, epoch, on_result)
         self._changed = asyncio.Condition()
         self._receiver: asyncio.Task | None = None
 

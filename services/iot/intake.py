@@ -54,7 +54,15 @@ from wuye.core.kafka import cloudevent_headers
 from wuye.core.logs import log
 from wuye.core.wire import timestamp
 from wuye.iot import domain, metrics, store
-from wuye.iot.domain import AlarmState, Change, DeviceState, GatewayState
+from wuye.iot.domain import (
+    AlarmAction,
+    AlarmState,
+    Change,
+    DeviceState,
+    GatewayState,
+    ReplayWindow,
+    Resolution,
+)
 from wuye.iot.settings import IotSettings
 from wuye.iot.signing import gateway_secret, is_signed_by, split_signature
 from wuye.iot.v1 import events_pb2 as events
@@ -74,20 +82,27 @@ Done = Callable[[pb.BatchResult | DomainError], None]
 
 @dataclass(eq=False)
 class _Pending:
-    """A batch between submit and acknowledgement; `done` gets the result or the failure."""
+    """A batch between submit and acknowledgement; `done` gets the result or the failure.
+    `window`: the replay window it was checked against, where it is marked once durable (a
+    window replaced meanwhile, by a newer epoch or a reset, is not touched)."""
 
     gateway: GatewayState
+    window: ReplayWindow
     sequence: int
     result: pb.BatchResult
     received: float
     waiters: list[Done] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.gateway.gateway_id, self.window.epoch, self.sequence)
 
 
 class AlarmHub:
     """Fans committed alarm changes out to WatchAlarms streams. A watcher that falls behind is
     dropped (its stream ends and it reconnects) rather than slowing the writer."""
 
-    def __init__(self, capacity: int = 1000) -> None:
+    def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._lock = threading.Lock()
         self._watchers: dict[queue.Queue, frozenset[str]] = {}
@@ -125,7 +140,7 @@ class Intake:
         if not key:
             raise ValueError("WUYE_IOT_GATEWAY_KEY must be set: gateways' secrets derive from it")
         self.settings = settings
-        self.hub = AlarmHub()
+        self.hub = AlarmHub(settings.iot_watch_queue)
         self._engine = engine
         self._scope = scope
         self._keys = [key]
@@ -138,9 +153,11 @@ class Intake:
         self.devices: dict[str, DeviceState] = {}
         self.gateways: dict[str, GatewayState] = {}
         self._secrets: dict[tuple[str, int], list[bytes]] = {}
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._pending: dict[tuple[str, int, int], _Pending] = {}
         self._changes: list[Change] = []
         self._durable: list[_Pending] = []
+        # Gateways whose replay window was reset, to be written down in the next round.
+        self._reset: list[GatewayState] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._producer: Producer | None = None
@@ -241,17 +258,34 @@ class Intake:
 
     def add_gateway(self, gateway_id: str, district: str, project_id: str, version: int) -> None:
         with self._lock:
-            known = self.gateways.get(gateway_id)
-            if known is not None:
-                known.key_version = version
+            if gateway_id not in self.gateways:
+                self.gateways[gateway_id] = GatewayState(
+                    gateway_id,
+                    district,
+                    project_id,
+                    version,
+                    ReplayWindow(self.settings.iot_replay_window),
+                )
+
+    def reset_window(self, gateway_id: str, version: int, epoch: int | None) -> None:
+        """After a committed rotation or reset: the gateway's window starts empty in `epoch`
+        (None: the epoch it is in now) with key `version`. Batches still in flight are marked in
+        the window they were taken into, not in this one; the writer writes it down in its next
+        round."""
+        with self._lock:
+            gateway = self.gateways.get(gateway_id)
+            if gateway is None:  # an instance that does not serve the gateway's district
                 return
-            self.gateways[gateway_id] = GatewayState(
-                gateway_id,
-                district,
-                project_id,
-                version,
-                domain.ReplayWindow(self.settings.iot_replay_window),
-            )
+            gateway.key_version = version
+            kept = gateway.window.epoch if epoch is None else epoch
+            gateway.window = ReplayWindow(self.settings.iot_replay_window, kept)
+            self._reset.append(gateway)
+
+    def window_of(self, gateway_id: str) -> tuple[int, int]:
+        """(epoch, highest sequence) of the gateway's replay window in memory."""
+        with self._lock:
+            window = self.gateways[gateway_id].window
+            return window.epoch, window.highest
 
     def add_device(self, row) -> None:
         device = store.device_state(row, self.valid_ranges)
@@ -292,16 +326,22 @@ class Intake:
             known = district if district in self._scope.city else ""
             metrics.BATCHES.labels(known, transport, "refused").inc()
             raise
-        sequence = batch.sequence
-        key = (gateway.gateway_id, sequence)
+        sequence, epoch = batch.sequence, batch.epoch
         with self._lock:
-            pending = self._pending.get(key)
+            pending = self._pending.get((gateway.gateway_id, epoch, sequence))
             if pending is not None:  # resent while the first is still on its way
                 pending.waiters.append(done)
                 self._count(gateway.district, transport, "duplicate", len(batch.readings))
                 return
-            duplicate = gateway.window.seen(sequence)
-            if not duplicate:
+            try:
+                window = domain.window_for(
+                    gateway, epoch, sequence, self.settings.iot_max_sequence_step
+                )
+            except DomainError:
+                metrics.BATCHES.labels(gateway.district, transport, "refused").inc()
+                raise
+            duplicate = window is None
+            if window is not None:
                 changes = self._changes
                 taken, refused = domain.take_readings(
                     self.devices,
@@ -315,7 +355,7 @@ class Intake:
                 skew = domain.check_clock(gateway, sent_ns, int(received * 1e9), self._max_skew_ns)
                 if skew is not None:
                     changes.append(skew)
-                result = pb.BatchResult(sequence=sequence, accepted=taken)
+                result = pb.BatchResult(sequence=sequence, epoch=epoch, accepted=taken)
                 for r in refused:
                     result.rejected.add(
                         index=r.index,
@@ -323,16 +363,17 @@ class Intake:
                         reason=r.reason,
                         description=r.description,
                     )
-                pending = self._pending[key] = _Pending(gateway, sequence, result, received, [done])
+                pending = _Pending(gateway, window, sequence, result, received, [done])
+                self._pending[pending.key] = pending
         if duplicate:
             self._count(gateway.district, transport, "duplicate", len(batch.readings))
-            done(pb.BatchResult(sequence=sequence, duplicate=True))
+            done(pb.BatchResult(sequence=sequence, epoch=epoch, duplicate=True))
             return
         self._count(gateway.district, transport, "accepted", taken, len(refused))
         metrics.BATCH_READINGS.observe(len(batch.readings))
         if taken:
             value = encoded if encoded and not refused else self._kept(batch, refused)
-            self._produce(gateway, sequence, value, pending, received)
+            self._produce(gateway, pending, value, received)
         else:
             self._durable_now(pending)
 
@@ -372,6 +413,7 @@ class Intake:
             )
         problems = domain.batch_problems(
             batch.sequence,
+            batch.epoch,
             batch.HasField("send_time"),
             len(batch.readings),
             self.settings.iot_max_batch_readings,
@@ -394,7 +436,10 @@ class Intake:
         """The batch as it goes to Kafka when some readings were refused: without them."""
         dropped = {r.index for r in refused}
         kept = pb.ReadingBatch(
-            gateway_id=batch.gateway_id, sequence=batch.sequence, send_time=batch.send_time
+            gateway_id=batch.gateway_id,
+            sequence=batch.sequence,
+            send_time=batch.send_time,
+            epoch=batch.epoch,
         )
         kept.readings.extend(r for i, r in enumerate(batch.readings) if i not in dropped)
         return kept.SerializeToString()
@@ -420,10 +465,8 @@ class Intake:
             counters[1].inc()
             counters[3].inc(readings)
 
-    def _produce(
-        self, gateway: GatewayState, sequence: int, value: bytes, pending: _Pending, at: float
-    ) -> None:
-        headers = self._headers_of(gateway, sequence, at)
+    def _produce(self, gateway: GatewayState, pending: _Pending, value: bytes, at: float) -> None:
+        headers = self._headers_of(gateway, pending.window.epoch, pending.sequence, at)
 
         def delivered(error, _message) -> None:  # in the writer's thread (its poll)
             if error is None:
@@ -445,9 +488,9 @@ class Intake:
             except BufferError:  # the local queue is full: the broker is slow or away
                 time.sleep(0.005)
 
-    def _headers_of(self, gateway: GatewayState, sequence: int, at: float):
+    def _headers_of(self, gateway: GatewayState, epoch: int, sequence: int, at: float):
         """CloudEvents headers of a readings record: the gateway's fixed ones made once, the
-        time once a second."""
+        time once a second; the id is the batch's "<gateway>:<epoch>:<sequence>"."""
         second = int(at)
         fixed = self._headers.get(gateway.gateway_id)
         if fixed is None or self._headers_second != second:
@@ -467,7 +510,7 @@ class Intake:
                 )
                 if header[0] != "ce_id"
             ]
-        return [("ce_id", f"{gateway.gateway_id}:{sequence}".encode()), *fixed]
+        return [("ce_id", f"{gateway.gateway_id}:{epoch}:{sequence}".encode()), *fixed]
 
     def _durable_now(self, pending: _Pending) -> None:
         with self._lock:
@@ -478,7 +521,7 @@ class Intake:
         if error.code() not in _PURGED:  # purged by a renewal already under way
             self._producer_failed = True
         with self._lock:
-            self._pending.pop((pending.gateway.gateway_id, pending.sequence), None)
+            self._pending.pop(pending.key, None)
             waiters = pending.waiters
         failure = Unavailable(
             "BATCH_NOT_STORED", "the batch could not be stored; send it again", error=str(error)
@@ -532,34 +575,38 @@ class Intake:
         with self._lock:
             changes, self._changes = self._changes, []
             durable, self._durable = self._durable + delivered, []
+            reset, self._reset = self._reset, []
             for pending in durable:
-                pending.gateway.window.mark(pending.sequence)
-        if not changes and not durable:
+                pending.window.mark(pending.sequence)
+        if not changes and not durable and not reset:
             return
         try:
             connection = self._writer_connection()
             with connection.begin():
                 alarms = [a for change in changes if (a := self._apply(connection, change))]
-                touched = {id(p.gateway): p.gateway for p in durable}
+                touched = {id(g): g for g in [*reset, *(p.gateway for p in durable)]}
                 if touched:
                     store.save_windows(connection, self._window_writer, list(touched.values()))
         except BaseException:
             with self._lock:  # try again next round; the windows are marked already
                 self._changes[:0] = changes
                 self._durable[:0] = durable
+                self._reset[:0] = reset
             self._drop_writer_connection()
             raise
         acknowledged = time.time()
         with self._lock:
             for pending in durable:
-                self._pending.pop((pending.gateway.gateway_id, pending.sequence), None)
+                self._pending.pop(pending.key, None)
         for pending in durable:
             metrics.ACK_LATENCY.observe(acknowledged - pending.received)
             for index, done in enumerate(pending.waiters):
                 done(
                     pending.result
                     if index == 0
-                    else pb.BatchResult(sequence=pending.sequence, duplicate=True)
+                    else pb.BatchResult(
+                        sequence=pending.sequence, epoch=pending.window.epoch, duplicate=True
+                    )
                 )
         for alarm, transition in alarms:
             self.announce([alarm], transition)
@@ -610,6 +657,7 @@ class Intake:
                 "resolved_by": "",
                 "escalated_at": None,
                 "note": "",
+                "resolution": "",
             }
             connection.execute(store.alarms.insert().values(values))
             alarm = alarm_message(values)
@@ -617,7 +665,11 @@ class Intake:
             return alarm, "raised"
         if open_row is None or not self.settings.iot_auto_resolve:
             return None
-        alarm = resolve(connection, open_row, AUTO, "the condition cleared", now)
+        if domain.alarm_transition(open_row.state, AlarmAction.CLEAR, open_row.alarm_id) is None:
+            return None
+        alarm = resolve(
+            connection, open_row, AUTO, Resolution.CLEARED, "the condition cleared", now
+        )
         add_events(
             connection, [alarm_event(alarm, events.AlarmResolved(alarm=alarm, automatic=True))]
         )
@@ -681,7 +733,7 @@ class Intake:
                 store.alarms.c.district_code.in_(sorted(self._scope.served)),
             )
             .order_by(store.alarms.c.raised_at)
-            .limit(500)
+            .limit(self.settings.iot_escalation_batch)
         )
         escalated: list[pb.Alarm] = []
         with self._engine.begin() as connection:
@@ -734,13 +786,16 @@ def update_alarm(connection: Connection, row, **changes) -> pb.Alarm:
     return alarm_message({**row._asdict(), **changes})
 
 
-def resolve(connection: Connection, row, by: str, note: str, now: dt.datetime) -> pb.Alarm:
+def resolve(
+    connection: Connection, row, by: str, resolution: Resolution, note: str, now: dt.datetime
+) -> pb.Alarm:
     return update_alarm(
         connection,
         row,
         state=AlarmState.RESOLVED,
         resolved_at=now,
         resolved_by=by,
+        resolution=resolution,
         note=note or row.note,
     )
 
@@ -759,6 +814,8 @@ def alarm_message(values: dict) -> pb.Alarm:
         resolved_by=values["resolved_by"],
         note=values["note"],
     )
+    if values["resolution"]:
+        alarm.resolution = pb.AlarmResolution.Value(f"ALARM_RESOLUTION_{values['resolution']}")
     if values["value"] is not None:
         alarm.value = values["value"]
     for name, moment in (

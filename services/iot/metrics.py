@@ -42,6 +42,18 @@ ALARM_LATENCY = Histogram(
     ["kind"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 20, 60),
 )
+ALARM_FORWARD_LATENCY = Histogram(
+    "wuye_iot_alarm_forward_latency_seconds",
+    "Time from raising an alarm (committed) to its event being on Kafka, measured by the relay "
+    "(GB 50440: a confirmed alarm is forwarded within 3 s).",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 30),
+)
+READINGS_RETENTION = Gauge(
+    "wuye_iot_readings_retention_seconds",
+    "How long the broker keeps the readings topic's records, as it reported at the intake's "
+    "start (GB 50440: at least a year).",
+)
 DEVICES = Gauge("wuye_iot_devices", "Devices this instance owns.", ["district"])
 DEVICES_SILENT = Gauge(
     "wuye_iot_devices_silent", "Devices not heard for longer than their heartbeat.", ["district"]

@@ -3,15 +3,18 @@
 Topic wuye/<district>/<gateway>/readings, QoS 1; the payload is the same signed protobuf batch a
 gRPC gateway sends, or the batch as proto3 JSON with its signature (hex, over the payload's
 bytes) in the MQTT 5 user property "signature". The session persists, and a message is
-acknowledged to the broker only once its batch is durable, so the broker redelivers what an
-instance had not finished when it stopped. Each batch's result (or why it was refused) is
-published to wuye/<district>/<gateway>/acks.
+acknowledged to the broker only once its batch is durable or refused for good, so the broker
+redelivers what an instance had not finished when it stopped. A batch that could not be made
+durable (Kafka away) is not acknowledged: the intake resumes its session a little later, and
+the broker redelivers it then. Each batch's result (or why it was refused) is published to
+wuye/<district>/<gateway>/acks.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import zlib
 from urllib.parse import urlparse
 
@@ -20,7 +23,7 @@ from google.protobuf import json_format
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from wuye.core.errors import DomainError
+from wuye.core.errors import DomainError, Unavailable
 from wuye.core.logs import log
 from wuye.iot.gateway import mqtt_topic
 from wuye.iot.intake import Intake
@@ -42,11 +45,17 @@ class MqttIntake:
         districts: frozenset[str],
         deployment: str,
         session_seconds: int,
+        resume_seconds: float,
     ) -> None:
         """`deployment` names the database this instance keeps its state in: the broker keeps
-        one session per deployment and districts, across restarts."""
+        one session per deployment and districts, across restarts. `resume_seconds`: how long
+        after a batch could not be made durable the session is resumed for its redelivery."""
         self._url = urlparse(url)
         self._session_seconds = session_seconds
+        self._resume_seconds = resume_seconds
+        self._resume_lock = threading.Lock()
+        self._resume: threading.Timer | None = None
+        self._stopped = False
         self._intake = intake
         self._districts = sorted(districts)
         owner = zlib.crc32(f"{deployment}|{','.join(self._districts)}".encode())
@@ -64,6 +73,10 @@ class MqttIntake:
         self._client.reconnect_delay_set(1, 30)
 
     def start(self) -> None:
+        self._stopped = False
+        self._connect()
+
+    def _connect(self) -> None:
         session = Properties(PacketTypes.CONNECT)
         session.SessionExpiryInterval = self._session_seconds
         # Connects in the background and keeps reconnecting: gRPC intake works meanwhile.
@@ -76,8 +89,32 @@ class MqttIntake:
         self._client.loop_start()
 
     def stop(self) -> None:
+        with self._resume_lock:
+            self._stopped = True
+            if self._resume is not None:
+                self._resume.cancel()
         self._client.disconnect()
         self._client.loop_stop()
+
+    def _resume_later(self) -> None:
+        """Resumes the session in `resume_seconds` (once however many batches failed): the
+        broker redelivers, first, the messages left unacknowledged."""
+        with self._resume_lock:
+            if self._stopped or self._resume is not None:
+                return
+            self._resume = threading.Timer(self._resume_seconds, self._resume_session)
+            self._resume.daemon = True
+            self._resume.start()
+
+    def _resume_session(self) -> None:
+        with self._resume_lock:
+            self._resume = None
+            if self._stopped:
+                return
+            self._client.disconnect()
+            self._client.loop_stop()
+            log(logger, "resuming the MQTT session for batches not stored")
+            self._connect()
 
     def _on_connect(self, client, _userdata, _flags, reason, _properties) -> None:
         if reason.is_failure:
@@ -101,7 +138,10 @@ class MqttIntake:
 
         def done(result: pb.BatchResult | DomainError) -> None:
             self._answer(gateway, result)
-            client.ack(message.mid, message.qos)
+            if isinstance(result, Unavailable):
+                self._resume_later()  # unacknowledged, the broker keeps it for redelivery
+            else:
+                client.ack(message.mid, message.qos)
 
         try:
             signature = _signature(message) if message.payload[:1] == b"{" else None

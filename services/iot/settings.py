@@ -7,6 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from wuye.core.settings import Settings
+from wuye.iot import domain
 from wuye.iot.domain import DeviceKind, threshold_problems
 
 
@@ -15,28 +16,12 @@ class Range(BaseModel, frozen=True):
     high: float
 
 
-# What each kind's values may be at all; a reading outside is refused, not alarmed.
+# Every kind's ranges, as domain.py states them; a city sets its own.
 DEFAULT_VALID_RANGES: dict[str, Range] = {
-    "HYDRANT_PRESSURE": Range(low=0.0, high=10.0),  # MPa
-    "FIRE_PUMP": Range(low=0.0, high=1.0),
-    "SPRINKLER_VALVE": Range(low=0.0, high=1.0),
-    "FIRE_FACILITY": Range(low=0.0, high=1.0),
-    "SMOKE_DETECTOR": Range(low=0.0, high=1.0),
-    "FIRE_DOOR": Range(low=0.0, high=1.0),
-    "FIRE_LANE": Range(low=0.0, high=1.0),
+    kind.value: Range(low=low, high=high) for kind, (low, high) in domain.VALID_RANGES.items()
 }
-
-# The normal range a device gets unless it is registered with its own: a reading outside raises
-# the kind's alarm. Hydrants: 0.10 MPa is the least static pressure at the least favourable
-# hydrant of GB 50974; a city sets its own.
 DEFAULT_THRESHOLDS: dict[str, Range] = {
-    "HYDRANT_PRESSURE": Range(low=0.10, high=10.0),
-    "FIRE_PUMP": Range(low=1.0, high=1.0),
-    "SPRINKLER_VALVE": Range(low=1.0, high=1.0),
-    "FIRE_FACILITY": Range(low=1.0, high=1.0),
-    "SMOKE_DETECTOR": Range(low=0.0, high=0.0),
-    "FIRE_DOOR": Range(low=0.0, high=0.0),
-    "FIRE_LANE": Range(low=0.0, high=0.0),
+    kind.value: Range(low=low, high=high) for kind, (low, high) in domain.DEFAULT_THRESHOLDS.items()
 }
 
 
@@ -56,8 +41,13 @@ class IotSettings(Settings):
     iot_mqtt_url: str = "mqtt://127.0.0.1:1883"
     # How long the broker keeps the intake's session, and the readings for it, while it is away.
     iot_mqtt_session_seconds: int = Field(default=3600, ge=0)
+    # How soon after a batch by MQTT could not be stored the session is resumed, for the broker
+    # to redeliver it.
+    iot_mqtt_resume_seconds: float = Field(default=5.0, gt=0)
     # GB 50440 keeps records at least a year: the retention the readings topic is created with.
     iot_readings_retention_days: int = Field(default=366, ge=1)
+    # How soon the intake looks again at the readings topic when Kafka did not answer.
+    iot_topic_check_retry_seconds: float = Field(default=5.0, gt=0)
 
     # A batch Kafka has not taken this long after it was handed over fails back to its gateway,
     # which resends it (to a new producer).
@@ -84,8 +74,17 @@ class IotSettings(Settings):
     # Batches a stream may have in the pipeline before the intake stops reading from it.
     iot_stream_window: int = Field(default=64, ge=1)
     # Per gateway, how many sequences below the highest seen are remembered (anti-replay window,
-    # as in IPsec); an older batch is treated as already processed.
+    # as in IPsec); an older batch of the same epoch is refused (SEQUENCE_TOO_OLD).
     iot_replay_window: int = Field(default=64, ge=8, le=64)
+    # How far beyond the highest sequence of its epoch one batch may number itself: a gateway
+    # that lost batches skips some, but a jump to near 2^63 would leave it no sequence to use.
+    iot_max_sequence_step: int = Field(default=1_000_000, ge=1)
+    # GB 50440: a device with more false alarms than this on one calendar day is escalated.
+    iot_max_false_alarms_per_day: int = Field(default=5, ge=0)
+    # An alarm watcher (WatchAlarms) this many changes behind is dropped; it watches again.
+    iot_watch_queue: int = Field(default=1000, ge=1)
+    # At most this many alarms are escalated in one transaction (the rest at the next check).
+    iot_escalation_batch: int = Field(default=500, ge=1)
     # How soon a thread waiting for the GIL gets it. Python's default, 5 ms, measured best: at
     # 1 ms the intake's dozens of threads spent more time switching than alarms gained.
     iot_gil_switch_seconds: float = Field(default=0.005, gt=0)

@@ -297,7 +297,6 @@ def _feed(
         gateway.id,
         gateway.secret,
         window=args.window,
-        first_sequence=time.time_ns() // 1000,
         on_result=on_result,
     )
     gateway.stream = stream

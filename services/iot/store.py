@@ -17,6 +17,7 @@ from wuye.iot.domain import (
     DeviceState,
     GatewayState,
     ReplayWindow,
+    Resolution,
 )
 
 metadata = service_metadata()
@@ -29,6 +30,9 @@ projects = sa.Table(
     # The enterprise serving the project now; empty when none is.
     sa.Column("credit_code", sa.String(18), nullable=False),
     sa.Column("updated_at", timestamp_column(), nullable=False),
+    # When the registry's latest assignment or exit applied here happened: an older one
+    # replayed changes nothing.
+    sa.Column("service_changed_at", timestamp_column(), nullable=True),
 )
 
 gateways = sa.Table(
@@ -45,6 +49,8 @@ gateways = sa.Table(
     sa.Column("replay_highest", sa.BigInteger, nullable=False),
     sa.Column("replay_bits", sa.BigInteger, nullable=False),
     sa.Column("clock_skewed", sa.Boolean, nullable=False),
+    # The gateway's boot epoch the window counts in.
+    sa.Column("replay_epoch", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 devices = sa.Table(
@@ -90,7 +96,11 @@ alarms = sa.Table(
     sa.Column("resolved_by", sa.String(100), nullable=False),
     sa.Column("escalated_at", timestamp_column(), nullable=True),
     sa.Column("note", sa.String(200), nullable=False),
+    # domain.Resolution once resolved; empty before.
+    sa.Column("resolution", sa.String(16), nullable=False, server_default=""),
     sa.Index("ix_alarms_district_code_alarm_id", "district_code", "alarm_id"),
+    # A device's false alarms of a day are counted from here.
+    sa.Index("ix_alarms_device_id_raised_at", "device_id", "raised_at"),
     sa.Index(
         "uq_alarms_open_condition",
         "condition",
@@ -135,7 +145,9 @@ def load_gateways(
             row.district_code,
             row.project_id,
             row.key_version,
-            ReplayWindow(window, row.replay_highest, to_unsigned64(row.replay_bits)),
+            ReplayWindow(
+                window, row.replay_epoch, row.replay_highest, to_unsigned64(row.replay_bits)
+            ),
             row.clock_skewed,
         )
         for row in rows
@@ -178,14 +190,20 @@ def load_devices(
 # Built once: the writer runs these many times a second.
 def window_writer(engine: Engine) -> ColumnUpdate:
     return ColumnUpdate(
-        engine, gateways, "gateway_id", ["replay_highest", "replay_bits", "clock_skewed"]
+        engine,
+        gateways,
+        "gateway_id",
+        ["replay_epoch", "replay_highest", "replay_bits", "clock_skewed"],
     )
 
 
 def save_windows(connection: Connection, writer: ColumnUpdate, states: list[GatewayState]) -> None:
     writer.run(
         connection,
-        [(g.gateway_id, g.window.highest, to_signed64(g.window.bits), g.skewed) for g in states],
+        [
+            (g.gateway_id, g.window.epoch, g.window.highest, to_signed64(g.window.bits), g.skewed)
+            for g in states
+        ],
     )
 
 
@@ -227,27 +245,87 @@ def credit_code_of(connection: Connection, project_id: str) -> str:
     )
 
 
-def upsert_project(
-    connection: Connection, *, project_id: str, district_code: str, credit_code: str | None = None
-) -> None:
-    """What the registry told of a project: where it is and, unless `credit_code` is None (kept
-    as it is; none for a new project), who serves it now."""
-    values = {"district_code": district_code, "updated_at": dt.datetime.now(dt.UTC)}
-    if credit_code is not None:
-        values["credit_code"] = credit_code
-    updated = connection.execute(
-        projects.update().where(projects.c.project_id == project_id).values(values)
-    ).rowcount
-    if not updated:
+def _not_older(happened: dt.datetime):
+    """The project's service last changed no later than `happened`: an event of then applies."""
+    return sa.or_(
+        projects.c.service_changed_at.is_(None), projects.c.service_changed_at <= happened
+    )
+
+
+def add_project(connection: Connection, *, project_id: str, district_code: str) -> None:
+    """A project the registry announced; announced again (a replay), it stays as it is."""
+    known = connection.execute(
+        sa.select(projects.c.project_id).where(projects.c.project_id == project_id)
+    ).first()
+    if known is None:
         connection.execute(
-            projects.insert().values(project_id=project_id, **{"credit_code": "", **values})
+            projects.insert().values(
+                project_id=project_id,
+                district_code=district_code,
+                credit_code="",
+                updated_at=dt.datetime.now(dt.UTC),
+                service_changed_at=None,
+            )
         )
 
 
-def end_service(connection: Connection, *, project_id: str, credit_code: str) -> None:
-    """The enterprise `credit_code` no longer serves the project, if it still did."""
+def assign_service(
+    connection: Connection,
+    *,
+    project_id: str,
+    district_code: str,
+    credit_code: str,
+    happened: dt.datetime,
+) -> None:
+    """The enterprise `credit_code` serves the project since `happened`, unless something later
+    was applied already (an assignment replayed after the enterprise exited)."""
+    add_project(connection, project_id=project_id, district_code=district_code)
     connection.execute(
         projects.update()
-        .where(projects.c.project_id == project_id, projects.c.credit_code == credit_code)
-        .values(credit_code="", updated_at=dt.datetime.now(dt.UTC))
+        .where(projects.c.project_id == project_id, _not_older(happened))
+        .values(
+            credit_code=credit_code,
+            updated_at=dt.datetime.now(dt.UTC),
+            service_changed_at=happened,
+        )
     )
+
+
+def end_service(
+    connection: Connection, *, project_id: str, credit_code: str, happened: dt.datetime
+) -> None:
+    """The enterprise `credit_code` no longer serves the project, if it still did and nothing
+    later was applied already."""
+    connection.execute(
+        projects.update()
+        .where(
+            projects.c.project_id == project_id,
+            projects.c.credit_code == credit_code,
+            _not_older(happened),
+        )
+        .values(credit_code="", updated_at=dt.datetime.now(dt.UTC), service_changed_at=happened)
+    )
+
+
+def lock_device(connection: Connection, device_id: str) -> None:
+    """Holds the device's row until commit: its false alarms are counted one resolution at a
+    time."""
+    connection.execute(
+        sa.select(devices.c.device_id).where(devices.c.device_id == device_id).with_for_update()
+    )
+
+
+def false_alarms_between(
+    connection: Connection, device_id: str, start: dt.datetime, end: dt.datetime
+) -> int:
+    """The device's alarms raised in [start, end) and resolved as false alarms."""
+    return connection.execute(
+        sa.select(sa.func.count())
+        .select_from(alarms)
+        .where(
+            alarms.c.device_id == device_id,
+            alarms.c.raised_at >= start,
+            alarms.c.raised_at < end,
+            alarms.c.resolution == Resolution.FALSE_ALARM,
+        )
+    ).scalar_one()

@@ -16,6 +16,8 @@ import grpc
 import pytest
 from grpc import aio
 from test_iot_support import (
+    CREDIT_CODE,
+    DEVICE_TOPIC,
     DONGSHENG,
     FACILITY,
     KANGBASHI,
@@ -29,7 +31,14 @@ from test_iot_support import (
 
 from wuye.core.auth import Role
 from wuye.core.kafka import ensure_topics
-from wuye.iot.gateway import AsyncGatewayStream, StreamBroken, StreamTally, open_stream
+from wuye.iot.gateway import (
+    AsyncGatewayStream,
+    GatewayStream,
+    StreamBroken,
+    StreamTally,
+    open_stream,
+)
+from wuye.iot.v1 import events_pb2 as ev
 from wuye.iot.v1 import intake_service_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -54,6 +63,11 @@ def iot(start_iot):
 
 def ce_ids(records) -> list[str]:
     return [r.headers["ce_id"] for r in records]
+
+
+def ce_id(gateway: Gateway, sequence: int, epoch: int = 0) -> str:
+    """The id of a batch's record on the readings topic."""
+    return f"{gateway.id}:{epoch}:{sequence}"
 
 
 # ---------------------------------------------------------------- gateways and devices
@@ -198,7 +212,7 @@ def test_a_batch_is_taken_but_for_the_readings_that_cannot_be(iot, read_topic):
         (hydrant.id, 0.4),
     ]
     assert (stored.gateway_id, stored.sequence) == (gateway.id, 1)
-    assert record.headers["ce_id"] == f"{gateway.id}:1"
+    assert record.headers["ce_id"] == ce_id(gateway, 1)
     assert record.headers["ce_type"] == "wuye.iot.v1.ReadingBatch"
     assert record.headers["ce_district"] == DONGSHENG
     device = iot.get_device(hydrant.id)
@@ -217,7 +231,7 @@ def test_a_batch_whose_readings_are_all_refused_is_acknowledged_and_not_produced
 
     assert (refused.accepted, len(refused.rejected)) == (0, 1)
     assert taken.accepted == 1
-    assert ce_ids(read_topic(READING_TOPIC, 1, key=gateway.id.encode())) == [f"{gateway.id}:2"]
+    assert ce_ids(read_topic(READING_TOPIC, 1, key=gateway.id.encode())) == [ce_id(gateway, 2)]
 
 
 def test_the_same_batch_again_is_a_duplicate_and_on_kafka_once(iot, read_topic):
@@ -236,7 +250,7 @@ def test_the_same_batch_again_is_a_duplicate_and_on_kafka_once(iot, read_topic):
     assert not after.duplicate
     # Records of one gateway are in order: a second record of batch 1 would come before batch 2's.
     records = read_topic(READING_TOPIC, 2, key=gateway.id.encode())
-    assert ce_ids(records) == [f"{gateway.id}:1", f"{gateway.id}:2"]
+    assert ce_ids(records) == [ce_id(gateway, 1), ce_id(gateway, 2)]
     assert iot.get_device(device.id).last_value == 1.0
     assert iot.alarms() == []
 
@@ -251,8 +265,8 @@ def test_a_stream_acknowledges_every_batch(iot, read_topic):
     assert sorted(r.sequence for r in results) == list(range(1, 201))
     assert all(r.accepted == 3 and not r.duplicate for r in results)
     records = read_topic(READING_TOPIC, 200, key=gateway.id.encode())
-    assert sorted(ce_ids(records), key=lambda i: int(i.split(":")[1])) == [
-        f"{gateway.id}:{n}" for n in range(1, 201)
+    assert sorted(ce_ids(records), key=lambda i: int(i.split(":")[2])) == [
+        ce_id(gateway, n) for n in range(1, 201)
     ]
     assert iot.replay_highest(gateway.id) == 200
 
@@ -276,7 +290,7 @@ def test_an_asyncio_gateway_streams_and_resends_what_a_broken_stream_left(iot, r
     gateway = iot.gateway()
     device = iot.device(gateway, FACILITY)
 
-    async def scenario() -> StreamTally:
+    async def scenario() -> tuple[StreamTally, int]:
         async with aio.insecure_channel(f"127.0.0.1:{iot.port}") as channel:
             calls = []
 
@@ -298,16 +312,16 @@ def test_an_asyncio_gateway_streams_and_resends_what_a_broken_stream_left(iot, r
                 await stream.send([(device.id, 1.0, time.time_ns())], timeout=10)
             assert await stream.wait_acked(10)
             await stream.close()
-            return stream.tally
+            return stream.tally, stream.epoch
 
-    tally = asyncio.run(scenario())
+    tally, epoch = asyncio.run(scenario())
 
     sent = iot.replay_highest(gateway.id)
     assert sent >= 40 and tally.reconnects == 1
     assert tally.batches_acked == sent
     assert tally.readings_accepted == sent - tally.duplicates
     records = read_topic(READING_TOPIC, sent, key=gateway.id.encode())
-    assert sorted(ce_ids(records)) == sorted(f"{gateway.id}:{n}" for n in range(1, sent + 1))
+    assert sorted(ce_ids(records)) == sorted(ce_id(gateway, n, epoch) for n in range(1, sent + 1))
 
 
 def test_a_sequence_far_ahead_of_one_in_flight_does_not_stop_acknowledgements(iot):
@@ -325,28 +339,143 @@ def test_a_sequence_far_ahead_of_one_in_flight_does_not_stop_acknowledgements(io
     assert (later.sequence, later.accepted) == (101, 1)
 
 
-def test_the_highest_sequence_allowed_is_taken_and_the_intake_goes_on(iot):
-    """A gateway may jump ahead to any sequence below 2^63."""
+def test_a_gateway_restarted_after_200_batches_is_taken_and_its_old_batches_refused(iot):
+    """A gateway that sent 200 batches restarts and numbers from 1 again: its next reading that
+    says "facility switched off" raises the alarm, committed before the batch is acknowledged;
+    a batch replayed from before the restart is refused with a reason, not as a duplicate."""
+    gateway = iot.gateway(iot.project(DONGSHENG, CREDIT_CODE))
+    device = iot.device(gateway, FACILITY).id
+    sent: list[bytes] = []
+
+    def recording(requests):
+        for raw in requests:
+            sent.append(raw)
+            yield raw
+
+    opener = open_stream(iot.channel, timeout=30)
+    first_boot = GatewayStream(lambda r: opener(recording(r)), gateway.id, gateway.secret)
+    first_boot.connect()
+    for _ in range(200):
+        first_boot.send([(device, 1.0, now_ns())], timeout=10)
+    assert first_boot.wait_acked(10)
+    first_boot.close()
+    assert iot.replay_window(gateway.id) == (first_boot.epoch, 200)
+
+    restarted = GatewayStream(opener, gateway.id, gateway.secret)
+    restarted.connect()
+    assert restarted.send([(device, 0.0, now_ns())], timeout=10) == 1
+    assert restarted.wait_acked(10)
+    restarted.close()
+    replayed = iot.post_fails(sent[149])
+
+    assert restarted.epoch > first_boot.epoch
+    assert (restarted.tally.duplicates, restarted.tally.readings_accepted) == (0, 1)
+    [raised] = iot.events(ev.AlarmRaised)
+    assert (raised.alarm.kind, raised.alarm.device_id) == (pb.ALARM_KIND_FACILITY_OFF, device)
+    assert (replayed.code, replayed.reason) == (FAILED, "STALE_EPOCH")
+    assert iot.replay_window(gateway.id) == (restarted.epoch, 1)
+    assert iot.get_device(device).last_value == 0.0
+
+
+def test_a_sequence_too_old_for_the_window_is_refused_so_the_gateway_resynchronises(iot):
     gateway = iot.gateway()
-    device = iot.device(gateway, FACILITY)
-    other = iot.gateway()
-    other_device = iot.device(other, FACILITY)
-    assert iot.post(gateway.signed([(device.id, 1.0)])).sequence == 1
+    device = iot.device(gateway, FACILITY).id
+    assert iot.post(gateway.signed([(device, 1.0)], sequence=100)).accepted == 1
 
-    highest = iot.post(gateway.signed([(device.id, 0.0)], sequence=2**63 - 1), timeout=3)
-    others = iot.post(other.signed([(other_device.id, 1.0)]), timeout=3)
+    too_old = iot.post_fails(gateway.signed([(device, 0.0)], sequence=36))  # 64 behind
+    inside = iot.post(gateway.signed([(device, 1.0)], sequence=37))
 
-    assert (highest.sequence, highest.accepted) == (2**63 - 1, 1)
-    assert others.accepted == 1
-    assert iot.replay_highest(gateway.id) == 2**63 - 1
+    assert (too_old.code, too_old.reason) == (FAILED, "SEQUENCE_TOO_OLD")
+    assert (inside.duplicate, inside.accepted) == (False, 1)
+    assert iot.alarms() == []
 
 
-def test_acknowledged_batches_stay_duplicates_after_a_restart(start_iot):
+def test_a_sequence_further_ahead_than_allowed_is_refused_and_the_gateway_goes_on(start_iot):
+    """One batch numbered near 2^63 would leave its gateway no sequence to use after it."""
+    iot = start_iot(iot_max_sequence_step=1000)
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY).id
+    assert iot.post(gateway.signed([(device, 1.0)])).sequence == 1
+
+    highest = iot.post_fails(gateway.signed([(device, 0.0)], sequence=2**63 - 1))
+    beyond = iot.post_fails(gateway.signed([(device, 0.0)], sequence=1002))
+    at_the_step = iot.post(gateway.signed([(device, 1.0)], sequence=1001))
+
+    for refused in (highest, beyond):
+        assert (refused.code, refused.reason) == (FAILED, "SEQUENCE_TOO_FAR_AHEAD")
+    assert (at_the_step.sequence, at_the_step.accepted) == (1001, 1)
+    assert iot.replay_highest(gateway.id) == 1001
+    assert iot.alarms() == []
+
+
+def test_a_rotated_secret_starts_the_window_afresh_and_is_an_event(iot):
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY).id
+    gateway.restart(epoch=5)
+    for _ in range(100):
+        gateway.signed([(device, 1.0)])  # numbered, never sent: the gateway jumped ahead
+    assert iot.post(gateway.signed([(device, 1.0)])).sequence == 101
+
+    rotated = iot.admin.RotateGatewaySecret(pb.RotateGatewaySecretRequest(gateway_id=gateway.id))
+    gateway.secret = rotated.secret
+    gateway.restart(epoch=0)
+    first = iot.post(gateway.signed([(device, 1.0)]))
+
+    assert (first.sequence, first.duplicate, first.accepted) == (1, False, 1)
+    assert iot.replay_window(gateway.id) == (0, 1)
+    [event] = iot.outbox_events(ev.GatewaySecretRotated, topic=DEVICE_TOPIC)
+    assert (event.gateway.id, event.key_version, event.rotated_by) == (gateway.id, 2, "admin")
+    assert rotated.secret not in event.SerializeToString()
+
+
+def test_an_authority_resets_the_window_of_a_gateway_that_cannot_send_an_epoch(iot):
+    """A gateway without epochs restarted and counts from 1 again: refused until an authority
+    resets its window; the reset is an event, and older epochs stay refused."""
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY).id
+    gateway.restart(epoch=3)
+    assert iot.stream([gateway.signed([(device, 1.0)]) for _ in range(100)])
+    gateway.restart(epoch=3)  # the same epoch again: it cannot tell
+    restarted = gateway.signed([(device, 0.0)])
+    request = pb.ResetGatewayWindowRequest(gateway_id=gateway.id, note="网关重启")
+
+    before = iot.post_fails(restarted)
+    inspector = iot.client(Role.INSPECTOR, "inspector-1", [DONGSHENG]).fails(
+        "ResetGatewayWindow", request
+    )
+    elsewhere = iot.authority(KANGBASHI).fails("ResetGatewayWindow", request)
+    reset = iot.authority(DONGSHENG).ResetGatewayWindow(request)
+    after = iot.post(restarted)
+    older = iot.post_fails(gateway.signed([(device, 1.0)], epoch=2))
+
+    assert before.reason == "SEQUENCE_TOO_OLD"
+    assert inspector.code == elsewhere.code == grpc.StatusCode.PERMISSION_DENIED
+    assert (reset.gateway.id, reset.epoch) == (gateway.id, 3)
+    assert (after.sequence, after.duplicate, after.accepted) == (1, False, 1)
+    assert older.reason == "STALE_EPOCH"
+    assert iot.replay_window(gateway.id) == (3, 1)
+    [event] = iot.outbox_events(ev.GatewayWindowReset, topic=DEVICE_TOPIC)
+    assert (event.epoch, event.highest_before, event.reset_by, event.note) == (
+        3,
+        100,
+        f"authority-{DONGSHENG}",
+        "网关重启",
+    )
+    missing = iot.admin.fails(
+        "ResetGatewayWindow", pb.ResetGatewayWindowRequest(gateway_id=gateway.id)
+    )
+    assert missing.code == INVALID and "note" in missing.violations
+
+
+def test_acknowledged_batches_and_the_epoch_stay_after_a_restart(start_iot):
     iot = start_iot()
     gateway = iot.gateway()
     device = iot.device(gateway, FACILITY)
+    older_epoch = gateway.signed([(device.id, 1.0)])
+    gateway.restart(epoch=7)
     batches = [gateway.signed([(device.id, 1.0)]) for _ in range(5)]
     out_of_order = gateway.signed([(device.id, 1.0)], sequence=9)
+    assert iot.post(older_epoch).sequence == 1
     assert [r.sequence for r in iot.stream(batches)] == [1, 2, 3, 4, 5]
     assert iot.post(out_of_order).sequence == 9
     iot.close()
@@ -354,10 +483,12 @@ def test_acknowledged_batches_stay_duplicates_after_a_restart(start_iot):
     restarted = start_iot()
     replayed = restarted.stream([*batches, out_of_order])
     gap = restarted.post(gateway.signed([(device.id, 1.0)], sequence=7))
+    stale = restarted.post_fails(older_epoch)
 
     assert sorted(r.sequence for r in replayed) == [1, 2, 3, 4, 5, 9]
-    assert all(r.duplicate for r in replayed)
-    assert (gap.duplicate, gap.accepted) == (False, 1)
+    assert all(r.duplicate and r.epoch == 7 for r in replayed)
+    assert (gap.duplicate, gap.accepted, gap.epoch) == (False, 1, 7)
+    assert stale.reason == "STALE_EPOCH"
     assert restarted.get_device(device.id).last_value == 1.0
 
 
@@ -411,7 +542,7 @@ def test_batches_wait_while_kafka_is_away_and_are_acknowledged_once_it_is_back(
     stored = read_topic(
         READING_TOPIC, 20, bootstrap=private_broker.bootstrap, key=gateway.id.encode()
     )
-    assert sorted(ce_ids(stored)) == sorted(f"{gateway.id}:{r.sequence}" for r in results)
+    assert sorted(ce_ids(stored)) == sorted(ce_id(gateway, r.sequence) for r in results)
     assert iot.replay_highest(gateway.id) == 20
 
 
@@ -456,7 +587,7 @@ def test_a_broker_restarted_mid_stream_loses_no_acknowledged_batch(
     stored = read_topic(
         READING_TOPIC, 10, bootstrap=private_broker.bootstrap, key=gateway.id.encode()
     )
-    assert {f"{gateway.id}:{n}" for n in range(2, 12)} <= set(ce_ids(stored))
+    assert {ce_id(gateway, n) for n in range(2, 12)} <= set(ce_ids(stored))
 
 
 # ---------------------------------------------------------------- batches refused whole
@@ -507,7 +638,7 @@ def test_a_forged_or_missing_signature_is_unauthenticated(iot, gateway_with_devi
     assert iot.get_device(device).HasField("last_value") is False
     # Nothing of the refused batches went to Kafka: the first record is the next batch's.
     assert iot.post(gateway.signed([(device, 1.0)], sequence=1)).accepted == 1
-    assert ce_ids(read_topic(READING_TOPIC, 1, key=gateway.id.encode())) == [f"{gateway.id}:1"]
+    assert ce_ids(read_topic(READING_TOPIC, 1, key=gateway.id.encode())) == [ce_id(gateway, 1)]
 
 
 def test_an_unknown_gateway_is_not_found(iot, gateway_with_device):
@@ -581,4 +712,4 @@ def test_a_bad_batch_ends_the_stream_after_the_results_of_those_before_it(iot, r
     assert iot.get_device(device).last_value == 1.0
     assert iot.alarms() == []
     records = read_topic(READING_TOPIC, 3, key=gateway.id.encode())
-    assert ce_ids(records) == [f"{gateway.id}:{n}" for n in (1, 2, 3)]
+    assert ce_ids(records) == [ce_id(gateway, n) for n in (1, 2, 3)]

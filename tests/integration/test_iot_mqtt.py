@@ -21,8 +21,9 @@ import pytest
 from google.protobuf import json_format
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from test_iot_support import FACILITY, Gateway, iot_servers
+from test_iot_support import FACILITY, READING_TOPIC, Gateway, iot_servers
 
+from wuye.core.kafka import ensure_topics
 from wuye.iot.signing import signature_of
 from wuye.iot.v1 import events_pb2 as ev
 from wuye.iot.v1 import intake_service_pb2 as pb
@@ -81,16 +82,27 @@ def district() -> str:
     return f"19{random.randint(0, 9999):04d}"
 
 
+def mqtt_settings(district: str, **overrides) -> dict:
+    """An intake on the test's MQTT broker, serving a city of the test's own district."""
+    return {
+        "iot_mqtt_url": f"mqtt://{MQTT_HOST}:{MQTT_PORT}",
+        "city_districts": {district: "测试区"},
+        **overrides,
+    }
+
+
 @pytest.fixture
 def iot(make_settings, district):
     with iot_servers(make_settings) as start:
-        yield start(
-            iot_mqtt_url=f"mqtt://{MQTT_HOST}:{MQTT_PORT}", city_districts={district: "测试区"}
-        )
+        yield start(**mqtt_settings(district))
 
 
 @pytest.fixture
 def gateway(iot, listener, district) -> Gateway:
+    return subscribed_gateway(iot, listener, district)
+
+
+def subscribed_gateway(iot, listener: Listener, district: str) -> Gateway:
     """A gateway whose acks the listener follows, once the intake is subscribed: garbage is
     published until its refusal comes back."""
     registered = iot.gateway(district=district)
@@ -224,3 +236,58 @@ def test_a_payload_larger_than_a_grpc_message_is_refused_unread(iot, gateway, li
     assert ack["error"]["code"] == "INVALID_ARGUMENT", ack
     assert str(limit) in ack["error"]["message"]
     assert iot.replay_highest(gateway.id) == 0
+
+
+def test_a_json_batch_carries_its_epoch_and_an_older_epoch_is_refused_with_its_reason(
+    iot, gateway, listener
+):
+    device = iot.device(gateway, FACILITY).id
+    gateway.restart(epoch=9)
+    newer = json_batch(gateway.batch([(device, 1.0)]))
+    older = json_batch(gateway.batch([(device, 0.0)], sequence=1, epoch=8))
+
+    listener.publish(gateway, newer, signature=signature_of(gateway.secret, newer))
+    taken = listener.next_ack()
+    listener.publish(gateway, older, signature=signature_of(gateway.secret, older))
+    refused = listener.next_ack()
+
+    assert (taken["sequence"], taken["epoch"], taken["accepted"]) == ("1", "9", 1)
+    assert refused["error"]["code"] == "FAILED_PRECONDITION"
+    assert refused["error"]["reason"] == "STALE_EPOCH"
+    assert iot.replay_window(gateway.id) == (9, 1)
+    assert iot.count("alarms") == 0
+
+
+def test_a_batch_not_stored_is_not_acknowledged_and_the_broker_redelivers_it(
+    make_settings, district, listener, private_broker
+):
+    """Kafka is away: the batch fails back (UNAVAILABLE on the acks topic) and stays
+    unacknowledged with the broker, which redelivers it when the intake resumes its session;
+    once Kafka is back it is taken, without the gateway publishing it again."""
+    private_broker.stop()
+    with iot_servers(make_settings) as start:
+        iot = start(
+            **mqtt_settings(
+                district,
+                kafka_bootstrap=private_broker.bootstrap,
+                iot_kafka_timeout_seconds=1,
+                iot_mqtt_resume_seconds=0.5,
+            )
+        )
+        gateway = subscribed_gateway(iot, listener, district)
+        device = iot.device(gateway, FACILITY).id
+        listener.publish(gateway, gateway.signed([(device, 0.0)]))
+
+        not_stored = listener.next_ack()
+        private_broker.start()
+        ensure_topics(iot.settings, [READING_TOPIC], partitions=1)
+        ack = listener.next_ack()
+        while "error" in ack:  # redelivered before Kafka was back
+            assert ack["error"]["code"] == "UNAVAILABLE", ack
+            ack = listener.next_ack()
+
+        assert not_stored["error"]["code"] == "UNAVAILABLE"
+        assert not_stored["error"]["reason"] == "BATCH_NOT_STORED"
+        assert (ack["sequence"], ack["accepted"]) == ("1", 1)
+        [raised] = iot.events(ev.AlarmRaised)
+        assert raised.alarm.device_id == device

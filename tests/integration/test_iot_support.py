@@ -36,6 +36,7 @@ from wuye.registry.v1 import events_pb2 as registry_events
 PROJECT_TOPIC = "wuye.registry.project.v1"
 READING_TOPIC = "wuye.iot.reading.v1"
 ALARM_TOPIC = "wuye.iot.alarm.v1"
+DEVICE_TOPIC = "wuye.iot.device.v1"
 DONGSHENG, KANGBASHI = "150602", "150603"
 FACILITY = pb.DEVICE_KIND_FIRE_FACILITY
 # The enterprise serving the projects of tests that need one.
@@ -51,6 +52,7 @@ FAST = {
     "iot_silence_check_seconds": 0.2,
     "iot_escalation_check_seconds": 0.2,
     "iot_snapshot_seconds": 0.5,
+    "iot_topic_check_retry_seconds": 0.2,
 }
 
 EVENT_TYPES = (ev.AlarmRaised, ev.AlarmAcknowledged, ev.AlarmResolved, ev.AlarmEscalated)
@@ -81,13 +83,18 @@ def project_registered(district: str = DONGSHENG, project_id: str | None = None)
 @dataclass
 class Gateway:
     """A registered gateway as the device in the field knows it: its id, district and secret,
-    and the next sequence it numbers a batch with."""
+    the epoch it started in and the last sequence it numbered a batch with."""
 
     id: str
     district: str
     secret: bytes
     project_id: str
     sequence: int = 0
+    epoch: int = 0
+
+    def restart(self, epoch: int) -> None:
+        """The gateway restarts: a new epoch, numbering from 1 again."""
+        self.epoch, self.sequence = epoch, 0
 
     def batch(
         self,
@@ -95,13 +102,16 @@ class Gateway:
         *,
         sequence: int | None = None,
         sent_ns: int | None = None,
+        epoch: int | None = None,
     ) -> pb.ReadingBatch:
-        """An unsigned batch; the next sequence unless one is given. A reading is (device,
-        value) observed now, or (device, value, observe_time_unix_nano)."""
+        """An unsigned batch; the next sequence in the gateway's epoch unless they are given. A
+        reading is (device, value) observed now, or (device, value, observe_time_unix_nano)."""
         if sequence is None:
             self.sequence += 1
             sequence = self.sequence
-        batch = pb.ReadingBatch(gateway_id=self.id, sequence=sequence)
+        batch = pb.ReadingBatch(
+            gateway_id=self.id, sequence=sequence, epoch=self.epoch if epoch is None else epoch
+        )
         batch.send_time.CopyFrom(send_time(sent_ns))
         for reading in readings:
             device, value, *at = reading
@@ -148,6 +158,8 @@ class IotServer(InProcessServer):
     def definitions(self) -> list[ServiceDefinition]:
         self.handlers = Iot(self.engine, self.settings).handlers()
         served = super().definitions()
+        [intake_service] = served
+        self.intake = intake_service.servicer.intake
         self._watches: list[Watch] = []
         return served
 
@@ -264,11 +276,19 @@ class IotServer(InProcessServer):
         return self.outbox_events(*types, topic=ALARM_TOPIC)
 
     def replay_highest(self, gateway_id: str) -> int:
+        return self.replay_window(gateway_id)[1]
+
+    def replay_window(self, gateway_id: str) -> tuple[int, int]:
+        """(epoch, highest sequence) of the gateway's replay window as stored."""
         with self.engine.connect() as connection:
-            return connection.execute(
-                sa.text("SELECT replay_highest FROM gateways WHERE gateway_id = :g"),
-                {"g": gateway_id},
-            ).scalar_one()
+            return tuple(
+                connection.execute(
+                    sa.text(
+                        "SELECT replay_epoch, replay_highest FROM gateways WHERE gateway_id = :g"
+                    ),
+                    {"g": gateway_id},
+                ).one()
+            )
 
 
 def iot_servers(make_settings) -> contextlib.AbstractContextManager[Callable[..., IotServer]]:

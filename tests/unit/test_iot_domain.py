@@ -10,9 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wuye.core.errors import FailedPrecondition
 from wuye.iot import domain
 from wuye.iot.domain import (
+    AlarmAction,
     AlarmKind,
+    AlarmState,
     Change,
     DeviceKind,
     DeviceState,
@@ -355,7 +358,7 @@ def test_a_clock_off_by_more_than_the_limit_raises_clock_skew_once_and_clears(of
     assert not gateway.skewed
 
 
-# -- the replay window
+# -- the replay window and the gateway's epochs
 
 
 def test_a_new_sequence_is_not_seen_until_marked():
@@ -376,15 +379,6 @@ def test_sequences_marked_out_of_order_are_each_seen_and_the_gaps_not():
     assert window.highest == 12
 
 
-def test_a_sequence_older_than_the_window_counts_as_seen():
-    window = ReplayWindow(8)
-    window.mark(100)
-
-    assert window.seen(92)  # 8 behind: beyond the window
-    assert not window.seen(93)  # 7 behind: inside it, never marked
-    assert window.seen(1)
-
-
 def test_the_window_keeps_all_64_bits():
     window = ReplayWindow(64)
     window.mark(1)
@@ -394,31 +388,19 @@ def test_the_window_keeps_all_64_bits():
     assert window.bits == (1 << 63) | 1
     window.mark(65)
     assert window.bits < 1 << 64
-    assert window.seen(1)  # now beyond the window: counts as seen
+    assert not window.seen(1)  # beyond the window now: window_for refuses it
     assert not window.seen(2)
 
 
 def test_marking_a_sequence_older_than_the_window_keeps_the_bits_within_it():
-    """An old batch acknowledged after a much newer one (it was on its way to Kafka) counts as
-    seen either way; its bit must not land outside the window, whose bits are stored in a
-    64-bit column."""
+    """An old batch acknowledged after a much newer one (it was on its way to Kafka); its bit
+    must not land outside the window, whose bits are stored in a 64-bit column."""
     window = ReplayWindow(64)
     window.mark(100)
     window.mark(1)
 
-    assert window.seen(1)
-    assert window.bits < 1 << 64
     assert window.bits == 1
-
-
-def test_a_jump_to_the_highest_sequence_allowed_is_marked():
-    window = ReplayWindow(64)
-    window.mark(1)
-
-    window.mark(2**63 - 1)
-
-    assert (window.highest, window.bits) == (2**63 - 1, 1)
-    assert window.seen(1) and not window.seen(2**63 - 2)
+    assert window.seen(100) and not window.seen(1)
 
 
 def test_a_big_jump_forgets_the_bits_below():
@@ -430,39 +412,159 @@ def test_a_big_jump_forgets_the_bits_below():
     assert not window.seen(999_999)
 
 
-def test_a_window_restored_from_its_highest_and_bits_answers_as_before():
-    window = ReplayWindow(64)
+def test_a_window_restored_from_its_epoch_highest_and_bits_answers_as_before():
+    window = ReplayWindow(64, epoch=7)
     for sequence in (1, 2, 5, 40, 41, 70):
         window.mark(sequence)
 
-    restored = ReplayWindow(64, window.highest, window.bits)
+    restored = ReplayWindow(64, window.epoch, window.highest, window.bits)
 
     assert [s for s in range(1, 80) if restored.seen(s)] == [
         s for s in range(1, 80) if window.seen(s)
     ]
 
 
+def gateway_in(epoch: int, *marked: int, size: int = 64) -> GatewayState:
+    window = ReplayWindow(size, epoch)
+    for sequence in marked:
+        window.mark(sequence)
+    return GatewayState(GATEWAY, "150602", "150602-P1", 1, window)
+
+
+STEP = 1_000
+
+
+def refusal(gateway: GatewayState, epoch: int, sequence: int) -> str:
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.window_for(gateway, epoch, sequence, STEP)
+    return refused.value.reason
+
+
+def test_a_restarted_gateway_counting_from_1_in_a_newer_epoch_gets_a_new_window():
+    """The defect this guards against: a gateway that sent 200 batches and restarted was told
+    its batches were duplicates until it passed 200 again."""
+    gateway = gateway_in(1_000, *range(1, 201))
+
+    window = domain.window_for(gateway, 2_000, 1, STEP)
+
+    assert window is gateway.window
+    assert (window.epoch, window.highest, window.bits) == (2_000, 0, 0)
+    window.mark(1)
+    assert domain.window_for(gateway, 2_000, 1, STEP) is None  # now a duplicate
+    assert domain.window_for(gateway, 2_000, 2, STEP) is window
+
+
+def test_a_batch_of_an_epoch_older_than_the_gateways_is_refused_not_a_duplicate():
+    gateway = gateway_in(2_000, 1)
+
+    assert refusal(gateway, 1_000, 1) == "STALE_EPOCH"
+    assert refusal(gateway, 1_999, 150) == "STALE_EPOCH"
+    assert gateway.window.epoch == 2_000
+
+
+def test_a_sequence_older_than_the_window_is_refused_not_a_duplicate():
+    gateway = gateway_in(5, 100, size=8)
+
+    assert refusal(gateway, 5, 92) == "SEQUENCE_TOO_OLD"  # 8 behind: beyond the window
+    assert refusal(gateway, 5, 1) == "SEQUENCE_TOO_OLD"
+    assert domain.window_for(gateway, 5, 93, STEP) is gateway.window  # 7 behind, never taken
+
+
+def test_a_sequence_further_ahead_than_the_step_is_refused_and_changes_nothing():
+    gateway = gateway_in(5, 10)
+
+    assert refusal(gateway, 5, 10 + STEP + 1) == "SEQUENCE_TOO_FAR_AHEAD"
+    assert refusal(gateway, 5, 2**63 - 1) == "SEQUENCE_TOO_FAR_AHEAD"
+    assert refusal(gateway, 6, STEP + 1) == "SEQUENCE_TOO_FAR_AHEAD"  # from 0 in a new epoch
+    assert (gateway.window.epoch, gateway.window.highest) == (5, 10)
+    assert domain.window_for(gateway, 5, 10 + STEP, STEP) is gateway.window
+
+
 @given(
     size=st.integers(8, 64),
     marks=st.lists(st.integers(1, 300), max_size=60),
-    probes=st.lists(st.integers(0, 400), max_size=30),
+    probes=st.lists(st.integers(1, 400), max_size=30),
 )
 def test_the_replay_window_agrees_with_a_set_of_every_sequence_marked(size, marks, probes):
-    """A sequence is seen if it was marked, or if it is `size` or more behind the highest."""
-    window = ReplayWindow(size)
+    """Within one epoch: a sequence marked is a duplicate, one `size` or more below the highest
+    is refused, any other (not too far ahead) is taken."""
+    gateway = gateway_in(0, size=size)
     marked: set[int] = set()
+
+    def expected(sequence: int) -> str:
+        highest = max(marked, default=0)
+        if highest - sequence >= size:
+            return "SEQUENCE_TOO_OLD"
+        return "duplicate" if sequence in marked else "new"
+
+    def answer(sequence: int) -> str:
+        try:
+            window = domain.window_for(gateway, 0, sequence, STEP)
+        except FailedPrecondition as e:
+            return e.reason
+        return "duplicate" if window is None else "new"
+
     for sequence in marks:
-        assert window.seen(sequence) == (
-            sequence in marked or (bool(marked) and max(marked) - sequence >= size)
-        )
-        window.mark(sequence)
+        assert answer(sequence) == expected(sequence), sequence
+        gateway.window.mark(sequence)
         marked.add(sequence)
-    highest = max(marked, default=0)
-    assert window.highest == highest
-    assert 0 <= window.bits < 1 << size
+    assert gateway.window.highest == max(marked, default=0)
+    assert 0 <= gateway.window.bits < 1 << size
     for sequence in [*probes, *marks]:
-        expected = sequence in marked or (sequence <= highest and highest - sequence >= size)
-        assert window.seen(sequence) == expected, sequence
+        assert answer(sequence) == expected(sequence), sequence
+
+
+@pytest.mark.parametrize(
+    ("sequence", "epoch", "field"),
+    [(0, 0, "sequence"), (2**63, 0, "sequence"), (1, 2**63, "epoch")],
+)
+def test_a_sequence_or_epoch_beyond_what_is_stored_is_invalid(sequence, epoch, field):
+    problems = domain.batch_problems(sequence, epoch, True, 1, 10)
+
+    assert [f for f, _ in problems] == [field]
+
+
+# -- an alarm's life
+
+
+A = AlarmState
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "after"),
+    [
+        (A.RAISED, AlarmAction.ACKNOWLEDGE, A.ACKNOWLEDGED),
+        (A.ACKNOWLEDGED, AlarmAction.ACKNOWLEDGE, None),
+        (A.RAISED, AlarmAction.RESOLVE, A.RESOLVED),
+        (A.ACKNOWLEDGED, AlarmAction.RESOLVE, A.RESOLVED),
+        (A.RESOLVED, AlarmAction.RESOLVE, None),
+        (A.RAISED, AlarmAction.CLEAR, A.RESOLVED),
+        (A.ACKNOWLEDGED, AlarmAction.CLEAR, A.RESOLVED),
+    ],
+)
+def test_an_alarm_moves_as_its_transitions_allow_and_a_repeat_changes_nothing(state, action, after):
+    assert domain.alarm_transition(state, action, "150602-A1") == after
+
+
+@pytest.mark.parametrize("action", [AlarmAction.ACKNOWLEDGE, AlarmAction.CLEAR])
+def test_a_resolved_alarm_is_not_acknowledged_or_cleared_again(action):
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.alarm_transition(A.RESOLVED, action, "150602-A1")
+
+    assert refused.value.reason == "ALARM_RESOLVED"
+
+
+@pytest.mark.parametrize(("count", "escalated"), [(5, False), (6, True), (7, False)])
+def test_false_alarms_escalate_once_when_the_days_count_passes_the_limit(count, escalated):
+    assert domain.false_alarms_exceeded(count, 5) is escalated
+
+
+def test_a_device_takes_the_kinds_normal_range_for_the_bounds_not_given():
+    low, high, problems = domain.device_range("HYDRANT_PRESSURE", 0.25, None, (0.1, 10.0), (0, 10))
+    _, _, wrong = domain.device_range("HYDRANT_PRESSURE", 2.0, 1.0, (0.1, 10.0), (0, 10))
+
+    assert (low, high, problems) == (0.25, 10.0, [])
+    assert wrong == [("thresholds", "low must not exceed high")]
 
 
 # -- signatures

@@ -33,6 +33,38 @@ def test_a_signed_batch_is_the_message_with_its_signature_checked_as_the_centre_
     assert payload == batch.SerializeToString()
 
 
+def test_the_epoch_is_signed_with_the_batch_and_written_where_any_encoder_writes_it() -> None:
+    raw = gateway.signed_batch(SECRET, "150602-G1", 1, READINGS, 5, epoch=1_767_225_600_123)
+    payload, signature = signing.split_signature(raw)
+    batch = pb.ReadingBatch.FromString(raw)
+
+    assert batch.epoch == 1_767_225_600_123
+    assert signing.is_signed_by(SECRET, payload, signature)
+    batch.ClearField("signature")
+    assert payload == batch.SerializeToString()
+    batch.epoch += 1  # another epoch under the same signature does not verify
+    assert not signing.is_signed_by(SECRET, batch.SerializeToString(), signature)
+
+
+def test_every_start_of_a_stream_numbers_from_1_in_an_epoch_of_its_start_time() -> None:
+    """Epochs are the start time in milliseconds, so a gateway's next start has a greater one."""
+    before = gateway.new_epoch()
+    intake = FakeIntake()
+    stream = gateway.GatewayStream(intake, "G", SECRET)
+    after = gateway.new_epoch()
+    stream.connect()
+    received, answers = intake.streams[0]
+
+    stream.send(READINGS)
+    stream.send(READINGS)
+    sent = [pb.ReadingBatch.FromString(received.get(timeout=WAIT)) for _ in range(2)]
+
+    assert before <= stream.epoch <= after
+    assert [(b.epoch, b.sequence) for b in sent] == [(stream.epoch, 1), (stream.epoch, 2)]
+    answers.put(None)
+    stream.close()
+
+
 def test_pre_encoded_readings_make_the_same_batch() -> None:
     encoded = gateway.encode_readings(READINGS)
     assert gateway.signed_batch(SECRET, "G", 3, encoded, 5) == gateway.signed_batch(
@@ -300,5 +332,19 @@ def test_an_async_stream_the_server_ends_is_broken_for_senders() -> None:
         assert stream.broken and stream.error is None
         with pytest.raises(gateway.StreamBroken):
             await stream.send(READINGS, timeout=WAIT)
+
+    run(scenario())
+
+
+def test_an_async_stream_sends_its_batches_in_its_own_epoch() -> None:
+    async def scenario() -> None:
+        intake = FakeAsyncIntake()
+        stream = gateway.AsyncGatewayStream(intake, "G", SECRET, epoch=42)
+        await stream.connect()
+        await stream.send(READINGS)
+        raw = await asyncio.wait_for(intake.calls[0].received.get(), WAIT)
+        assert (pb.ReadingBatch.FromString(raw).epoch, stream.epoch) == (42, 42)
+        intake.calls[0].answers.put_nowait(None)
+        await stream.close()
 
     run(scenario())
