@@ -149,6 +149,7 @@ def issue_token(
     districts: list[str] | None = None,
     issuer: str = "wuye",
     ttl_seconds: int = 12 * 3600,
+    now: float | None = None,
 ) -> str:
     """A signed token; `districts` None: the whole city, for the roles that may act city-wide.
 
@@ -159,14 +160,14 @@ def issue_token(
         district_scope(role, claimed)
     except ValueError as e:
         raise ValueError(f"the token {e}") from None
-    now = int(time.time())
+    issued = int(time.time() if now is None else now)
     claims = {
         "sub": subject,
         "role": role.value,
         "districts": claimed,
         "iss": issuer,
-        "iat": now,
-        "exp": now + ttl_seconds,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
     }
     return jwt.encode(claims, secret, algorithm="HS256")
 

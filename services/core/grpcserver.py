@@ -349,6 +349,9 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.so_reuseport", 0),
+            # Other services' clients (wuye.core.client) ping every 10 s or more while a call is
+            # in flight; by default a ping more often than every 5 minutes would end the call.
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
         maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
     )

@@ -25,6 +25,24 @@ RPC_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+# Calls this service makes to others (wuye.core.client), named as go-grpc-prometheus names them.
+CLIENT_STARTED = Counter(
+    "grpc_client_started",
+    "RPCs started by this service's clients.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+)
+CLIENT_HANDLED = Counter(
+    "grpc_client_handled",
+    "RPCs this service's clients completed, by status code.",
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+)
+CLIENT_LATENCY = Histogram(
+    "grpc_client_handling_seconds",
+    "Time from starting a call to its status, retries included.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
+
 OUTBOX_PUBLISHED = Counter(
     "wuye_outbox_published_events", "Outbox events published to Kafka.", ["topic"]
 )
