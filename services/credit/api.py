@@ -13,20 +13,23 @@ from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
-from wuye.core.standards import checklist, score_against
 from wuye.core.wire import check_request_id, check_text, enum_name, timestamp
 from wuye.credit import domain
-from wuye.credit.commands import Credit, grade_number, subject_message
+from wuye.credit.commands import (
+    Credit,
+    grade_change_message,
+    grade_number,
+    record_message,
+    subject_message,
+)
 from wuye.credit.domain import (
     AssessmentCycle,
     AssessorUnit,
     Grade,
-    Record,
     Standing,
     SubjectFile,
     SubjectKind,
 )
-from wuye.credit.store import from_tenths
 from wuye.credit.v1 import credit_service_pb2 as pb
 from wuye.credit.v1 import credit_service_pb2_grpc as pb_grpc
 
@@ -139,7 +142,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
             self._settings.page_size_default,
             self._settings.page_size_max,
         )
-        rows = self._credit.list_grades(
+        listed = self._credit.list_grades(
             kind,
             request.district_code,
             Grade(grade_name) if grade_name else None,
@@ -151,20 +154,18 @@ class CreditApi(pb_grpc.CreditServiceServicer):
         return pb.ListGradesResponse(
             grades=[
                 pb.GradeSummary(
-                    subject=pb.Subject(
-                        kind=request.subject_kind or pb.SUBJECT_KIND_ENTERPRISE, id=row.subject_id
-                    ),
-                    name=row.name,
-                    district_code=row.district_code,
-                    score=str(from_tenths(row.score_tenths)),
-                    grade=grade_number(Grade(row.grade)),
-                    blacklisted=row.blacklisted,
-                    red_listed=row.red_listed,
-                    update_time=timestamp(row.updated_at),
+                    subject=subject_message(x.subject.kind, x.subject.subject_id),
+                    name=x.subject.name,
+                    district_code=x.subject.district_code,
+                    score=str(x.standing.score),
+                    grade=grade_number(x.standing.grade),
+                    blacklisted=x.standing.blacklisted,
+                    red_listed=x.standing.red_listed,
+                    update_time=timestamp(x.updated_at),
                 )
-                for row in rows[: page.size]
+                for x in listed[: page.size]
             ],
-            next_page_token=next_token(page, [row.subject_key for row in rows]),
+            next_page_token=next_token(page, [x.subject.key for x in listed]),
         )
 
     def ExportCreditFeed(self, request: pb.ExportCreditFeedRequest, context):
@@ -175,26 +176,10 @@ class CreditApi(pb_grpc.CreditServiceServicer):
         limit = min(
             request.page_size or self._settings.page_size_default, self._settings.feed_page_max
         )
-        rows = self._credit.feed(request.after_sequence, limit)
+        entries = self._credit.feed(request.after_sequence, limit)
         return pb.ExportCreditFeedResponse(
-            changes=[
-                pb.GradeChange(
-                    sequence=row.sequence,
-                    subject=pb.Subject(
-                        kind=pb.SubjectKind.Value(f"SUBJECT_KIND_{row.kind}"), id=row.subject_id
-                    ),
-                    district_code=row.district_code,
-                    previous_grade=grade_number(Grade(row.previous_grade)),
-                    grade=grade_number(Grade(row.grade)),
-                    score=str(from_tenths(row.score_tenths)),
-                    blacklisted=row.blacklisted,
-                    red_listed=row.red_listed,
-                    change_time=timestamp(row.changed_at),
-                    feed_version=1,
-                )
-                for row in rows
-            ],
-            last_sequence=rows[-1].sequence if rows else request.after_sequence,
+            changes=[grade_change_message(entry) for entry in entries],
+            last_sequence=entries[-1].sequence if entries else request.after_sequence,
         )
 
     # ------------------------------------------------------------ authorities' acts
@@ -206,7 +191,13 @@ class CreditApi(pb_grpc.CreditServiceServicer):
         kind = self._subject(v, "assessment.subject", a.subject)
         cycle_name = enum_name(pb.AssessmentCycle, "ASSESSMENT_CYCLE", a.cycle)
         if v.check(bool(cycle_name), "assessment.cycle", "must be ANNUAL or HALF_YEAR"):
-            domain.check_period(AssessmentCycle(cycle_name), a.period, v, "assessment.period")
+            domain.check_period(
+                AssessmentCycle(cycle_name),
+                a.period,
+                self._settings.assessment_years,
+                v,
+                "assessment.period",
+            )
         units: list[AssessorUnit] = []
         for i, assessor in enumerate(a.assessors):
             unit = enum_name(pb.AssessorUnit, "ASSESSOR_UNIT", assessor.unit)
@@ -227,7 +218,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
                 )
                 scores[item.item_id] = score
             if not v:
-                base = score_against(checklist(standard), scores, v, "assessment.scores")
+                base = domain.assessment_base(standard, scores, v, "assessment.scores")
         v.raise_if_any()
 
         def build(connection):
@@ -288,7 +279,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
                 occurred_at=occurred,
             )
             return pb.RecordCreditEventResponse(
-                record=_record(record, standing),
+                record=record_message(record, standing),
                 report=_report(subject, standing, self._credit.now()),
             )
 
@@ -308,7 +299,7 @@ class CreditApi(pb_grpc.CreditServiceServicer):
         self._text(v, "reason", request.reason)
         v.raise_if_any()
         record = self._credit.appeal(request.record_id, request.reason)
-        return pb.AppealRecordResponse(record=_record(record, None))
+        return pb.AppealRecordResponse(record=record_message(record, None))
 
     def DecideAppeal(self, request: pb.DecideAppealRequest, context) -> pb.DecideAppealResponse:
         v = Violations()
@@ -319,7 +310,8 @@ class CreditApi(pb_grpc.CreditServiceServicer):
             request.record_id, request.uphold, request.reason
         )
         return pb.DecideAppealResponse(
-            record=_record(record, standing), report=_report(subject, standing, self._credit.now())
+            record=record_message(record, standing),
+            report=_report(subject, standing, self._credit.now()),
         )
 
     def MarkRectified(self, request: pb.MarkRectifiedRequest, context) -> pb.MarkRectifiedResponse:
@@ -331,45 +323,18 @@ class CreditApi(pb_grpc.CreditServiceServicer):
             request.record_id, request.evidence_reference
         )
         return pb.MarkRectifiedResponse(
-            record=_record(record, standing), report=_report(subject, standing, self._credit.now())
+            record=record_message(record, standing),
+            report=_report(subject, standing, self._credit.now()),
         )
 
 
 # ---------------------------------------------------------------- domain -> wire
 
 
-def _record(r: Record, standing: Standing | None) -> pb.CreditRecord:
-    if r.removed_at is not None:
-        status = pb.RECORD_STATUS_REMOVED
-    elif standing is not None and r not in standing.in_force:
-        status = pb.RECORD_STATUS_EXPIRED
-    elif r.appeal is domain.Appeal.PENDING:
-        status = pb.RECORD_STATUS_APPEALED
-    else:
-        status = pb.RECORD_STATUS_ACTIVE
-    return pb.CreditRecord(
-        record_id=r.record_id,
-        record_type=r.record_type,
-        direction=pb.Direction.Value(f"DIRECTION_{r.direction.value}"),
-        points=str(r.points),
-        severity=pb.Severity.Value(f"SEVERITY_{r.severity.value}"),
-        status=status,
-        occur_time=timestamp(r.occurred_at),
-        expire_time=timestamp(r.expires_at),
-        rectify_time=timestamp(r.rectified_at),
-        source=r.source,
-        source_event_id=r.source_event_id,
-        evidence_reference=r.evidence_reference,
-        reason=r.reason,
-        appeal_reason=r.appeal_reason,
-        appeal_decision=r.appeal_decision,
-    )
-
-
 def _report(subject: SubjectFile, standing: Standing, at: dt.datetime) -> pb.CreditReport:
     a = standing.assessment
     return pb.CreditReport(
-        subject=subject_message(subject),
+        subject=subject_message(subject.kind, subject.subject_id),
         name=subject.name,
         district_code=subject.district_code,
         filed=standing.filed,
@@ -382,8 +347,8 @@ def _report(subject: SubjectFile, standing: Standing, at: dt.datetime) -> pb.Cre
             score=str(standing.base),
             assess_time=timestamp(a.assessed_at) if a else None,
         ),
-        records=[_record(r, standing) for r in standing.in_force],
-        past_records=[_record(r, standing) for r in standing.past],
+        records=[record_message(r, standing) for r in standing.in_force],
+        past_records=[record_message(r, standing) for r in standing.past],
         good_points=str(standing.good),
         bad_points=str(standing.bad),
         explanation=standing.explanation,

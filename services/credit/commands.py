@@ -5,10 +5,11 @@ through the outbox in that transaction too."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from decimal import Decimal
 
+from google.protobuf.message import Message
 from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
@@ -21,10 +22,12 @@ from wuye.core.ids import new_id
 from wuye.core.wire import timestamp
 from wuye.credit import domain, store
 from wuye.credit.domain import (
-    Appeal,
+    AnnouncedStanding,
     Assessment,
     AssessmentCycle,
     Direction,
+    FeedEntry,
+    FilingOutcome,
     Grade,
     GradeRules,
     Record,
@@ -34,13 +37,18 @@ from wuye.credit.domain import (
     SubjectKind,
 )
 from wuye.credit.settings import CreditSettings, EventRule
-from wuye.credit.store import StoredStanding
 from wuye.credit.v1 import credit_service_pb2 as pb
 from wuye.credit.v1 import events_pb2 as ev
 from wuye.registry.v1 import events_pb2 as registry_events
 from wuye.registry.v1 import registry_service_pb2 as registry
 
 GRADE_TOPIC = "wuye.credit.grade.v1"
+# What an approved filing of each kind means for the credit file.
+_FILING_OUTCOMES = {
+    registry.FILING_KIND_INITIAL: FilingOutcome.FILED,
+    registry.FILING_KIND_CHANGE: FilingOutcome.CHANGED,
+    registry.FILING_KIND_EXIT: FilingOutcome.EXITED,
+}
 TOPICS = (GRADE_TOPIC,)
 FEED_VERSION = 1
 EXPIRY_TIMER = "record-expiry"
@@ -50,10 +58,48 @@ def grade_number(grade: Grade) -> int:
     return pb.Grade.Value(f"GRADE_{grade.value}")
 
 
-def subject_message(subject: SubjectFile) -> pb.Subject:
-    return pb.Subject(
-        kind=pb.SubjectKind.Value(f"SUBJECT_KIND_{subject.kind.value}"), id=subject.subject_id
+def subject_message(kind: SubjectKind, subject_id: str) -> pb.Subject:
+    return pb.Subject(kind=pb.SubjectKind.Value(f"SUBJECT_KIND_{kind.value}"), id=subject_id)
+
+
+def grade_change_message(entry: FeedEntry) -> pb.GradeChange:
+    return pb.GradeChange(
+        sequence=entry.sequence,
+        subject=subject_message(entry.kind, entry.subject_id),
+        district_code=entry.district_code,
+        previous_grade=grade_number(entry.previous_grade),
+        grade=grade_number(entry.standing.grade),
+        score=str(entry.standing.score),
+        blacklisted=entry.standing.blacklisted,
+        red_listed=entry.standing.red_listed,
+        change_time=timestamp(entry.changed_at),
+        feed_version=FEED_VERSION,
     )
+
+
+def record_message(r: Record, standing: Standing | None) -> pb.CreditRecord:
+    return pb.CreditRecord(
+        record_id=r.record_id,
+        record_type=r.record_type,
+        direction=pb.Direction.Value(f"DIRECTION_{r.direction.value}"),
+        points=str(r.points),
+        severity=pb.Severity.Value(f"SEVERITY_{r.severity.value}"),
+        status=pb.RecordStatus.Value(f"RECORD_STATUS_{domain.record_status(r, standing).value}"),
+        occur_time=timestamp(r.occurred_at),
+        expire_time=timestamp(r.expires_at),
+        rectify_time=timestamp(r.rectified_at),
+        source=r.source,
+        source_event_id=r.source_event_id,
+        evidence_reference=r.evidence_reference,
+        reason=r.reason,
+        appeal_reason=r.appeal_reason,
+        appeal_decision=r.appeal_decision,
+    )
+
+
+# What made a standing to be recomputed, as the events to announce before the standing: built
+# from the standing, which tells whether a record counts.
+Causes = Callable[[Standing], Iterable[Message]]
 
 
 class Credit:
@@ -85,26 +131,34 @@ class Credit:
             subject, assessment, store.records_of(connection, subject.key), at, self.rules
         )
 
-    def restand(self, connection: Connection, key: str) -> Standing:
-        """Recompute a subject's standing now; announce it if it changed."""
+    def restand(self, connection: Connection, key: str, causes: Causes | None = None) -> Standing:
+        """Recompute a subject's standing now; announce what caused it, then the standing if it
+        changed."""
         subject = store.get_subject(connection, key, lock=True)
         if subject is None:
             raise NotFound("NO_CREDIT_FILE", f"no credit file for {key}")
         now = self.now()
         standing = self._standing(connection, subject, now)
+        if causes is not None:
+            self._emit(connection, subject, causes(standing))
         self._announce(
             connection, [(subject, standing, store.stored_standing(connection, key))], now
         )
         return standing
 
+    def _emit(
+        self, connection: Connection, subject: SubjectFile, messages: Iterable[Message]
+    ) -> None:
+        add_events(connection, _events(subject, messages))
+
     def _announce(
         self,
         connection: Connection,
-        standings: list[tuple[SubjectFile, Standing, StoredStanding | None]],
+        standings: list[tuple[SubjectFile, Standing, AnnouncedStanding | None]],
         now: dt.datetime,
     ) -> int:
         """Save, feed and announce the standings that changed; returns how many did."""
-        changed = [(s, new, old) for s, new, old in standings if _differs(new, old)]
+        changed = [(s, new, old) for s, new, old in standings if new.differs_from(old)]
         if not changed:
             return 0
         store.save_standings(connection, [(s.key, new) for s, new, _ in changed], now)
@@ -113,28 +167,26 @@ class Credit:
             [(s, old.grade if old else Grade.C_UNFILED, new) for s, new, old in changed],
             now,
         )
-        events = []
+        events: list[Event] = []
         for (subject, standing, old), sequence in zip(changed, sequences, strict=True):
-            change = pb.GradeChange(
-                sequence=sequence,
-                subject=subject_message(subject),
-                district_code=subject.district_code,
-                previous_grade=grade_number(old.grade if old else Grade.C_UNFILED),
-                grade=grade_number(standing.grade),
-                score=str(standing.score),
-                blacklisted=standing.blacklisted,
-                red_listed=standing.red_listed,
-                change_time=timestamp(now),
-                feed_version=FEED_VERSION,
+            change = grade_change_message(
+                FeedEntry(
+                    sequence=sequence,
+                    kind=subject.kind,
+                    subject_id=subject.subject_id,
+                    district_code=subject.district_code,
+                    previous_grade=old.grade if old else Grade.C_UNFILED,
+                    standing=standing.announced,
+                    changed_at=now,
+                )
             )
-            messages: list = [ev.GradeChanged(change=change)]
+            messages: list[Message] = [ev.GradeChanged(change=change)]
             if standing.blacklisted and not (old and old.blacklisted):
-                cause = "grade C" if standing.grade is Grade.C else "a serious record in force"
                 messages.append(
                     ev.Blacklisted(
                         subject=change.subject,
                         district_code=subject.district_code,
-                        cause=cause,
+                        cause=standing.blacklist_cause,
                         sequence=sequence,
                     )
                 )
@@ -146,16 +198,7 @@ class Credit:
                         sequence=sequence,
                     )
                 )
-            events += [
-                Event(
-                    topic=GRADE_TOPIC,
-                    key=subject.key,
-                    subject=f"subjects/{subject.key}",
-                    district=subject.district_code,
-                    message=message,
-                )
-                for message in messages
-            ]
+            events += _events(subject, messages)
         add_events(connection, events)
         return len(changed)
 
@@ -185,8 +228,12 @@ class Credit:
 
     # ------------------------------------------------------------ reading
 
-    def _subject(self, connection: Connection, kind: SubjectKind, subject_id: str) -> SubjectFile:
-        subject = store.get_subject(connection, domain.subject_key(kind, subject_id))
+    def _subject(
+        self, connection: Connection, kind: SubjectKind, subject_id: str, *, lock: bool = False
+    ) -> SubjectFile:
+        """The subject's file; with `lock`, held until the transaction ends: whatever changes a
+        file or announces one of its events takes the lock before it reads."""
+        subject = store.get_subject(connection, domain.subject_key(kind, subject_id), lock=lock)
         if subject is None:
             raise NotFound(
                 "NO_CREDIT_FILE",
@@ -250,7 +297,7 @@ class Credit:
         assessors: list[dict],
         scores: dict[str, str],
     ) -> tuple[Assessment, SubjectFile, Standing]:
-        subject = self._subject(connection, kind, subject_id)
+        subject = self._subject(connection, kind, subject_id, lock=True)
         current().require_district(subject.district_code)
         assessment = Assessment(
             assessment_id=new_id(subject.district_code, "S"),
@@ -261,7 +308,17 @@ class Credit:
             assessed_at=self.now(),
         )
         store.insert_assessment(connection, assessment, checklist, assessors, scores)
-        return assessment, subject, self.restand(connection, subject.key)
+        recorded = ev.AssessmentRecorded(
+            subject=subject_message(subject.kind, subject.subject_id),
+            district_code=subject.district_code,
+            assessment_id=assessment.assessment_id,
+            cycle=pb.AssessmentCycle.Value(f"ASSESSMENT_CYCLE_{cycle.value}"),
+            period=period,
+            base_score=str(assessment.base_score),
+            assess_time=timestamp(assessment.assessed_at),
+        )
+        standing = self.restand(connection, subject.key, lambda _: [recorded])
+        return assessment, subject, standing
 
     def record_manual(
         self,
@@ -274,7 +331,7 @@ class Credit:
         reason: str,
         occurred_at: dt.datetime | None,
     ) -> tuple[Record, SubjectFile, Standing]:
-        subject = self._subject(connection, kind, subject_id)
+        subject = self._subject(connection, kind, subject_id, lock=True)
         call = current()
         call.require_district(subject.district_code)
         record = self._new_record(
@@ -286,7 +343,24 @@ class Credit:
             reason=reason,
         )
         store.insert_record(connection, record)
-        return record, subject, self.restand(connection, subject.key)
+        return record, subject, self._restand_after(connection, subject, record, ev.RecordAdded)
+
+    def _restand_after(
+        self, connection: Connection, subject: SubjectFile, record: Record, event_type, **fields
+    ) -> Standing:
+        """Recompute the standing after a change of `record`, announcing the change first."""
+        return self.restand(
+            connection,
+            subject.key,
+            lambda standing: [
+                event_type(
+                    subject=subject_message(subject.kind, subject.subject_id),
+                    district_code=subject.district_code,
+                    record=record_message(record, standing),
+                    **fields,
+                )
+            ],
+        )
 
     def _new_record(
         self,
@@ -318,10 +392,13 @@ class Credit:
         )
 
     def _record(self, connection: Connection, record_id: str) -> tuple[Record, SubjectFile]:
-        record = store.get_record(connection, record_id)
-        if record is None:
+        """A record to change, read under its subject's lock: a change that committed meanwhile
+        (an appeal, a decision) is seen."""
+        found = store.get_record(connection, record_id)
+        if found is None:
             raise NotFound("RECORD_NOT_FOUND", f"no record {record_id}", record_id=record_id)
-        subject = store.get_subject(connection, record.subject_key)
+        subject = store.get_subject(connection, found.subject_key, lock=True)
+        record = store.get_record(connection, record_id)
         return record, subject
 
     def appeal(self, record_id: str, reason: str) -> Record:
@@ -333,9 +410,19 @@ class Credit:
             own = principal.role is Role.ENTERPRISE and principal.subject == subject.subject_id
             if not (own or principal.is_authority):
                 raise PermissionDenied("NOT_YOUR_RECORD", "only its subject appeals a record")
-            domain.check_appealable(record)
-            record = replace(record, appeal=Appeal.PENDING, appeal_reason=reason)
+            record = domain.appealed(record, reason)
             store.update_record(connection, record)
+            self._emit(
+                connection,
+                subject,
+                [
+                    ev.RecordAppealed(
+                        subject=subject_message(subject.kind, subject.subject_id),
+                        district_code=subject.district_code,
+                        record=record_message(record, None),
+                    )
+                ],
+            )
         return record
 
     def decide_appeal(
@@ -344,24 +431,21 @@ class Credit:
         with self.engine.begin() as connection:
             record, subject = self._record(connection, record_id)
             current().require_district(subject.district_code)
-            domain.check_decidable(record)
-            record = replace(
-                record,
-                appeal=Appeal.UPHELD if uphold else Appeal.DISMISSED,
-                appeal_decision=reason,
-                removed_at=self.now() if uphold else None,
-            )
+            record = domain.decided(record, uphold, reason, self.now())
             store.update_record(connection, record)
-            return record, subject, self.restand(connection, subject.key)
+            standing = self._restand_after(
+                connection, subject, record, ev.AppealDecided, upheld=uphold
+            )
+            return record, subject, standing
 
     def mark_rectified(self, record_id: str, evidence: str) -> tuple[Record, SubjectFile, Standing]:
         with self.engine.begin() as connection:
             record, subject = self._record(connection, record_id)
             current().require_district(subject.district_code)
-            domain.check_rectifiable(record)
-            record = replace(record, rectified_at=self.now(), evidence_reference=evidence)
+            record = domain.rectified(record, evidence, self.now())
             store.update_record(connection, record)
-            return record, subject, self.restand(connection, subject.key)
+            standing = self._restand_after(connection, subject, record, ev.RecordRectified)
+            return record, subject, standing
 
     # ------------------------------------------------------------ events of other services
 
@@ -371,19 +455,12 @@ class Credit:
         subject = store.get_subject(connection, key, lock=True) or SubjectFile(
             SubjectKind.ENTERPRISE, message.credit_code, message.name, message.district_code
         )
-        if message.kind == registry.FILING_KIND_EXIT:
-            subject = replace(subject, unfiled_at=at)
-        elif message.kind == registry.FILING_KIND_INITIAL:
-            subject = replace(
-                subject,
-                name=message.name,
-                district_code=message.district_code,
-                filed_at=at,
-                unfiled_at=None,
-            )
-        else:
-            subject = replace(subject, name=message.name)
-        store.upsert_subject(connection, subject, self.now())
+        updated = domain.apply_filing(
+            subject, _FILING_OUTCOMES[message.kind], message.name, message.district_code, at
+        )
+        if updated is None:
+            return  # delivered before, or older than what the file shows
+        store.upsert_subject(connection, updated, self.now())
         self.restand(connection, key)
 
     def on_practitioner_registered(self, connection: Connection, message, meta: EventMeta) -> None:
@@ -420,10 +497,10 @@ class Credit:
                 district = getattr(message, "district_code", "") or meta.district
                 subject = SubjectFile(SubjectKind.ENTERPRISE, credit_code, "", district)
                 store.upsert_subject(connection, subject, self.now())
+            fields = message.DESCRIPTOR.fields_by_name
             occurred = (
                 message.occur_time.ToDatetime(dt.UTC)
-                if "occur_time" in message.DESCRIPTOR.fields_by_name
-                and message.HasField("occur_time")
+                if "occur_time" in fields and message.HasField("occur_time")
                 else self.now()
             )
             record = self._new_record(
@@ -432,9 +509,11 @@ class Credit:
                 occurred_at=occurred,
                 source=f"{meta.event_type} {meta.event_id}",
                 source_event_id=meta.event_id,
+                reason=getattr(message, rule.reason_field) if rule.reason_field in fields else "",
             )
-            store.insert_record(connection, record)
-            self.restand(connection, key)
+            if not store.insert_record(connection, record):
+                return  # this event made its record already (its inbox row may be long gone)
+            self._restand_after(connection, subject, record, ev.RecordAdded)
 
         return handle
 
@@ -469,16 +548,18 @@ class Credit:
         return len(keys)
 
 
-def _differs(new: Standing, old: StoredStanding | None) -> bool:
-    if old is None:
-        return True
-    if (new.grade, new.score, new.blacklisted, new.red_listed) == tuple(old):
-        return False
-    # An unfiled subject's score means nothing: only its listing is announced.
-    return not (
-        new.grade is old.grade is Grade.C_UNFILED
-        and (new.blacklisted, new.red_listed) == (old.blacklisted, old.red_listed)
-    )
+def _events(subject: SubjectFile, messages: Iterable[Message]) -> list[Event]:
+    """Events of a subject's credit file: one topic, keyed by the subject, so in order."""
+    return [
+        Event(
+            topic=GRADE_TOPIC,
+            key=subject.key,
+            subject=f"subjects/{subject.key}",
+            district=subject.district_code,
+            message=message,
+        )
+        for message in messages
+    ]
 
 
 def _require_reader(subject: SubjectFile) -> None:

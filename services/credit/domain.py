@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from wuye.core.errors import FailedPrecondition, Violations
+from wuye.core.standards import checklist, score_against
 
 ONE_DECIMAL = Decimal("0.1")
 
@@ -47,6 +48,21 @@ class Appeal(StrEnum):
     PENDING = "PENDING"
     UPHELD = "UPHELD"
     DISMISSED = "DISMISSED"
+
+
+class RecordStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    APPEALED = "APPEALED"
+    REMOVED = "REMOVED"
+    EXPIRED = "EXPIRED"
+
+
+class FilingOutcome(StrEnum):
+    """What an approved filing of the registry means for the subject's file."""
+
+    FILED = "FILED"
+    CHANGED = "CHANGED"
+    EXITED = "EXITED"
 
 
 class AssessorUnit(StrEnum):
@@ -89,6 +105,27 @@ class SubjectFile:
             and (self.unfiled_at is None or self.unfiled_at > at or self.unfiled_at < self.filed_at)
         )
 
+    @property
+    def last_filing_at(self) -> dt.datetime | None:
+        known = [t for t in (self.filed_at, self.unfiled_at) if t is not None]
+        return max(known) if known else None
+
+
+def apply_filing(
+    subject: SubjectFile, outcome: FilingOutcome, name: str, district: str, at: dt.datetime
+) -> SubjectFile | None:
+    """The file after an approved filing of `at`; None when the file already reflects a filing
+    as recent (the same event delivered again, or an older one replayed), which changes nothing.
+    """
+    last = subject.last_filing_at
+    if last is not None and at <= last:
+        return None
+    if outcome is FilingOutcome.EXITED:
+        return replace(subject, unfiled_at=at)
+    if outcome is FilingOutcome.FILED:
+        return replace(subject, name=name, district_code=district, filed_at=at, unfiled_at=None)
+    return replace(subject, name=name)
+
 
 @dataclass(frozen=True)
 class Record:
@@ -123,6 +160,10 @@ class Record:
     def signed_points(self) -> Decimal:
         return self.points if self.direction is Direction.GOOD else -self.points
 
+    @property
+    def serious_bad(self) -> bool:
+        return self.severity is Severity.SERIOUS and self.direction is Direction.BAD
+
 
 @dataclass(frozen=True)
 class Assessment:
@@ -142,6 +183,38 @@ class GradeRules:
 
 
 @dataclass(frozen=True)
+class AnnouncedStanding:
+    """The standing last saved and announced, to tell whether a new one is news."""
+
+    grade: Grade
+    score: Decimal
+    blacklisted: bool
+    red_listed: bool
+
+
+@dataclass(frozen=True)
+class ListedSubject:
+    """A subject as grade lists show it: its file and the standing last announced."""
+
+    subject: SubjectFile
+    standing: AnnouncedStanding
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One change of standing in the feed to the city credit platform."""
+
+    sequence: int
+    kind: SubjectKind
+    subject_id: str
+    district_code: str
+    previous_grade: Grade
+    standing: AnnouncedStanding
+    changed_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class Standing:
     grade: Grade
     score: Decimal
@@ -156,18 +229,48 @@ class Standing:
     filed: bool
 
     @property
+    def serious_in_force(self) -> bool:
+        return any(r.serious_bad for r in self.in_force)
+
+    @property
+    def blacklist_cause(self) -> str:
+        if not self.blacklisted:
+            return ""
+        return "grade C" if self.grade is Grade.C else "a serious record in force"
+
+    @property
     def explanation(self) -> str:
         if not self.filed:
-            return "no approved filing -> C (unfiled)"
-        base = f"assessment {self.assessment.assessment_id}" if self.assessment else "default base"
-        text = (
-            f"{base} {self.base} + good {self.good} - bad {self.bad} = {self.score} -> {self.grade}"
-        )
+            text = "no approved filing -> C (unfiled)"
+        else:
+            base = (
+                f"assessment {self.assessment.assessment_id}" if self.assessment else "default base"
+            )
+            text = (
+                f"{base} {self.base} + good {self.good} - bad {self.bad} = {self.score} "
+                f"-> {self.grade}"
+            )
         if self.blacklisted:
-            text += "; blacklisted (grade C or a serious record in force)"
+            text += f"; blacklisted ({self.blacklist_cause})"
         elif self.red_listed:
             text += "; red list (AAA)"
         return text
+
+    @property
+    def announced(self) -> AnnouncedStanding:
+        return AnnouncedStanding(self.grade, self.score, self.blacklisted, self.red_listed)
+
+    def differs_from(self, old: AnnouncedStanding | None) -> bool:
+        """Whether this standing is news against the one last announced."""
+        if old is None:
+            return True
+        if self.announced == old:
+            return False
+        # An unfiled subject's score means nothing: only its listing is announced.
+        return not (
+            self.grade is old.grade is Grade.C_UNFILED
+            and (self.blacklisted, self.red_listed) == (old.blacklisted, old.red_listed)
+        )
 
 
 def grade_of(score: Decimal, bad_in_force: bool, rules: GradeRules) -> Grade:
@@ -204,8 +307,10 @@ def evaluate(
         grade = Grade.C_UNFILED
     else:
         grade = grade_of(score, any(r.direction is Direction.BAD for r in in_force), rules)
-    serious = any(r.severity is Severity.SERIOUS and r.direction is Direction.BAD for r in in_force)
-    blacklisted = filed and (grade is Grade.C or serious)
+    serious = any(r.serious_bad for r in in_force)
+    # Blacklisted by grade C or by a serious record in force, filed or not: an enterprise that
+    # left without filing, or never filed, is not spared by being out of the register.
+    blacklisted = grade is Grade.C or serious
     return Standing(
         grade=grade,
         score=score,
@@ -244,15 +349,27 @@ def check_assessors(units: list[AssessorUnit], minimum: int, v: Violations, fiel
     )
 
 
-def check_period(cycle: AssessmentCycle, period: str, v: Violations, field: str) -> None:
+def check_period(
+    cycle: AssessmentCycle, period: str, years: tuple[int, int], v: Violations, field: str
+) -> None:
+    """A period names a year within `years` (first, last), and for a half-year review its half."""
     year, half = period[:4], period[4:]
-    ok = year.isascii() and year.isdigit() and 2000 <= int(year or 0) <= 2100
+    first, last = years
+    ok = year.isascii() and year.isdigit() and first <= int(year or 0) <= last
     if cycle is AssessmentCycle.ANNUAL:
         ok = ok and half == ""
         v.check(ok, field, "an annual period is a year, e.g. 2026")
     else:
         ok = ok and half in ("H1", "H2")
         v.check(ok, field, "a half-year period is e.g. 2026H1 or 2026H2")
+
+
+def assessment_base(
+    standard: str, scores: dict[str, Decimal], v: Violations, field: str
+) -> Decimal:
+    """An assessment's base score: its checklist's score (every item scored, each within its
+    maximum), as a share of the maximum out of 100."""
+    return score_against(checklist(standard), scores, v, field)
 
 
 # ---------------------------------------------------------------- appeals
@@ -269,6 +386,27 @@ def check_appealable(record: Record) -> None:
         raise FailedPrecondition("RECORD_NOT_APPEALABLE", "only bad records are appealed")
 
 
+def appealed(record: Record, reason: str) -> Record:
+    check_appealable(record)
+    return replace(record, appeal=Appeal.PENDING, appeal_reason=reason)
+
+
+def decided(record: Record, uphold: bool, reason: str, now: dt.datetime) -> Record:
+    """An upheld appeal removes the record from now on; a dismissed one leaves it counting."""
+    check_decidable(record)
+    return replace(
+        record,
+        appeal=Appeal.UPHELD if uphold else Appeal.DISMISSED,
+        appeal_decision=reason,
+        removed_at=now if uphold else None,
+    )
+
+
+def rectified(record: Record, evidence: str, now: dt.datetime) -> Record:
+    check_rectifiable(record)
+    return replace(record, rectified_at=now, evidence_reference=evidence)
+
+
 def check_decidable(record: Record) -> None:
     if record.appeal is not Appeal.PENDING:
         raise FailedPrecondition(
@@ -276,6 +414,18 @@ def check_decidable(record: Record) -> None:
             f"record {record.record_id} has no appeal awaiting a decision",
             appeal=str(record.appeal),
         )
+
+
+def record_status(record: Record, standing: Standing | None) -> RecordStatus:
+    """A record's status; without the standing it belongs to, whether it still counts is not
+    known, and it is taken to count."""
+    if record.removed_at is not None:
+        return RecordStatus.REMOVED
+    if standing is not None and record not in standing.in_force:
+        return RecordStatus.EXPIRED
+    if record.appeal is Appeal.PENDING:
+        return RecordStatus.APPEALED
+    return RecordStatus.ACTIVE
 
 
 def check_rectifiable(record: Record) -> None:

@@ -30,6 +30,8 @@ class EventRule(BaseModel, frozen=True):
     record_type: str
     # Where the subject's credit code is in the event.
     subject_field: str = "credit_code"
+    # The event's field whose text the record keeps as its reason, if the event has it.
+    reason_field: str = "reason"
     # The record is made only when these fields have these values ...
     when: dict[str, bool | int | str] = Field(default_factory=dict)
     # ... and these numeric fields are below these bounds.
@@ -97,6 +99,8 @@ class CreditSettings(Settings):
     event_rules: tuple[EventRule, ...] = DEFAULT_EVENT_RULES
     # An assessment group has at least this many members, one from the housing authority.
     assessment_min_assessors: int = Field(default=3, ge=1)
+    # The years an assessment period may name (first, last).
+    assessment_years: tuple[int, int] = (2000, 2100)
     # How often the timer looks for records that expired.
     expiry_check_seconds: float = Field(default=30.0, gt=0)
     feed_page_max: int = Field(default=1000, ge=1)

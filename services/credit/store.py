@@ -9,18 +9,21 @@ import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
 from functools import cache
-from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 
 from wuye.core.db import service_metadata, timestamp_column, utc
 from wuye.credit.domain import (
+    AnnouncedStanding,
     Appeal,
     Assessment,
     AssessmentCycle,
     Direction,
+    FeedEntry,
     Grade,
+    ListedSubject,
     Record,
     Severity,
     Standing,
@@ -145,20 +148,13 @@ def get_subject(connection: Connection, key: str, *, lock: bool = False) -> Subj
     return _subject(row) if row else None
 
 
-class StoredStanding(NamedTuple):
-    grade: Grade
-    score: Decimal
-    blacklisted: bool
-    red_listed: bool
-
-
-def _stored(row) -> StoredStanding:
-    return StoredStanding(
+def _stored(row) -> AnnouncedStanding:
+    return AnnouncedStanding(
         Grade(row.grade), from_tenths(row.score_tenths), row.blacklisted, row.red_listed
     )
 
 
-def stored_standing(connection: Connection, key: str) -> StoredStanding | None:
+def stored_standing(connection: Connection, key: str) -> AnnouncedStanding | None:
     row = connection.execute(
         sa.select(
             subjects.c.grade, subjects.c.score_tenths, subjects.c.blacklisted, subjects.c.red_listed
@@ -242,7 +238,7 @@ def list_standings(
     blacklisted_only: bool,
     after: str | None,
     limit: int,
-) -> list:
+) -> list[ListedSubject]:
     query = sa.select(subjects).where(
         (subjects.c.kind == kind.value) & subjects.c.district_code.in_(list(districts))
     )
@@ -254,7 +250,8 @@ def list_standings(
         query = query.where(subjects.c.blacklisted)
     if after is not None:
         query = query.where(subjects.c.subject_key > after)
-    return list(connection.execute(query.order_by(subjects.c.subject_key).limit(limit)))
+    rows = connection.execute(query.order_by(subjects.c.subject_key).limit(limit))
+    return [ListedSubject(_subject(row), _stored(row), utc(row.updated_at)) for row in rows]
 
 
 def subject_keys(connection: Connection) -> list[str]:
@@ -312,9 +309,12 @@ def _record(row) -> Record:
     )
 
 
-def insert_record(connection: Connection, r: Record) -> None:
-    connection.execute(
-        records.insert().values(
+def insert_record(connection: Connection, r: Record) -> bool:
+    """Store a new record; False when it comes from an event that already made one (the
+    event's id is the record's natural key), which is then left as it is."""
+    insert = (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(records)
+    done = connection.execute(
+        insert.values(
             record_id=r.record_id,
             subject_key=r.subject_key,
             record_type=r.record_type,
@@ -333,7 +333,10 @@ def insert_record(connection: Connection, r: Record) -> None:
             appeal_reason=r.appeal_reason,
             appeal_decision=r.appeal_decision,
         )
+        .on_conflict_do_nothing(index_elements=[records.c.source_event_id])
+        .returning(records.c.record_id)
     )
+    return done.first() is not None
 
 
 def update_record(connection: Connection, r: Record) -> None:
@@ -429,7 +432,7 @@ def all_assessments(connection: Connection) -> dict[str, list[Assessment]]:
     return by_subject
 
 
-def all_subjects(connection: Connection) -> list[tuple[SubjectFile, StoredStanding]]:
+def all_subjects(connection: Connection) -> list[tuple[SubjectFile, AnnouncedStanding]]:
     return [(_subject(row), _stored(row)) for row in connection.execute(sa.select(subjects))]
 
 
@@ -469,15 +472,25 @@ def append_changes(
     return [row.sequence for row in rows]
 
 
-def changes_after(connection: Connection, sequence: int, limit: int) -> list:
-    return list(
-        connection.execute(
-            sa.select(grade_changes)
-            .where(grade_changes.c.sequence > sequence)
-            .order_by(grade_changes.c.sequence)
-            .limit(limit)
-        )
+def changes_after(connection: Connection, sequence: int, limit: int) -> list[FeedEntry]:
+    rows = connection.execute(
+        sa.select(grade_changes)
+        .where(grade_changes.c.sequence > sequence)
+        .order_by(grade_changes.c.sequence)
+        .limit(limit)
     )
+    return [
+        FeedEntry(
+            sequence=row.sequence,
+            kind=SubjectKind(row.kind),
+            subject_id=row.subject_id,
+            district_code=row.district_code,
+            previous_grade=Grade(row.previous_grade),
+            standing=_stored(row),
+            changed_at=utc(row.changed_at),
+        )
+        for row in rows
+    ]
 
 
 # ---------------------------------------------------------------- timers

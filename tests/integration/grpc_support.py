@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
 import grpc
@@ -72,6 +74,22 @@ def failure_of(error: grpc.RpcError) -> Failure:
             detail.Unpack(bad_request)
             violations.update({v.field: v.description for v in bad_request.field_violations})
     return Failure(error.code(), status.message, reason, domain, metadata, violations)
+
+
+def at_once(*calls: Callable[[], Message]) -> list[Message | Failure]:
+    """Run the calls on threads released together, as racing callers; each result is the
+    response or the Failure."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Message]) -> Message | Failure:
+        barrier.wait()
+        try:
+            return call()
+        except grpc.RpcError as e:
+            return failure_of(e)
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
 
 
 class Client:

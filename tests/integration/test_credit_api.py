@@ -431,7 +431,11 @@ def test_a_dismissed_appeal_keeps_the_record_and_is_decided_once(credit):
     assert (decided.report.grade, decided.report.score) == (pb.GRADE_B, "60.0")
     assert (again.code, again.reason) == (FAILED, "APPEAL_NOT_PENDING")
     assert credit.admin.report(code).grade == pb.GRADE_B
-    assert credit.outbox_count() == before
+    # The decision is announced once; the standing did not change, so no grade event.
+    assert credit.outbox_count() == before + 1
+    [announced] = credit.events(ev.AppealDecided)
+    assert (announced.record.record_id, announced.upheld) == (record.record_id, False)
+    assert announced.record.appeal_decision == "证据确凿"
 
 
 def test_only_authorities_decide_appeals_and_only_pending_ones(credit):

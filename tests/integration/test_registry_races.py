@@ -4,13 +4,11 @@ commits and the other is refused with the state the first one left."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from grpc_support import failure_of
+from grpc_support import at_once
 
 from wuye.registry.v1 import events_pb2 as ev
 from wuye.registry.v1 import registry_service_pb2 as pb
@@ -18,21 +16,6 @@ from wuye.registry.v1 import registry_service_pb2 as pb
 pytestmark = pytest.mark.integration
 
 ROUNDS = 25
-
-
-def at_once(*calls: Callable[[], object]) -> list[object]:
-    """Run the calls on threads released together; each result is a response or a Failure."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], object]) -> object:
-        barrier.wait()
-        try:
-            return call()
-        except grpc.RpcError as e:
-            return failure_of(e)
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def review(registry, filing_id: str, decision: int) -> Callable[[], object]:

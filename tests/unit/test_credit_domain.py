@@ -23,9 +23,11 @@ from wuye.credit.domain import (
     AssessmentCycle,
     AssessorUnit,
     Direction,
+    FilingOutcome,
     Grade,
     GradeRules,
     Record,
+    RecordStatus,
     Severity,
     SubjectFile,
     SubjectKind,
@@ -249,6 +251,28 @@ def test_aaa_not_blacklisted_is_red_listed():
     assert standing.grade is Grade.AAA
     assert standing.red_listed and not standing.blacklisted
     assert standing.explanation.endswith("; red list (AAA)")
+
+
+def test_an_unfiled_enterprise_with_a_serious_record_in_force_is_blacklisted():
+    standing = evaluate([serious("5")], base="90", who=subject(filed_at=None))
+
+    assert standing.grade is Grade.C_UNFILED
+    assert standing.blacklisted and not standing.red_listed
+    assert standing.blacklist_cause == "a serious record in force"
+    assert standing.explanation.endswith("; blacklisted (a serious record in force)")
+
+
+def test_an_exited_enterprise_with_a_serious_record_in_force_is_blacklisted():
+    who = subject(unfiled_at=NOW - dt.timedelta(days=1))
+
+    assert evaluate([serious("5")], who=who).blacklisted
+    assert not evaluate([record(points="5")], who=who).blacklisted
+
+
+def test_an_unfiled_enterprise_without_a_serious_record_is_not_blacklisted():
+    standing = evaluate([record(points="30")], who=subject(filed_at=None))
+
+    assert standing.grade is Grade.C_UNFILED and not standing.blacklisted
 
 
 def test_a_rectified_serious_record_no_longer_blacklists():
@@ -506,7 +530,7 @@ def test_the_base_rounds_half_up_to_one_decimal(x0, expected):
     ],
 )
 def test_a_period_is_a_year_or_a_half_year_of_the_cycle(cycle, period, ok):
-    found = violations_of(lambda v: domain.check_period(cycle, period, v, "period"))
+    found = violations_of(lambda v: domain.check_period(cycle, period, (2000, 2100), v, "period"))
 
     assert (found == {}) is ok, found
 
@@ -590,3 +614,54 @@ def test_every_condition_must_hold():
     assert domain.event_matches(event, {"kind": "X", "filed": False}, {"score": 60})
     assert not domain.event_matches(event, {"kind": "Y", "filed": False}, {"score": 60})
     assert not domain.event_matches(event, {"kind": "X"}, {"score": 5})
+
+
+# ---------------------------------------------------------------- record status
+
+
+def test_a_record_is_active_appealed_removed_or_expired():
+    r = record(points="5")
+    standing = evaluate([r])
+    expired = record(points="5", occurred_at=NOW - dt.timedelta(days=400))
+
+    assert domain.record_status(r, standing) is RecordStatus.ACTIVE
+    appealed = replace(r, appeal=Appeal.PENDING)
+    assert domain.record_status(appealed, evaluate([appealed])) is RecordStatus.APPEALED
+    assert domain.record_status(replace(r, removed_at=NOW), None) is RecordStatus.REMOVED
+    assert domain.record_status(expired, evaluate([expired])) is RecordStatus.EXPIRED
+    # Without its standing, a record is taken to count.
+    assert domain.record_status(expired, None) is RecordStatus.ACTIVE
+
+
+def test_an_appeal_is_made_once_and_decided_once():
+    r = record(points="5")
+    pending = domain.appealed(r, "处罚依据有误")
+    upheld = domain.decided(pending, True, "复核属实", NOW)
+
+    assert (pending.appeal, pending.appeal_reason) == (Appeal.PENDING, "处罚依据有误")
+    assert (upheld.appeal, upheld.removed_at) == (Appeal.UPHELD, NOW)
+    assert domain.decided(pending, False, "维持", NOW).removed_at is None
+    with pytest.raises(FailedPrecondition):
+        domain.appealed(pending, "again")
+    with pytest.raises(FailedPrecondition):
+        domain.decided(upheld, False, "again", NOW)
+
+
+# ---------------------------------------------------------------- the registry's filings
+
+
+def test_an_approved_filing_applies_once_and_an_older_one_changes_nothing():
+    filed_at = NOW - dt.timedelta(days=10)
+    exited_at = NOW - dt.timedelta(days=1)
+    fresh = SubjectFile(SubjectKind.ENTERPRISE, CODE, "", "150602")
+
+    filed = domain.apply_filing(fresh, FilingOutcome.FILED, "东胜物业", "150602", filed_at)
+    assert filed is not None and filed.filed(NOW)
+    exited = domain.apply_filing(filed, FilingOutcome.EXITED, "", "150602", exited_at)
+    assert exited is not None and not exited.filed(NOW)
+
+    # The same approval delivered again, or the initial one replayed after the exit.
+    assert domain.apply_filing(exited, FilingOutcome.EXITED, "", "150602", exited_at) is None
+    assert domain.apply_filing(exited, FilingOutcome.FILED, "东胜物业", "150602", filed_at) is None
+    refiled = domain.apply_filing(exited, FilingOutcome.FILED, "东胜物业", "150602", NOW)
+    assert refiled is not None and refiled.filed(NOW)
