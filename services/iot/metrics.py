@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from wuye.core.metrics import LATENCY_BUCKETS
@@ -54,6 +56,7 @@ READINGS_RETENTION = Gauge(
     "How long the broker keeps the readings topic's records, as it reported at the intake's "
     "start (GB 50440: at least a year).",
 )
+READINGS_RETENTION.set(math.nan)  # not known until the intake has asked the broker
 DEVICES = Gauge("wuye_iot_devices", "Devices this instance owns.", ["district"])
 DEVICES_SILENT = Gauge(
     "wuye_iot_devices_silent", "Devices not heard for longer than their heartbeat.", ["district"]

@@ -312,8 +312,12 @@ IOT_SERIES = {
         "wuye_iot_alarms_total",
         "wuye_iot_devices",
         "wuye_iot_devices_silent",
+        "wuye_iot_readings_retention_seconds",
     },
-    "iot relay": {"wuye_iot_alarm_latency_seconds_bucket"},
+    "iot relay": {
+        "wuye_iot_alarm_latency_seconds_bucket",
+        "wuye_iot_alarm_forward_latency_seconds_bucket",
+    },
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -15,6 +16,7 @@ import time
 import grpc
 import pytest
 from grpc import aio
+from prometheus_client import REGISTRY
 from test_iot_support import (
     CREDIT_CODE,
     DEVICE_TOPIC,
@@ -38,6 +40,8 @@ from wuye.iot.gateway import (
     StreamTally,
     open_stream,
 )
+from wuye.iot.service import readings_retention_seconds
+from wuye.iot.settings import IotSettings
 from wuye.iot.v1 import events_pb2 as ev
 from wuye.iot.v1 import intake_service_pb2 as pb
 
@@ -508,8 +512,14 @@ def test_a_restarted_intake_recovers_device_state_from_its_last_snapshot(start_i
     assert restarted.count("alarms") == 1
 
 
+def batches_taken() -> float:
+    """Batches of Dongsheng the intake has taken by gRPC (whether acknowledged yet or not)."""
+    labels = {"district": DONGSHENG, "transport": "grpc", "outcome": "accepted"}
+    return REGISTRY.get_sample_value("wuye_iot_batches_total", labels) or 0.0
+
+
 def test_batches_wait_while_kafka_is_away_and_are_acknowledged_once_it_is_back(
-    start_iot, private_broker, read_topic
+    start_iot, private_broker, read_topic, wait_until
 ):
     """Kafka is away from the start: a Tansu restarted empty would forget the idempotent
     producer's id, which a real Kafka keeps across restarts."""
@@ -528,9 +538,10 @@ def test_batches_wait_while_kafka_is_away_and_are_acknowledged_once_it_is_back(
         except grpc.RpcError as e:
             errors.append(e)
 
+    taken_before = batches_taken()
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    time.sleep(1.5)
+    wait_until(lambda: batches_taken() - taken_before == 20)  # all 20 wait for Kafka
     unacknowledged = list(results)
     private_broker.start()
     ensure_topics(iot.settings, [READING_TOPIC], partitions=1)
@@ -547,7 +558,7 @@ def test_batches_wait_while_kafka_is_away_and_are_acknowledged_once_it_is_back(
 
 
 def test_a_broker_restarted_mid_stream_loses_no_acknowledged_batch(
-    start_iot, private_broker, read_topic
+    start_iot, private_broker, read_topic, wait_until
 ):
     """The broker goes away while a gateway streams and comes back having lost its state (as a
     restarted Tansu does): batches sent meanwhile fail back or wait, the gateway resends what was
@@ -569,13 +580,13 @@ def test_a_broker_restarted_mid_stream_loses_no_acknowledged_batch(
                     for result in response.results:
                         unacknowledged.pop(result.sequence, None)
                         acknowledged.append(result.sequence)
-            except grpc.RpcError as e:
+            except grpc.RpcError as e:  # the batches failed back after the Kafka timeout
                 refusals.append(e.code())
-                time.sleep(0.5)
 
+    taken_before = batches_taken()
     sender = threading.Thread(target=gateway_loop, daemon=True)
     sender.start()
-    time.sleep(2)
+    wait_until(lambda: batches_taken() - taken_before >= 10)  # batches 2-11 wait for Kafka
     assert acknowledged == [], "acknowledged while Kafka was away"
     private_broker.start()
     ensure_topics(iot.settings, [READING_TOPIC], partitions=1)
@@ -588,6 +599,45 @@ def test_a_broker_restarted_mid_stream_loses_no_acknowledged_batch(
         READING_TOPIC, 10, bootstrap=private_broker.bootstrap, key=gateway.id.encode()
     )
     assert {ce_id(gateway, n) for n in range(2, 12)} <= set(ce_ids(stored))
+
+
+# ---------------------------------------------------------------- the readings topic
+
+YEAR_AND_A_DAY = 366 * 24 * 3600
+RETENTION_GAUGE = "wuye_iot_readings_retention_seconds"
+
+
+def test_an_intake_that_comes_first_creates_the_readings_topic_keeping_a_year(
+    start_iot, private_broker, wait_until
+):
+    iot = start_iot(kafka_bootstrap=private_broker.bootstrap)
+
+    wait_until(lambda: REGISTRY.get_sample_value(RETENTION_GAUGE) == YEAR_AND_A_DAY)
+
+    assert readings_retention_seconds(iot.settings) == YEAR_AND_A_DAY
+
+
+def test_a_readings_topic_that_keeps_less_than_a_year_is_reported_at_start(
+    start_iot, private_broker, wait_until, caplog
+):
+    """Created by someone else first, with a week: the intake starts anyway, and says so."""
+    week = 7 * 24 * 3600
+    iot_settings = IotSettings(kafka_bootstrap=private_broker.bootstrap, iot_gateway_key="k")
+    ensure_topics(iot_settings, [READING_TOPIC], 1, {READING_TOPIC: {"retention.ms": "604800000"}})
+
+    with caplog.at_level(logging.WARNING, logger="wuye.iot"):
+        iot = start_iot(kafka_bootstrap=private_broker.bootstrap)
+        wait_until(lambda: REGISTRY.get_sample_value("wuye_iot_readings_retention_seconds") == week)
+
+    [warning] = [r for r in caplog.records if "keeps records for less" in r.getMessage()]
+    assert warning.fields == {
+        "topic": READING_TOPIC,
+        "retention_seconds": week,
+        "required_seconds": YEAR_AND_A_DAY,
+    }
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY).id
+    assert iot.post(gateway.signed([(device, 1.0)])).accepted == 1
 
 
 # ---------------------------------------------------------------- batches refused whole
