@@ -394,10 +394,7 @@ class Iot:
         """The escalation of the device's false alarms on the city's calendar day the alarm was
         raised, if this one takes the day past the limit."""
         store.lock_device(connection, row.device_id)  # one count at a time per device
-        zone = ZoneInfo(self.settings.city_timezone)
-        day = self.settings.local_date(utc(row.raised_at))
-        start = dt.datetime.combine(day, dt.time(), zone)
-        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+        day, start, end = domain.city_day(utc(row.raised_at), ZoneInfo(self.settings.city_timezone))
         count = store.false_alarms_between(connection, row.device_id, start, end)
         limit = self.settings.iot_max_false_alarms_per_day
         if not domain.false_alarms_exceeded(count, limit):

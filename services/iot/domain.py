@@ -10,9 +10,11 @@ for longer than the device's heartbeat) and a gateway's clock skew work the same
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from wuye.core.errors import FailedPrecondition
 from wuye.iot import _readings
@@ -83,6 +85,14 @@ def alarm_transition(state: AlarmState, action: AlarmAction, alarm_id: str) -> A
             alarm_id=alarm_id,
         )
     return None if after == state else after
+
+
+def city_day(moment: dt.datetime, zone: ZoneInfo) -> tuple[dt.date, dt.datetime, dt.datetime]:
+    """The city's calendar day at `moment`, with when it starts and when the next one does (a
+    day of the city is counted in its own time zone, not in UTC)."""
+    day = moment.astimezone(zone).date()
+    start = dt.datetime.combine(day, dt.time(), zone)
+    return day, start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
 
 
 def false_alarms_exceeded(false_alarms_that_day: int, limit: int) -> bool:

@@ -4,7 +4,9 @@ batch count once, and the signature of a batch."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -618,3 +620,13 @@ def test_a_short_signature_never_verifies():
     payload = b"batch"
 
     assert not is_signed_by(SECRET, payload, signature_of(SECRET, payload)[:16])
+
+
+def test_a_city_day_runs_from_local_midnight_to_local_midnight():
+    zone = ZoneInfo("Asia/Shanghai")
+    # 16:30 UTC on 3 December is 00:30 on 4 December in Ordos.
+    day, start, end = domain.city_day(dt.datetime(2026, 12, 3, 16, 30, tzinfo=dt.UTC), zone)
+
+    assert day == dt.date(2026, 12, 4)
+    assert start == dt.datetime(2026, 12, 3, 16, 0, tzinfo=dt.UTC)
+    assert end - start == dt.timedelta(days=1)
