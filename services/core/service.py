@@ -13,9 +13,10 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kafka.errors import KafkaError
 from sqlalchemy import Engine
@@ -86,6 +87,12 @@ class ServiceSpec:
     # Services this one calls over gRPC (wuye.core.client): the deployment gives it their
     # addresses (WUYE_SERVICE_ENDPOINTS, WUYE_SERVICE_ENDPOINT_TEMPLATE).
     calls: tuple[str, ...] = ()
+    # Each server holds its districts' state in memory, so every instance is exactly one process
+    # (the chart's singleOwner: one pod, replaced with Recreate, never autoscaled).
+    single_owner: bool = False
+    # The chart's values for this service beyond what the fields above give (serveSecrets,
+    # networkPolicy, env); tools/gendeploy.py writes them into charts/wuye/values.yaml.
+    chart_values: Mapping[str, Any] = field(default_factory=dict)
 
     def ensure_topics(self, settings: Settings) -> None:
         """Creates the service's topics where they are missing, with their configs."""

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from wuye.core import settings
+from wuye.core.catalog import load_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "wuye"
@@ -20,9 +21,11 @@ CITY_VALUES = DEPLOY / "ordos.yaml"
 DISTRICT_OVERLAYS = sorted((DEPLOY / "districts").glob("*.yaml"))
 # The services' own list of the city's districts.
 ORDOS_DISTRICTS = tuple(sorted(settings.ORDOS_DISTRICTS))
-SERVICES = ("registry", "credit", "inspections", "iot")
+# Every declared service; the chart's values are generated from the same declarations.
+SPECS = load_specs()
+SERVICES = tuple(spec.name for spec in SPECS)
 # Services whose servers each own their districts' state in memory (chart value singleOwner).
-SINGLE_OWNER_SERVICES = ("iot",)
+SINGLE_OWNER_SERVICES = tuple(spec.name for spec in SPECS if spec.single_owner)
 RELEASE = "wuye"
 NAMESPACE = "wuye"
 INSTALL = "make check-deploy (it installs helm, kubernetes-validate, hadolint and checks promtool)"

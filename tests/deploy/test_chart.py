@@ -17,6 +17,7 @@ from deploy_support import (
     RELEASE,
     SERVICES,
     SINGLE_OWNER_SERVICES,
+    SPECS,
     env_of,
     helm,
     objects,
@@ -234,21 +235,18 @@ def test_ordos_runs_every_service_but_iot_city_wide() -> None:
         (doc["metadata"]["labels"]["wuye/service"], doc["metadata"]["labels"]["wuye/part"])
         for doc in deployments.values()
     }
+    # What each declaration implies: a server, a relay, its consumers, its timers.
     assert parts == {
-        ("registry", "serve"),
-        ("registry", "relay"),
-        ("credit", "serve"),
-        ("credit", "relay"),
-        ("credit", "consume-events"),
-        ("credit", "timers"),
-        ("inspections", "serve"),
-        ("inspections", "relay"),
-        ("inspections", "consume-events"),
-        ("inspections", "timers"),
-        ("iot", "serve"),
-        ("iot", "relay"),
-        ("iot", "consume-events"),
+        (spec.name, part)
+        for spec in SPECS
+        for part in (
+            "serve",
+            "relay",
+            *(f"consume-{consumer.name}" for consumer in spec.consumers),
+            *(["timers"] if spec.timers else []),
+        )
     }
+    assert {("credit", "consume-events"), ("credit", "timers"), ("iot", "serve")} <= parts
     hpa = objects(docs, "HorizontalPodAutoscaler")
     assert set(hpa) == {f"{RELEASE}-registry"}, "ordos.yaml autoscales the registry"
     assert "replicas" not in deployments[f"{RELEASE}-registry"]["spec"], "the autoscaler owns it"

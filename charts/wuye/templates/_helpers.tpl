@@ -43,7 +43,9 @@ wuye/district: {{ .district | quote }}
 The plan every template renders from, set into .out.services: per enabled service, its
 instances of `serve` (the city-wide one for every district not split out, then one per
 district; each starts from defaults.serve), its workers (relay, consumers, timers: one set per service, since they work on the
-service's one database) and its migration Job.
+service's one database) and its migration Job. A service that calls others gets their addresses
+in WUYE_SERVICE_ENDPOINTS: the callee's city-wide Service, or where every district of the callee
+has an instance of its own, its district Services ({district} is filled in by the caller).
 (dict "root" $ "out" (dict))
 */}}
 {{- define "wuye.plan" -}}
@@ -111,7 +113,27 @@ or allow just what no budget allows (maxUnavailable 1). */ -}}
 {{- $env := deepCopy ($values.env | default dict) -}}
 {{- include "wuye.mergeInto" (list $env (get $svc "env")) -}}
 {{- $policy := get $svc "networkPolicy" | default dict -}}
-{{- $services = append $services (dict "name" $name "instances" $instances "workers" $workers "migrate" $migrate "env" $env "serveSecrets" (get $svc "serveSecrets" | default dict) "networkPolicy" $policy) -}}
+{{- $services = append $services (dict "name" $name "instances" $instances "workers" $workers "migrate" $migrate "env" $env "serveSecrets" (get $svc "serveSecrets" | default dict) "networkPolicy" $policy "calls" (get $svc "calls" | default list)) -}}
+{{- end -}}
+{{- end -}}
+{{- $full := include "wuye.fullname" $root -}}
+{{- $byName := dict -}}
+{{- range $services -}}{{- $_ := set $byName .name . -}}{{- end -}}
+{{- range $svc := $services -}}
+{{- $endpoints := list -}}
+{{- range $callee := $svc.calls -}}
+{{- $target := get $byName $callee -}}
+{{- if not $target -}}
+{{- fail (printf "services.%s calls %s, which is not enabled" $svc.name $callee) -}}
+{{- end -}}
+{{- $host := printf "%s-%s-{district}" $full $callee -}}
+{{- range $target.instances -}}
+{{- if eq .district "city" -}}{{- $host = printf "%s-%s" $full $callee -}}{{- end -}}
+{{- end -}}
+{{- $endpoints = append $endpoints (printf "%s=%s.%s.svc:50051" $callee $host $root.Release.Namespace) -}}
+{{- end -}}
+{{- if and $endpoints (not (hasKey $svc.env "WUYE_SERVICE_ENDPOINTS")) -}}
+{{- $_ := set $svc.env "WUYE_SERVICE_ENDPOINTS" (join "," $endpoints) -}}
 {{- end -}}
 {{- end -}}
 {{- $_ := set .out "services" $services -}}
