@@ -245,10 +245,8 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
         decision = _from_enum(
             v, "decision", pb.ReviewDecision, "REVIEW_DECISION", request.decision, Decision
         )
-        if decision is Decision.REJECT:
-            self._text(v, "reason", request.reason)
-        else:
-            self._text(v, "reason", request.reason, required=False)
+        self._text(v, "reason", request.reason, required=False)
+        domain.check_review_reason(v, decision, request.reason)
         v.raise_if_any()
         filing, enterprise = self._registry.review_filing(
             request.filing_id, decision, request.reason
@@ -398,8 +396,7 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
             v, "assignment.contract_start", a.contract_start, a.HasField("contract_start")
         )
         end = date_of(v, "assignment.contract_end", a.contract_end, a.HasField("contract_end"))
-        if start and end:
-            v.check(end > start, "assignment.contract_end", "must be after contract_start")
+        domain.check_contract(v, start, end)
         handover = None
         if v.check(
             a.HasField("handover"),
@@ -419,20 +416,13 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
     def _handover(self, v: Violations, h: pb.HandoverInspection) -> Handover | None:
         at = "assignment.handover"
         day = date_of(v, f"{at}.inspection_date", h.inspection_date, h.HasField("inspection_date"))
-        limit = self._settings.max_list_items * 4
-        v.check(
-            0 < len(h.items) <= limit,
-            f"{at}.items",
-            f"list the inspected common parts and facilities (1 to {limit})",
-        )
-        for i, item in enumerate(h.items):
+        items = [HandoverItem(i.facility, i.passed, i.finding) for i in h.items]
+        domain.check_handover(v, items, self._settings.max_handover_items)
+        for i, item in enumerate(items):
             self._text(v, f"{at}.items[{i}].facility", item.facility)
-            self._text(v, f"{at}.items[{i}].finding", item.finding, required=not item.passed)
+            self._text(v, f"{at}.items[{i}].finding", item.finding, required=False)
         self._text(v, f"{at}.record_reference", h.record_reference, required=False)
-        if day is None:
-            return None
-        items = tuple(HandoverItem(i.facility, i.passed, i.finding) for i in h.items)
-        return Handover(day, items, h.record_reference)
+        return Handover(day, tuple(items), h.record_reference) if day else None
 
     def ExitProject(self, request: pb.ExitProjectRequest, context) -> pb.ExitProjectResponse:
         v = Violations()
@@ -497,10 +487,11 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
                 v, f"{at}.fee_method", pb.FeeMethod, "FEE_METHOD", d.fee_method, FeeMethod
             )
         if "fee_fen_per_m2_month" in fields:
-            v.check(
-                0 <= d.fee_fen_per_m2_month <= 100_000,
+            domain.check_fee(
+                v,
                 f"{at}.fee_fen_per_m2_month",
-                "must be between 0 and 100000 fen per m² per month",
+                d.fee_fen_per_m2_month,
+                self._settings.max_fee_fen_per_m2_month,
             )
         if "service_phone" in fields:
             domain.check_phone(v, f"{at}.service_phone", d.service_phone, public=True)

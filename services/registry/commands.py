@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
@@ -572,8 +572,7 @@ class Registry:
                     "only the serving enterprise or an authority updates the disclosure",
                 )
             existing = store.get_disclosure(connection, project_id)
-            base = existing or domain.empty_disclosure(project_id)
-            updated = replace(base, **{f: getattr(given, f) for f in fields}, updated_at=self.now())
+            updated = domain.revise_disclosure(existing, given, fields, self.now())
             store.save_disclosure(connection, updated, new=existing is None)
             self._emit_project(
                 connection,
@@ -601,12 +600,7 @@ class Registry:
     ) -> Practitioner:
         enterprise = self._enterprise(connection, credit_code, lock=True)
         _require_enterprise_access(credit_code, enterprise.district_code)
-        if enterprise.status is not EnterpriseStatus.FILED:
-            raise domain.FailedPrecondition(
-                "ENTERPRISE_NOT_FILED",
-                f"{credit_code} has no approved filing",
-                credit_code=credit_code,
-            )
+        domain.check_may_employ(enterprise)
         person_key = self._practitioners.key_of(id_number)
         existing = store.practitioner_of(connection, credit_code, person_key)
         if existing is not None:
@@ -718,6 +712,7 @@ class Registry:
                 term_start=to_date(term_start),
                 term_end=to_date(term_end),
                 occur_time=timestamp(now),
+                ended_committee_id=acting.committee_id if acting else "",
             ),
         )
         return committee

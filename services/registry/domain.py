@@ -170,6 +170,15 @@ def check_exit_allowed(enterprise: Enterprise) -> None:
         )
 
 
+def check_review_reason(v: Violations, decision: Decision | None, reason: str) -> None:
+    """A rejection says why: the enterprise must know what to correct before it files again."""
+    v.check(
+        decision is not Decision.REJECT or bool(reason.strip()),
+        "reason",
+        "is required: a rejection states its reason",
+    )
+
+
 def review(
     enterprise: Enterprise,
     filing: Filing,
@@ -270,6 +279,38 @@ class Project:
     exclusive_area_cm2: int = 0
 
 
+def check_contract(v: Violations, start: dt.date | None, end: dt.date | None) -> None:
+    if start and end:
+        v.check(end > start, "assignment.contract_end", "must be after contract_start")
+
+
+def check_handover(v: Violations, items: list[HandoverItem], max_items: int) -> None:
+    """A handover inspection lists what was inspected, and says what was found wherever an item
+    did not pass: that finding is what the new enterprise is held to."""
+    at = "assignment.handover.items"
+    v.check(
+        0 < len(items) <= max_items,
+        at,
+        f"list the inspected common parts and facilities (1 to {max_items})",
+    )
+    for i, item in enumerate(items):
+        v.check(
+            item.passed or bool(item.finding.strip()),
+            f"{at}[{i}].finding",
+            "is required: an item that did not pass states what was found",
+        )
+
+
+def check_may_employ(enterprise: Enterprise) -> None:
+    """Practitioners are registered with filed enterprises only."""
+    if enterprise.status is not EnterpriseStatus.FILED:
+        raise FailedPrecondition(
+            "ENTERPRISE_NOT_FILED",
+            f"{enterprise.credit_code} has no approved filing",
+            credit_code=enterprise.credit_code,
+        )
+
+
 def check_assignable(project: Project, enterprise: Enterprise | None, credit_code: str) -> None:
     if enterprise is None or enterprise.status is not EnterpriseStatus.FILED:
         raise FailedPrecondition(
@@ -338,6 +379,25 @@ class Disclosure:
 
 def empty_disclosure(project_id: str) -> Disclosure:
     return Disclosure(project_id, (), "", "", None, 0, "", ())
+
+
+def revise_disclosure(
+    current: Disclosure | None,
+    given: Disclosure,
+    fields: tuple[str, ...],
+    now: dt.datetime,
+) -> Disclosure:
+    """The disclosure with the named fields as given and the others as they were."""
+    base = current or empty_disclosure(given.project_id)
+    return replace(base, **{f: getattr(given, f) for f in fields}, updated_at=now)
+
+
+def check_fee(v: Violations, field_name: str, fen_per_m2_month: int, max_fen: int) -> None:
+    v.check(
+        0 <= fen_per_m2_month <= max_fen,
+        field_name,
+        f"must be between 0 and {max_fen} fen per m² per month",
+    )
 
 
 DISCLOSURE_FIELDS = (

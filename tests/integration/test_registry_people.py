@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from google.type import date_pb2
 
 from wuye.core.auth import Role
+from wuye.registry.v1 import events_pb2 as ev
 from wuye.registry.v1 import registry_service_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -216,6 +217,11 @@ def test_a_transitional_committee_acts_until_the_owners_committee_is_formed(regi
     acting = registry.admin.GetOwnersCommittee(pb.GetOwnersCommitteeRequest(project_id=project))
     assert acting.committee == owners
     assert len(acting.committee.members) == 7
+    formed = registry.outbox_events(ev.OwnersCommitteeFormed)
+    assert [(e.committee_id, e.ended_committee_id) for e in formed] == [
+        (transitional.committee_id, ""),
+        (owners.committee_id, transitional.committee_id),
+    ]
 
     failure = office.fails(
         "FormOwnersCommittee",

@@ -741,3 +741,75 @@ def test_the_owner_identity_keeps_the_number_only_inside_the_keyed_hash():
     key = owner_key(OwnerKind.PERSON, resident_id(), "p")
     assert resident_id() not in key
     assert len(key) == 32
+
+
+# ---------------------------------------------------------------- rules the API applies
+
+
+def test_a_rejection_states_its_reason_and_an_approval_need_not():
+    assert fields_of(lambda v: domain.check_review_reason(v, Decision.REJECT, "  ")) == ["reason"]
+    assert fields_of(lambda v: domain.check_review_reason(v, Decision.REJECT, "材料不全")) == []
+    assert fields_of(lambda v: domain.check_review_reason(v, Decision.APPROVE, "")) == []
+
+
+def test_a_contract_ends_after_it_starts():
+    start = dt.date(2026, 1, 1)
+
+    assert fields_of(lambda v: domain.check_contract(v, start, start)) == [
+        "assignment.contract_end"
+    ]
+    assert fields_of(lambda v: domain.check_contract(v, start, start + dt.timedelta(1))) == []
+
+
+def test_a_handover_item_that_did_not_pass_states_its_finding():
+    items = [
+        HandoverItem("电梯", passed=True, finding=""),
+        HandoverItem("消防水泵", passed=False, finding=" "),
+        HandoverItem("屋面防水", passed=False, finding="渗漏"),
+    ]
+
+    assert fields_of(lambda v: domain.check_handover(v, items, max_items=10)) == [
+        "assignment.handover.items[1].finding"
+    ]
+    assert fields_of(lambda v: domain.check_handover(v, items[:1], max_items=10)) == []
+    assert fields_of(lambda v: domain.check_handover(v, [], max_items=10)) == [
+        "assignment.handover.items"
+    ]
+    assert fields_of(lambda v: domain.check_handover(v, items[:1] * 3, max_items=2)) == [
+        "assignment.handover.items"
+    ]
+
+
+def test_a_disclosed_fee_is_within_the_configured_ceiling():
+    assert fields_of(lambda v: domain.check_fee(v, "fee", 100, 100)) == []
+    assert fields_of(lambda v: domain.check_fee(v, "fee", 101, 100)) == ["fee"]
+    assert fields_of(lambda v: domain.check_fee(v, "fee", -1, 100)) == ["fee"]
+
+
+def test_a_disclosure_update_changes_only_the_fields_it_names():
+    before = domain.revise_disclosure(
+        None,
+        domain.Disclosure("150602-P1", ("保洁",), "一级", "住宅一级", None, 180, "12345", ()),
+        domain.DISCLOSURE_FIELDS,
+        NOW,
+    )
+    given = domain.Disclosure("150602-P1", (), "", "", None, 220, "", ())
+
+    after = domain.revise_disclosure(before, given, ("fee_fen_per_m2_month",), LATER)
+
+    assert (after.fee_fen_per_m2_month, after.service_items, after.service_grade) == (
+        220,
+        ("保洁",),
+        "一级",
+    )
+    assert (before.updated_at, after.updated_at) == (NOW, LATER)
+
+
+@pytest.mark.parametrize(
+    "status", [EnterpriseStatus.PENDING, EnterpriseStatus.REJECTED, EnterpriseStatus.EXITED]
+)
+def test_only_a_filed_enterprise_registers_practitioners(status):
+    domain.check_may_employ(enterprise())
+    with pytest.raises(FailedPrecondition) as raised:
+        domain.check_may_employ(enterprise(status))
+    assert raised.value.reason == "ENTERPRISE_NOT_FILED"
