@@ -11,18 +11,19 @@ from wuye.core.auth import AUTHORITIES, Role, allow, public
 from wuye.core.errors import Violations
 from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
-from wuye.core.ids import credit_code_problem
+from wuye.core.ids import credit_code_problem, resident_id_problem
 from wuye.core.paging import next_token, read_page
-from wuye.core.standards import checklist, score_against
+from wuye.core.standards import checklist
 from wuye.core.wire import check_request_id, check_text
 from wuye.inspections import domain
 from wuye.inspections.commands import Inspections, timestamp
 from wuye.inspections.domain import (
+    Check,
+    Finding,
     Inspector,
     Rectification,
     RectificationState,
-    RoundSpec,
-    RoundState,
+    Round,
 )
 from wuye.inspections.v1 import inspections_service_pb2 as pb
 from wuye.inspections.v1 import inspections_service_pb2_grpc as pb_grpc
@@ -30,7 +31,6 @@ from wuye.inspections.v1 import inspections_service_pb2_grpc as pb_grpc
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InspectionsService"].full_name
 
 _AUTHORITY = tuple(AUTHORITIES)
-MAX_DECIMAL_PLACES = 20
 
 ROUTES: dict[str, Route] = {
     "RegisterInspector": Route(allow(*_AUTHORITY)),
@@ -48,24 +48,26 @@ ROUTES: dict[str, Route] = {
 }
 
 
-def _decimal(v: Violations, field: str, text: str, low: Decimal, high: Decimal) -> Decimal:
+def _decimal(v: Violations, field: str, text: str, places: int) -> Decimal | None:
+    """A finite decimal number with at most `places` digits after the point, or None with a
+    violation."""
     try:
         value = Decimal(text)
     except InvalidOperation:
         value = Decimal("NaN")
-    # A bounded exponent: the draw turns rates into exact fractions, and 1E-999999999 would take
-    # hours to turn.
-    if (
-        not text.isascii()
-        or not value.is_finite()
-        or not low <= value <= high
-        or value.as_tuple().exponent < -MAX_DECIMAL_PLACES
-    ):
-        v.add(
-            field,
-            f"must be a decimal number from {low} to {high}, "
-            f"at most {MAX_DECIMAL_PLACES} decimal places",
-        )
+    if not text.isascii() or not value.is_finite() or value.as_tuple().exponent < -places:
+        v.add(field, f"must be a decimal number, at most {places} decimal places")
+        return None
+    return value
+
+
+def _bounded(
+    v: Violations, field: str, text: str, low: Decimal, high: Decimal, places: int
+) -> Decimal:
+    value = _decimal(v, field, text, places)
+    if value is None:
+        return low
+    if not v.check(low <= value <= high, field, f"must be from {low} to {high}"):
         return low
     return value
 
@@ -78,8 +80,8 @@ def _date(v: Violations, field: str, value: date_pb2.Date) -> dt.date | None:
         return None
 
 
-def _score(tenths: int) -> str:
-    return str((Decimal(tenths) / 10).quantize(Decimal("0.1")))
+def _score(score: Decimal) -> str:
+    return str(score.quantize(Decimal("0.1")))
 
 
 def _to_date(day: dt.date) -> date_pb2.Date:
@@ -117,28 +119,49 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
     def RegisterInspector(self, request: pb.RegisterInspectorRequest, context):
         v = Violations()
         i = request.inspector
-        self._text(v, "inspector.inspector_id", i.inspector_id, limit=64)
+        limits = self._settings
+        self._text(
+            v, "inspector.inspector_id", i.inspector_id, limit=limits.max_inspector_id_length
+        )
         self._text(v, "inspector.name", i.name)
         self._text(v, "inspector.unit", i.unit)
         districts = self._districts(v, "inspector.district_codes", i.district_codes)
-        for n, code in enumerate(i.conflicts[:200]):
+        for n, code in enumerate(i.conflicts[: limits.max_conflicts]):
             problem = credit_code_problem(code)
             v.check(
                 problem is None, f"inspector.conflicts[{n}]", f"is not a credit code: {problem}"
             )
-        v.check(len(i.conflicts) <= 200, "inspector.conflicts", "at most 200")
-        v.raise_if_any()
-        inspector = self._inspections.register_inspector(
-            Inspector(i.inspector_id, i.name, i.unit, districts, tuple(dict.fromkeys(i.conflicts)))
+        v.check(
+            len(i.conflicts) <= limits.max_conflicts,
+            "inspector.conflicts",
+            f"at most {limits.max_conflicts}",
         )
-        return pb.RegisterInspectorResponse(inspector=_inspector(inspector))
+        for n, relative in enumerate(i.relatives[: limits.max_relatives]):
+            # The problem is named, never the number: it is personal data.
+            problem = resident_id_problem(relative.id_number)
+            v.check(
+                problem is None,
+                f"inspector.relatives[{n}].id_number",
+                f"is not a resident ID number: {problem}",
+            )
+        v.check(
+            len(i.relatives) <= limits.max_relatives,
+            "inspector.relatives",
+            f"at most {limits.max_relatives}",
+        )
+        v.raise_if_any()
+        inspector, masked = self._inspections.register_inspector(
+            Inspector(i.inspector_id, i.name, i.unit, districts, tuple(dict.fromkeys(i.conflicts))),
+            list(dict.fromkeys(r.id_number for r in i.relatives)),
+        )
+        return pb.RegisterInspectorResponse(inspector=_inspector(inspector, masked))
 
     def ListInspectors(self, request: pb.ListInspectorsRequest, context):
         page = self._page(request, [request.district_code])
         found = self._inspections.list_inspectors(request.district_code, page.after, page.size + 1)
         return pb.ListInspectorsResponse(
-            inspectors=[_inspector(i) for i in found[: page.size]],
-            next_page_token=next_token(page, [i.inspector_id for i in found]),
+            inspectors=[_inspector(i, masked) for i, masked in found[: page.size]],
+            next_page_token=next_token(page, [i.inspector_id for i, _ in found]),
         )
 
     # ------------------------------------------------------------ rounds
@@ -148,23 +171,30 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
         check_request_id(v, request.request_id)
         districts = self._districts(v, "district_codes", request.district_codes)
         domain.check_period(request.period, v, "period")
-        rates = dict(self._settings.sampling_rates)
-        grades = ", ".join(sorted(rates))
-        for n, rate in enumerate(request.rates):
-            # An unknown grade is not added: it would grow every later message by its length.
-            known = v.check(rate.grade in rates, f"rates[{n}].grade", f"must be one of {grades}")
-            value = _decimal(v, f"rates[{n}].rate", rate.rate, Decimal(0), Decimal(1))
-            if known:
-                rates[rate.grade] = value
+        places = self._settings.max_decimal_places
+        rates = domain.merge_rates(
+            self._settings.sampling_rates,
+            [
+                (n, r.grade, _decimal(v, f"rates[{n}].rate", r.rate, places))
+                for n, r in enumerate(request.rates)
+            ],
+            v,
+            "rates",
+        )
         floor = domain.floor_for_period(request.period, self._settings.yearly_floor_rate)
         if request.floor_rate:
-            floor = _decimal(v, "floor_rate", request.floor_rate, floor, Decimal(1))
+            floor = _bounded(v, "floor_rate", request.floor_rate, floor, Decimal(1), places)
         per_check = request.inspectors_per_check or self._settings.inspectors_per_check
-        v.check(2 <= per_check <= 10, "inspectors_per_check", "a check needs 2 to 10 inspectors")
+        most = self._settings.max_inspectors_per_check
+        v.check(
+            self._settings.inspectors_per_check <= per_check <= most,
+            "inspectors_per_check",
+            f"a check needs {self._settings.inspectors_per_check} to {most} inspectors",
+        )
         v.raise_if_any()
 
         def build(connection):
-            spec, commitment, state, seed = self._inspections.create_round(
+            created = self._inspections.create_round(
                 connection,
                 districts=districts,
                 period=request.period,
@@ -172,7 +202,7 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
                 floor_rate=floor,
                 inspectors_per_check=per_check,
             )
-            return pb.CreateRoundResponse(round=_round(spec, commitment, state, seed, []))
+            return pb.CreateRoundResponse(round=round_message(created))
 
         return run_idempotent(
             self._inspections.engine,
@@ -185,10 +215,12 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
         )
 
     def DrawRound(self, request: pb.DrawRoundRequest, context) -> pb.DrawRoundResponse:
-        return pb.DrawRoundResponse(round=_round(*self._inspections.draw_round(request.round_id)))
+        drawn = self._inspections.draw_round(request.round_id)
+        return pb.DrawRoundResponse(round=round_message(drawn))
 
     def GetRound(self, request: pb.GetRoundRequest, context) -> pb.GetRoundResponse:
-        return pb.GetRoundResponse(round=_round(*self._inspections.get_round(request.round_id)))
+        found = self._inspections.get_round(request.round_id)
+        return pb.GetRoundResponse(round=round_message(found))
 
     def TriggerInspection(self, request: pb.TriggerInspectionRequest, context):
         v = Violations()
@@ -203,33 +235,43 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
         check = self._inspections.check_to_record(request.check_id)
         standard = checklist(check.project_type.lower())
         v = Violations()
+        settings = self._settings
         scores: dict[str, Decimal] = {}
         for n, item in enumerate(request.scores[: len(standard.items) + 1]):
             v.check(item.item_id not in scores, f"scores[{n}].item_id", "is scored twice")
-            scores[item.item_id] = _decimal(
-                v, f"scores[{n}].score", item.score, Decimal(0), Decimal(100)
+            scores[item.item_id] = _bounded(
+                v,
+                f"scores[{n}].score",
+                item.score,
+                Decimal(0),
+                standard.max_total,
+                settings.max_decimal_places,
             )
-        score = score_against(standard, scores, v, "scores") if not v else Decimal(0)
-        today = self._settings.local_date(self._inspections.now())
-        findings = []
         v.check(
-            len(request.findings) <= self._settings.max_findings,
+            len(request.findings) <= settings.max_findings,
             "findings",
-            f"at most {self._settings.max_findings}",
+            f"at most {settings.max_findings}",
         )
-        for n, finding in enumerate(request.findings[: self._settings.max_findings]):
-            v.check(
-                finding.item_id in standard.items,
-                f"findings[{n}].item_id",
-                f"is not an item of the {standard.standard} checklist",
+        findings = []
+        for n, finding in enumerate(request.findings[: settings.max_findings]):
+            self._text(
+                v,
+                f"findings[{n}].description",
+                finding.description,
+                limit=settings.max_description_length,
             )
-            self._text(v, f"findings[{n}].description", finding.description, limit=500)
             by = None
             if finding.HasField("rectify_by"):
                 by = _date(v, f"findings[{n}].rectify_by", finding.rectify_by)
-                if by is not None:
-                    v.check(by > today, f"findings[{n}].rectify_by", "must be after today")
-            findings.append((finding.item_id, finding.description, by))
+            findings.append(Finding(finding.item_id, finding.description, by))
+        score = domain.score_check(
+            standard,
+            scores,
+            findings,
+            self._inspections.today(),
+            settings.max_rectification_days,
+            v,
+        )
         v.raise_if_any()
         recorded, orders = self._inspections.record_check(
             request.check_id, scores=scores, score=score, findings=findings
@@ -240,7 +282,9 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
 
     def RecordReinspection(self, request: pb.RecordReinspectionRequest, context):
         v = Violations()
-        self._text(v, "note", request.note, required=False, limit=500)
+        self._text(
+            v, "note", request.note, required=False, limit=self._settings.max_description_length
+        )
         deadline = None
         if not request.rectified and v.check(
             request.HasField("rectify_by"),
@@ -248,12 +292,13 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
             "a new deadline is required when not rectified",
         ):
             deadline = _date(v, "rectify_by", request.rectify_by)
-            if deadline is not None:
-                v.check(
-                    deadline > self._settings.local_date(self._inspections.now()),
-                    "rectify_by",
-                    "must be after today",
-                )
+            domain.check_deadline(
+                deadline,
+                self._inspections.today(),
+                self._settings.max_rectification_days,
+                v,
+                "rectify_by",
+            )
         v.raise_if_any()
         order = self._inspections.reinspect(request.order_id, request.rectified, deadline)
         return pb.RecordReinspectionResponse(rectification=_order(order))
@@ -290,25 +335,25 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
             v.check(problem is None, "credit_code", f"is not a credit code: {problem}")
         v.raise_if_any()
         page = self._page(request, [request.district_code, request.credit_code])
-        rows = self._inspections.published(
+        found = self._inspections.published(
             request.district_code, request.credit_code, page.after, page.size + 1
         )
         return pb.ListPublishedResultsResponse(
             results=[
                 pb.PublishedResult(
-                    check_id=r.check_id,
-                    project_id=r.project_id,
-                    project_type=r.project_type,
-                    district_code=r.district_code,
-                    credit_code=r.credit_code,
-                    score=_score(r.score_tenths),
-                    findings=len(r.findings),
-                    findings_summary=" ".join(sorted({f["item_id"] for f in r.findings})),
-                    record_time=timestamp(r.recorded_at),
+                    check_id=c.check_id,
+                    project_id=c.project_id,
+                    project_type=c.project_type,
+                    district_code=c.district_code,
+                    credit_code=c.credit_code,
+                    score=_score(c.score),
+                    findings=len(c.findings),
+                    findings_summary=" ".join(sorted({f.item_id for f in c.findings})),
+                    record_time=timestamp(c.recorded_at),
                 )
-                for r in rows[: page.size]
+                for c in found[: page.size]
             ],
-            next_page_token=next_token(page, [r.check_id for r in rows]),
+            next_page_token=next_token(page, [c.check_id for c in found]),
         )
 
     def GetAssessmentReport(self, request: pb.GetAssessmentReportRequest, context):
@@ -346,29 +391,30 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
 # ---------------------------------------------------------------- domain -> wire
 
 
-def _inspector(i: Inspector) -> pb.Inspector:
+def _inspector(i: Inspector, masked_relatives: list[str] = ()) -> pb.Inspector:
     return pb.Inspector(
         inspector_id=i.inspector_id,
         name=i.name,
         unit=i.unit,
         district_codes=list(i.districts),
         conflicts=list(i.conflicts),
+        relatives=[pb.Relative(masked_id_number=m) for m in masked_relatives],
     )
 
 
-def round_message(
-    spec: RoundSpec, commitment: str, state: RoundState, seed: str, checks: list
-) -> pb.Round:
+def round_message(r: Round) -> pb.Round:
+    spec = r.spec
     message = pb.Round(
         round_id=spec.round_id,
         district_codes=list(spec.districts),
         period=spec.period,
-        rates=[pb.SamplingRate(grade=g, rate=str(r)) for g, r in sorted(spec.rates.items())],
+        rates=[pb.SamplingRate(grade=g, rate=str(rate)) for g, rate in sorted(spec.rates.items())],
         floor_rate=str(spec.floor_rate),
+        yearly_floor_rate=str(spec.yearly_floor_rate),
         inspectors_per_check=spec.inspectors_per_check,
-        state=pb.RoundState.Value(f"ROUND_STATE_{state.value}"),
-        seed_commitment=commitment,
-        seed=seed,
+        state=pb.RoundState.Value(f"ROUND_STATE_{r.state.value}"),
+        seed_commitment=r.seed_commitment,
+        seed=r.seed,
         entities=[
             pb.Entity(
                 project_id=e.project_id,
@@ -377,6 +423,7 @@ def round_message(
                 credit_code=e.credit_code,
                 grade=e.grade,
                 triggered=e.triggered,
+                complaints=e.complaints,
             )
             for e in spec.entities
         ],
@@ -388,38 +435,37 @@ def round_message(
                 inspector_ids=list(c.inspector_ids),
                 check_id=c.check_id,
             )
-            for c in checks
+            for c in r.checks
         ],
         algorithm_version=spec.algorithm_version,
+        drawn_earlier=list(spec.drawn_earlier),
+        complaint_weights=[
+            pb.ComplaintWeight(complaints=c, weight=w) for c, w in spec.complaint_weights
+        ],
     )
     message.create_time.FromJsonString(spec.created_at)
     return message
 
 
-_round = round_message
-
-
-def _check(row) -> pb.Check:
+def _check(c: Check) -> pb.Check:
     return pb.Check(
-        check_id=row.check_id,
-        round_id=row.round_id,
-        project_id=row.project_id,
-        credit_code=row.credit_code,
-        district_code=row.district_code,
-        inspector_ids=list(row.inspector_ids),
-        scores=[pb.ItemScore(item_id=k, score=s) for k, s in sorted((row.scores or {}).items())],
+        check_id=c.check_id,
+        round_id=c.round_id,
+        project_id=c.project_id,
+        credit_code=c.credit_code,
+        district_code=c.district_code,
+        inspector_ids=list(c.inspector_ids),
+        scores=[pb.ItemScore(item_id=k, score=str(s)) for k, s in sorted((c.scores or {}).items())],
         findings=[
             pb.Finding(
-                item_id=f["item_id"],
-                description=f["description"],
-                rectify_by=_to_date(dt.date.fromisoformat(f["rectify_by"]))
-                if f["rectify_by"]
-                else None,
+                item_id=f.item_id,
+                description=f.description,
+                rectify_by=_to_date(f.rectify_by) if f.rectify_by else None,
             )
-            for f in row.findings or []
+            for f in c.findings
         ],
-        score=_score(row.score_tenths) if row.score_tenths is not None else "",
-        record_time=timestamp(row.recorded_at) if row.recorded_at else None,
+        score=_score(c.score) if c.score is not None else "",
+        record_time=timestamp(c.recorded_at) if c.recorded_at else None,
     )
 
 

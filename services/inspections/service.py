@@ -1,5 +1,6 @@
 """Inspections as the platform runs it: settings, migrations, servicer, topics, the consumer of
-registry, credit and IoT events, and the overdue-rectification timer."""
+registry, credit and IoT events (read models, triggers, complaints), and the
+overdue-rectification timer."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def definitions(settings: InspectionsSettings, engine: Engine) -> list[ServiceDe
 def events(
     settings: InspectionsSettings, engine: Engine
 ) -> tuple[tuple[str, ...], dict[str, Handler]]:
-    topics = (*READ_MODEL_TOPICS, *(rule.topic for rule in settings.trigger_rules))
+    rules = (*settings.trigger_rules, *settings.complaint_rules)
+    topics = (*READ_MODEL_TOPICS, *(rule.topic for rule in rules))
     return tuple(dict.fromkeys(topics)), Inspections(engine, settings).handlers()
 
 

@@ -1,12 +1,22 @@
-"""`python -m wuye.inspections verify-draw EXPORT.json`: anyone checks a published draw.
+"""`python -m wuye.inspections verify-draw EXPORT.json --commitment HEX`: anyone checks a
+published draw.
 
 EXPORT is GetRound's answer as JSON (grpcurl's output, or any protobuf JSON of
-wuye.inspections.v1.GetRoundResponse). The verifier checks that the revealed seed and the lists
-match the commitment published when the round was created, and recomputes every selection.
+wuye.inspections.v1.GetRoundResponse). HEX is the round's commitment as it was published when the
+round was created (GetRound before the draw, or the RoundCreated event): an export is worth only
+what it is held to, since anyone can forge one that agrees with itself (a new seed, its own
+commitment, its own draw). The verifier checks that the export carries that commitment, that the
+revealed seed and the lists match it, and recomputes every selection (domain.py writes the
+algorithm out). Without --commitment it checks the export's agreement with itself only, and says
+so.
+
+Exit status: 0 VERIFIED, 1 REFUSED (with the first reason, then the others), 2 unreadable input.
 """
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +26,10 @@ from google.protobuf import json_format
 from wuye.inspections import domain
 from wuye.inspections.domain import Entity, Inspector, RoundSpec, Selection
 from wuye.inspections.v1 import inspections_service_pb2 as pb
+
+VERIFIED, REFUSED, UNREADABLE = 0, 1, 2
+MAX_LISTED_PROBLEMS = 20
+_COMMITMENT = re.compile(r"[0-9a-f]{64}")
 
 
 def _decimal(text: str) -> Decimal:
@@ -34,12 +48,19 @@ def spec_of(message: pb.Round) -> RoundSpec:
         period=message.period,
         rates={r.grade: _decimal(r.rate) for r in message.rates},
         floor_rate=_decimal(message.floor_rate),
+        yearly_floor_rate=_decimal(message.yearly_floor_rate),
         inspectors_per_check=message.inspectors_per_check,
         created_at=message.create_time.ToJsonString(),
         algorithm_version=message.algorithm_version,
         entities=tuple(
             Entity(
-                e.project_id, e.project_type, e.district_code, e.credit_code, e.grade, e.triggered
+                e.project_id,
+                e.project_type,
+                e.district_code,
+                e.credit_code,
+                e.grade,
+                e.triggered,
+                e.complaints,
             )
             for e in message.entities
         ),
@@ -47,15 +68,29 @@ def spec_of(message: pb.Round) -> RoundSpec:
             Inspector(i.inspector_id, i.name, i.unit, tuple(i.district_codes), tuple(i.conflicts))
             for i in message.inspectors
         ),
+        drawn_earlier=tuple(message.drawn_earlier),
+        complaint_weights=tuple((w.complaints, w.weight) for w in message.complaint_weights),
     )
 
 
-def problems_of(text: str) -> list[str]:
+class Unreadable(ValueError):
+    """The input is not a GetRound export at all: nothing to verify or refuse."""
+
+
+def read_export(text: str) -> pb.Round:
+    if not text.lstrip().startswith("{"):
+        # protobuf's parser takes "[]" for an empty message.
+        raise Unreadable("not a GetRound export: not a JSON object")
     try:
-        answer = json_format.Parse(text, pb.GetRoundResponse())
+        return json_format.Parse(text, pb.GetRoundResponse()).round
     except json_format.ParseError as e:
-        return [f"not a GetRound export: {e}"]
-    message = answer.round
+        raise Unreadable(f"not a GetRound export: {e}") from e
+
+
+def problems_of(text: str, published_commitment: str | None = None) -> list[str]:
+    """Why the export `text` is refused, first reason first; empty if it verifies. Raises
+    Unreadable if `text` is not an export."""
+    message = read_export(text)
     if message.state != pb.ROUND_STATE_DRAWN:
         return ["the round is not drawn yet: there is no seed to check"]
     if message.algorithm_version != domain.ALGORITHM_VERSION:
@@ -70,26 +105,66 @@ def problems_of(text: str) -> list[str]:
     published = [
         Selection(s.project_id, s.reason, tuple(s.inspector_ids)) for s in message.selections
     ]
-    return domain.verify(seed, message.seed_commitment, spec, published)
+    return domain.verify(seed, message.seed_commitment, spec, published, published_commitment)
+
+
+def _arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m wuye.inspections verify-draw",
+        description="Check a published inspection draw: the export must carry the commitment "
+        "published when the round was created, its seed and lists must match that commitment, "
+        "and every selection must recompute. Exit status: 0 VERIFIED, 1 REFUSED, 2 unreadable "
+        "input.",
+    )
+    parser.add_argument("export", type=Path, help="GetRound's answer as JSON")
+    parser.add_argument(
+        "--commitment",
+        metavar="HEX",
+        help="the round's commitment as published at its creation (64 hex digits); without it "
+        "only the export's agreement with itself is checked",
+    )
+    return parser
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m wuye.inspections verify-draw ROUND_EXPORT.json", file=sys.stderr)
-        return 2
+    parser = _arguments()
     try:
-        text = Path(argv[0]).read_bytes().decode()
+        options = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2)
+        return UNREADABLE if e.code else VERIFIED
+    commitment = options.commitment
+    if commitment is not None and not _COMMITMENT.fullmatch(commitment.lower()):
+        print("--commitment must be 64 hexadecimal digits (SHA-256)", file=sys.stderr)
+        return UNREADABLE
+    if commitment is not None:
+        commitment = commitment.lower()
+    try:
+        text = options.export.read_bytes().decode()
+        problems = problems_of(text, commitment)
     except OSError as e:
-        print(f"cannot read {argv[0]}: {e.strerror or e}", file=sys.stderr)
-        return 2
+        print(f"UNREADABLE: cannot read {options.export}: {e.strerror or e}", file=sys.stderr)
+        return UNREADABLE
     except UnicodeDecodeError as e:
-        problems = [f"not a GetRound export: not UTF-8 ({e.reason} at byte {e.start})"]
-    else:
-        problems = problems_of(text)
+        print(f"UNREADABLE: not UTF-8 ({e.reason} at byte {e.start})", file=sys.stderr)
+        return UNREADABLE
+    except Unreadable as e:
+        print(f"UNREADABLE: {e}", file=sys.stderr)
+        return UNREADABLE
     if problems:
-        print("REFUSED: the export does not match its commitment and draw")
-        for problem in problems[:20]:
+        first, *others = problems
+        print(f"REFUSED: {first}")
+        for problem in others[:MAX_LISTED_PROBLEMS]:
             print(f"  - {problem}")
-        return 1
-    print("VERIFIED: the seed matches the commitment and every selection recomputes")
-    return 0
+        return REFUSED
+    if commitment is None:
+        print(
+            "VERIFIED (self-consistency only): the seed matches the export's own commitment and "
+            "every selection recomputes; without --commitment (the commitment published when the "
+            "round was created) a forged export would verify too"
+        )
+    else:
+        print(
+            "VERIFIED: the export carries the published commitment, the seed and lists match it, "
+            "and every selection recomputes"
+        )
+    return VERIFIED

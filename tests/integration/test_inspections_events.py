@@ -133,7 +133,8 @@ def produce(producer: KafkaProducer, topic: str, key: str, message, event_id: st
 
 def listed(inspections: InspectionsServer) -> dict[str, object]:
     with inspections.engine.connect() as connection:
-        return {e.project_id: e for e in store.entities(connection, [DONGSHENG])}
+        since = inspections.clock() - dt.timedelta(days=365)
+        return {e.project_id: e for e in store.entities(connection, [DONGSHENG], since)}
 
 
 # ---------------------------------------------------------------- the read model, over Kafka

@@ -43,8 +43,8 @@ def inspections(make_settings):
 def _seed(inspections: InspectionsServer) -> tuple[list[str], str]:
     """Real records, so that fuzzed ids sometimes name them; returns the pool and an inspector
     drawn for the checks."""
-    drawn = inspections.drawn_round(projects=3, inspectors=2)
-    committed = inspections.create_round()
+    drawn = inspections.drawn_round(projects=3, inspectors=2, period="2026H1")
+    committed = inspections.create_round(period="2026H2")
     first = drawn.selections[0]
     [order] = inspections.record(first, findings=[inspections.finding()]).rectifications
     pool = [
@@ -67,6 +67,8 @@ def _seed(inspections: InspectionsServer) -> tuple[list[str], str]:
         "2026H2",
         DONGSHENG,
         KANGBASHI,
+        # A resident ID number (a relative's) that passes its check.
+        "15060219850615001X",
         *RESIDENTIAL_MAX,
         *RESIDENTIAL_MAX.values(),
     ]
@@ -193,7 +195,7 @@ def test_nearly_valid_requests_are_answered_or_refused_never_failed(inspections,
     # More drawn checks to record, and a grade mix for the rounds.
     for grade in (credit_pb.GRADE_C, credit_pb.GRADE_B, credit_pb.GRADE_AAA):
         inspections.project(credit_code=None, grade=grade)
-    extra = inspections.draw(inspections.create_round(floor_rate="1").round_id)
+    extra = inspections.draw(inspections.create_round(period="2027", floor_rate="1").round_id)
     pool += [s.check_id for s in extra.selections]
     outcomes = fuzz_nearly_valid(
         getattr(inspections.admin, method_name), method_name, DEEP[method_name](pool), DEEP_EXAMPLES

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import random
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from wuye.registry.v1 import registry_service_pb2 as registry_pb
 
 CONSUMER_NAME = SPEC.consumers[0].name
 PROJECT_TOPIC = "wuye.registry.project.v1"
+PRACTITIONER_TOPIC = "wuye.registry.practitioner.v1"
 GRADE_TOPIC = "wuye.credit.grade.v1"
 DONGSHENG, KANGBASHI = "150602", "150603"
 REPO = Path(__file__).resolve().parents[2]
@@ -60,6 +62,10 @@ RESIDENTIAL_MAX = {
     "R08": "16",
 }
 EVENT_TYPES = (
+    ev.InspectorRegistered,
+    ev.RoundCreated,
+    ev.InspectionTriggered,
+    ev.RectificationExtended,
     ev.RoundDrawn,
     ev.CheckRecorded,
     ev.RectificationOpened,
@@ -127,9 +133,15 @@ def export(round_message: pb.Round) -> str:
     return json_format.MessageToJson(pb.GetRoundResponse(round=round_message))
 
 
-def verify_draw(path: Path) -> Verdict:
+def verify_command(path: Path, commitment: str | None = None) -> list[str]:
+    """`python -m wuye.inspections verify-draw PATH [--commitment HEX]`."""
+    command = [sys.executable, "-m", "wuye.inspections", "verify-draw", str(path)]
+    return command + (["--commitment", commitment] if commitment is not None else [])
+
+
+def verify_draw(path: Path, commitment: str | None = None) -> Verdict:
     done = subprocess.run(
-        [sys.executable, "-m", "wuye.inspections", "verify-draw", str(path)],
+        verify_command(path, commitment),
         capture_output=True,
         text=True,
         timeout=60,
@@ -195,6 +207,7 @@ class InspectionsServer(InProcessServer):
         districts: tuple[str, ...] = (DONGSHENG,),
         conflicts: tuple[str, ...] = (),
         client: Client | None = None,
+        relatives: tuple[str, ...] = (),
     ) -> pb.Inspector:
         inspector = pb.Inspector(
             inspector_id=inspector_id or f"insp-{uuid.uuid4().hex[:10]}",
@@ -202,6 +215,7 @@ class InspectionsServer(InProcessServer):
             unit="东胜区住房和城乡建设局",
             district_codes=list(districts),
             conflicts=list(conflicts),
+            relatives=[pb.Relative(id_number=number) for number in relatives],
         )
         return (
             (client or self.admin)
@@ -298,12 +312,16 @@ def enterprise_assigned(
     )
 
 
+# Positions in the credit feed: strictly increasing, as credit numbers its changes.
+_credit_feed = itertools.count(1)
+
+
 def grade_changed(
     credit_code: str, district: str, grade: int, at: dt.datetime
 ) -> credit_events.GradeChanged:
     return credit_events.GradeChanged(
         change=credit_pb.GradeChange(
-            sequence=random.randint(1, 2**40),
+            sequence=next(_credit_feed),
             subject=credit_pb.Subject(kind=credit_pb.SUBJECT_KIND_ENTERPRISE, id=credit_code),
             district_code=district,
             previous_grade=credit_pb.GRADE_C_UNFILED,

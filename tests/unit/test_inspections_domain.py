@@ -1,6 +1,9 @@
 """The rules of inspections (wuye.inspections.domain), without a database or a server: the draw
-(deterministic in its seed, honouring the sampling rates, the floor, triggers and conflicts of
-interest), its commitment and verification, periods, and the assessment summary.
+(deterministic in its seed, honouring the sampling rates, complaints' weights, the floor of a
+round and of a year, triggers and conflicts of interest), its commitment and verification held
+to the commitment published first, periods on the city's calendar, one round per district and
+period, rates no lower than configured, rectification's deadlines and states, and the assessment
+summary.
 
 The statistical tests run the draw over a fixed set of seeds, so they are deterministic; their
 tolerances are still chosen as if the seeds were random (at least five standard deviations), so
@@ -18,6 +21,7 @@ from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 from functools import cache
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +29,7 @@ from hypothesis import strategies as st
 
 from wuye.core.errors import FailedPrecondition, InvalidArgument, PermissionDenied, Violations
 from wuye.core.ids import credit_code_check_char
+from wuye.core.standards import checklist
 from wuye.inspections import domain, store
 from wuye.inspections.domain import (
     UNSERVED,
@@ -83,6 +88,7 @@ def round_spec(
     floor_rate: str = "0",
     per_check: int = 2,
     period: str = "2026",
+    **more,
 ) -> RoundSpec:
     return RoundSpec(
         round_id="150602-Rabcdef012345",
@@ -94,6 +100,7 @@ def round_spec(
         created_at=CREATED_AT,
         entities=tuple(entities),
         inspectors=tuple(inspectors if inspectors is not None else map(inspector, range(4))),
+        **more,
     )
 
 
@@ -105,24 +112,38 @@ def _u(seed: bytes, label: str) -> int:
 
 
 def reference_chosen(seed: bytes, spec: RoundSpec) -> dict[str, str]:
+    def tickets(e: Entity) -> int:
+        reached = [w for c, w in spec.complaint_weights if e.complaints >= c]
+        return max(reached) if reached else 1
+
+    def key(e: Entity) -> int:
+        labels = ["entity:" + e.project_id]
+        labels += [f"entity:{e.project_id}:{j}" for j in range(1, tickets(e))]
+        return min(_u(seed, label) for label in labels)
+
+    keys = {e.project_id: key(e) for e in spec.entities}
     chosen = {e.project_id: "triggered" for e in spec.entities if e.triggered}
     groups: dict[str, list[str]] = defaultdict(list)
     for e in spec.entities:
         if not e.triggered:
             groups[e.grade if e.credit_code else "UNSERVED"].append(e.project_id)
     for grade, ids in groups.items():
-        ids.sort(key=lambda p: _u(seed, "entity:" + p))
+        ids.sort(key=keys.__getitem__)
         exact = Fraction(spec.rates.get(grade, Decimal(0))) * len(ids)
         count = math.floor(exact)
         if exact - count > Fraction(_u(seed, "stratum:" + grade), 2**256):
             count += 1
         chosen.update(dict.fromkeys(ids[:count], "sampled"))
-    needed = math.ceil(Fraction(spec.floor_rate) * len(spec.entities))
-    rest = sorted(
-        (e.project_id for e in spec.entities if e.project_id not in chosen),
-        key=lambda p: _u(seed, "entity:" + p),
-    )
-    chosen.update(dict.fromkeys(rest[: max(0, needed - len(chosen))], "floor"))
+    listed = len(spec.entities)
+    needed = math.ceil(Fraction(spec.floor_rate) * listed)
+    year = math.ceil(Fraction(spec.yearly_floor_rate) * listed) if spec.period[4:] != "H1" else 0
+    earlier = set(spec.drawn_earlier) & set(keys)
+    fresh = sorted((p for p in keys if p not in chosen and p not in earlier), key=keys.get)
+    again = sorted((p for p in keys if p not in chosen and p in earlier), key=keys.get)
+    for project_id in fresh + again:
+        if len(chosen) >= needed and len(set(chosen) | earlier) >= year:
+            break
+        chosen[project_id] = "floor"
     return chosen
 
 
@@ -198,26 +219,86 @@ def test_the_selection_depends_on_the_lists_not_on_their_order():
     data=st.data(),
     sizes=st.lists(st.integers(0, 12), min_size=7, max_size=7),
     floor_rate=st.sampled_from(["0", "0.025", "0.05", "0.3", "1"]),
+    yearly=st.sampled_from(["0", "0.05", "0.4", "1"]),
+    period=st.sampled_from(["2026", "2026H1", "2026H2"]),
+    weights=st.sampled_from([(), ((1, 2),), ((1, 2), (3, 5))]),
     per_check=st.integers(2, 3),
     salt=st.binary(min_size=1, max_size=32),
 )
 def test_the_draw_is_the_algorithm_its_docstring_publishes(
-    data, sizes, floor_rate, per_check, salt
+    data, sizes, floor_rate, yearly, period, weights, per_check, salt
 ):
     entities = []
     n = 0
     for grade, size in zip(STRATA, sizes, strict=True):
         for _ in range(size):
-            entities.append(entity(n, grade, DISTRICTS[n % 3], triggered=data.draw(st.booleans())))
+            e = entity(n, grade, DISTRICTS[n % 3], triggered=data.draw(st.booleans()))
+            entities.append(replace(e, complaints=data.draw(st.integers(0, 4))))
             n += 1
     rates = {
         g: Decimal(data.draw(st.sampled_from(["0", "0.01", "0.3", "0.5", "1"]))) for g in STRATA
     }
-    spec = round_spec(entities, map(inspector, range(per_check + 1)), rates, floor_rate, per_check)
+    earlier = data.draw(st.sets(st.sampled_from([e.project_id for e in entities] or [""])))
+    spec = round_spec(
+        entities,
+        map(inspector, range(per_check + 1)),
+        rates,
+        floor_rate,
+        per_check,
+        period,
+        yearly_floor_rate=Decimal(yearly),
+        drawn_earlier=tuple(sorted(earlier)),
+        complaint_weights=weights,
+    )
     drawn = domain.draw(salt, spec)
     assert drawn == reference_draw(salt, spec)
     assert [s.project_id for s in drawn] == sorted({s.project_id for s in drawn})
     assert len(drawn) >= math.ceil(Fraction(Decimal(floor_rate)) * len(entities))
+    if period != "2026H1":
+        covered = {s.project_id for s in drawn} | (earlier & {e.project_id for e in entities})
+        assert len(covered) >= math.ceil(Fraction(Decimal(yearly)) * len(entities))
+
+
+def test_the_second_half_year_completes_the_yearly_floor_with_projects_not_yet_checked():
+    entities = [entity(n, "AAA") for n in range(200)]
+    rates = {**DEFAULT_RATES, "AAA": Decimal(0)}
+    first_half = round_spec(entities, rates=rates, floor_rate="0.025", period="2026H1")
+    drawn_first = [s.project_id for s in domain.draw(seed(1), first_half)]
+    assert len(drawn_first) == 5  # 2.5% of 200
+    second_half = replace(
+        first_half,
+        period="2026H2",
+        yearly_floor_rate=Decimal("0.05"),
+        drawn_earlier=tuple(drawn_first),
+    )
+    drawn_second = [s.project_id for s in domain.draw(seed(2), second_half)]
+    # 5% of 200 over the year: five more, none of them checked in the first half.
+    assert len(drawn_second) == 5 and not set(drawn_second) & set(drawn_first)
+    # A higher yearly floor makes the second half draw what the year still lacks.
+    stricter = replace(second_half, yearly_floor_rate=Decimal("0.10"))
+    assert len(domain.draw(seed(2), stricter)) == 15
+    # A first half-year does not answer for the year.
+    assert len(domain.draw(seed(1), replace(first_half, yearly_floor_rate=Decimal("0.5")))) == 5
+
+
+def test_more_complaints_mean_more_checks_within_a_grade():
+    """200 grade-B projects, 20 drawn each time: those with 3 complaints (weight 3) are drawn
+    far more often than the others, and the grade's count stays its rate's."""
+    weights = ((1, 2), (3, 3))
+    entities = [replace(entity(n, "B"), complaints=3 if n < 20 else 0) for n in range(200)]
+    spec = round_spec(entities, complaint_weights=weights)
+    complained = {e.project_id for e in entities[:20]}
+    hits = Counter()
+    for n in range(300):
+        drawn = domain.draw(seed(n), spec)
+        assert len(drawn) == 20
+        hits.update("complained" if s.project_id in complained else "quiet" for s in drawn)
+    # Per project: a quiet one about 10% of draws; a complained one about three times that.
+    per_complained = hits["complained"] / (20 * 300)
+    per_quiet = hits["quiet"] / (180 * 300)
+    assert per_complained > 2 * per_quiet
+    assert domain.weight(0, weights) == 1
+    assert [domain.weight(c, weights) for c in (1, 2, 3, 9)] == [2, 2, 3, 3]
 
 
 # -- sampling rates
@@ -466,7 +547,7 @@ CHANGES = {
     "the floor": lambda s: replace(s, floor_rate=Decimal("0.06")),
     "inspectors per check": lambda s: replace(s, inspectors_per_check=3),
     "created_at": lambda s: replace(s, created_at="2026-03-02T08:30:01Z"),
-    "algorithm version": lambda s: replace(s, algorithm_version=2),
+    "algorithm version": lambda s: replace(s, algorithm_version=3),
     "a project id": lambda s: _changed_entity(s, project_id="150602-P99999999"),
     "a project type": lambda s: _changed_entity(s, project_type="OFFICE"),
     "a project district": lambda s: _changed_entity(s, district_code="150621"),
@@ -481,6 +562,10 @@ CHANGES = {
     "an inspector's districts": lambda s: _changed_inspector(s, districts=DISTRICTS[:1]),
     "an inspector's conflicts": lambda s: _changed_inspector(s, conflicts=(credit_code(7),)),
     "an inspector dropped": lambda s: replace(s, inspectors=s.inspectors[1:]),
+    "a complaint count": lambda s: _changed_entity(s, complaints=2),
+    "the yearly floor": lambda s: replace(s, yearly_floor_rate=Decimal("0.06")),
+    "projects drawn earlier": lambda s: replace(s, drawn_earlier=(s.entities[0].project_id,)),
+    "complaint weights": lambda s: replace(s, complaint_weights=((1, 2),)),
 }
 
 
@@ -490,7 +575,21 @@ def test_any_change_to_the_lists_or_parameters_breaks_the_commitment(what):
     changed = CHANGES[what](spec)
     assert domain.commitment(the_seed, changed) != commitment
     problems = domain.verify(the_seed, commitment, changed, published)
-    assert "the seed and lists do not match the published commitment" in problems
+    assert "the seed and lists do not match the export's commitment" in problems
+
+
+def test_a_draw_is_held_to_the_commitment_published_when_its_round_was_created():
+    the_seed, commitment, spec, published = _honest()
+    assert domain.verify(the_seed, commitment, spec, published, commitment) == []
+    # Forged: a new seed, its own commitment and its own draw agree with each other...
+    forged_seed = seed(99)
+    forged = domain.commitment(forged_seed, spec)
+    forged_draw = domain.draw(forged_seed, spec)
+    assert domain.verify(forged_seed, forged, spec, forged_draw) == []
+    # ...but not with the commitment published first.
+    problems = domain.verify(forged_seed, forged, spec, forged_draw, commitment)
+    assert problems and problems[0].startswith("the export's commitment")
+    assert commitment in problems[0]
 
 
 @pytest.mark.parametrize("position", [0, 15, 31])
@@ -530,7 +629,7 @@ def test_any_change_to_the_published_selections_is_reported(what):
     assert len(published) > 3
     problems = domain.verify(the_seed, commitment, spec, SELECTION_CHANGES[what](published))
     assert problems
-    assert "the seed and lists do not match the published commitment" not in problems
+    assert "the seed and lists do not match the export's commitment" not in problems
 
 
 def test_verify_reports_lists_that_cannot_be_drawn_instead_of_failing():
@@ -576,20 +675,67 @@ def test_check_period_never_fails_on_any_text(text):
     domain.check_period(text, Violations(), "period")
 
 
-def test_period_bounds():
-    utc = dt.UTC
-    assert domain.period_bounds("2026") == (
-        dt.datetime(2026, 1, 1, tzinfo=utc),
-        dt.datetime(2027, 1, 1, tzinfo=utc),
+def test_periods_are_the_citys_calendar_not_utcs():
+    city = ZoneInfo("Asia/Shanghai")
+    assert domain.period_bounds("2026", city) == (
+        dt.datetime(2026, 1, 1, tzinfo=city),
+        dt.datetime(2027, 1, 1, tzinfo=city),
     )
-    assert domain.period_bounds("2026H1") == (
-        dt.datetime(2026, 1, 1, tzinfo=utc),
-        dt.datetime(2026, 7, 1, tzinfo=utc),
+    assert domain.period_bounds("2026H1", city) == (
+        dt.datetime(2026, 1, 1, tzinfo=city),
+        dt.datetime(2026, 7, 1, tzinfo=city),
     )
-    assert domain.period_bounds("2026H2") == (
-        dt.datetime(2026, 7, 1, tzinfo=utc),
-        dt.datetime(2027, 1, 1, tzinfo=utc),
+    start, end = domain.period_bounds("2026H2", city)
+    assert (start, end) == (
+        dt.datetime(2026, 7, 1, tzinfo=city),
+        dt.datetime(2027, 1, 1, tzinfo=city),
     )
+    # The first half-year ends at midnight in Ordos: 16:00 UTC on 30 June.
+    assert start == dt.datetime(2026, 6, 30, 16, tzinfo=dt.UTC)
+
+
+def test_a_year_takes_both_half_years_of_a_district():
+    assert domain.period_halves("2026") == ("2026H1", "2026H2")
+    assert domain.period_halves("2026H2") == ("2026H2",)
+    domain.check_one_round_per_period({})
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.check_one_round_per_period({("150602", "2026H1"): "150602-R1"})
+    assert refused.value.reason == "ROUND_EXISTS_FOR_PERIOD"
+    assert refused.value.metadata == {
+        "round_id": "150602-R1",
+        "district_code": "150602",
+        "period": "2026H1",
+    }
+
+
+def test_a_round_may_raise_a_grades_rate_but_never_set_it_below_the_configured_one():
+    v = Violations()
+    rates = domain.merge_rates(
+        DEFAULT_RATES,
+        [(0, "C", Decimal("0.5")), (1, "B", Decimal("0.05")), (2, "D", Decimal("0.1"))],
+        v,
+        "rates",
+    )
+    assert rates == {**DEFAULT_RATES, "C": Decimal("0.5")}
+    with pytest.raises(InvalidArgument) as refused:
+        v.raise_if_any()
+    found = {f.field: f.description for f in refused.value.violations}
+    assert set(found) == {"rates[1].rate", "rates[2].grade"}
+    assert "from 0.10 (the configured rate of B) to 1" in found["rates[1].rate"]
+    v = Violations()
+    domain.merge_rates(DEFAULT_RATES, [(0, "A", Decimal("1.01")), (1, "A", None)], v, "rates")
+    with pytest.raises(InvalidArgument) as refused:
+        v.raise_if_any()
+    assert [f.field for f in refused.value.violations] == ["rates[0].rate"]
+
+
+def test_conflicts_include_the_enterprises_of_declared_relatives():
+    own, relatives_firm, strangers_firm = credit_code(1), credit_code(2), credit_code(3)
+    linked = {"key-sister": [relatives_firm], "key-stranger": [strangers_firm]}
+    assert domain.conflicts_of([own], ["key-sister", "key-unknown"], linked) == tuple(
+        sorted([own, relatives_firm])
+    )
+    assert domain.conflicts_of([], [], linked) == ()
 
 
 # -- checks and rectification
@@ -624,12 +770,79 @@ def test_an_open_order_is_overdue_the_day_after_its_deadline():
         assert not domain.overdue(order(state, deadline), deadline + dt.timedelta(30))
 
 
-def test_a_closed_order_is_not_reinspected():
-    domain.check_reinspectable(order(RectificationState.OPEN, dt.date(2026, 5, 31)))
-    domain.check_reinspectable(order(RectificationState.OVERDUE, dt.date(2026, 5, 31)))
+NOW = dt.datetime(2026, 6, 1, 9, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("state", "what", "after"),
+    [
+        (RectificationState.OPEN, domain.Reinspection.RECTIFIED, RectificationState.CLOSED),
+        (RectificationState.OVERDUE, domain.Reinspection.RECTIFIED, RectificationState.CLOSED),
+        (RectificationState.OPEN, domain.Reinspection.EXTENDED, RectificationState.OPEN),
+        (RectificationState.OVERDUE, domain.Reinspection.EXTENDED, RectificationState.OPEN),
+        (RectificationState.OPEN, domain.Reinspection.OVERDUE, RectificationState.OVERDUE),
+    ],
+)
+def test_an_order_moves_only_as_its_transitions_allow(state, what, after):
+    later = dt.date(2026, 7, 31)
+    changed = domain.transition(order(state, dt.date(2026, 5, 31)), what, NOW, later)
+    assert changed.state is after
+    assert changed.closed_at == (NOW if after is RectificationState.CLOSED else None)
+    expected_deadline = later if what is domain.Reinspection.EXTENDED else dt.date(2026, 5, 31)
+    assert changed.rectify_by == expected_deadline
+
+
+def test_a_closed_order_is_not_reinspected_and_an_overdue_one_not_made_overdue_again():
+    for what in domain.Reinspection:
+        with pytest.raises(FailedPrecondition) as refused:
+            domain.transition(order(RectificationState.CLOSED, dt.date(2026, 5, 31)), what, NOW)
+        assert refused.value.reason == "RECTIFICATION_CLOSED"
     with pytest.raises(FailedPrecondition) as refused:
-        domain.check_reinspectable(order(RectificationState.CLOSED, dt.date(2026, 5, 31)))
-    assert refused.value.reason == "RECTIFICATION_CLOSED"
+        domain.transition(
+            order(RectificationState.OVERDUE, dt.date(2026, 5, 31)),
+            domain.Reinspection.OVERDUE,
+            NOW,
+        )
+    assert refused.value.reason == "RECTIFICATION_NOT_OPEN"
+
+
+def test_a_deadline_is_after_today_and_within_the_configured_days():
+    today = dt.date(2026, 3, 10)
+    for day, ok in [
+        (today, False),
+        (today + dt.timedelta(days=1), True),
+        (today + dt.timedelta(days=30), True),
+        (today + dt.timedelta(days=31), False),
+    ]:
+        v = Violations()
+        domain.check_deadline(day, today, 30, v, "rectify_by")
+        assert bool(v) is not ok, day
+    v = Violations()
+    domain.check_deadline(None, today, 30, v, "rectify_by")
+    assert not v
+
+
+def test_a_check_is_scored_against_its_checklist_and_its_findings_name_its_items():
+    residential = checklist("residential")
+    full = {item: item_.max_points for item, item_ in residential.items.items()}
+    today = dt.date(2026, 3, 10)
+    v = Violations()
+    findings = [domain.Finding("R04", "消防通道被占用", today + dt.timedelta(days=7))]
+    assert domain.score_check(residential, {**full, "R04": Decimal(8)}, findings, today, 30, v) == (
+        Decimal("92.0")
+    )
+    assert not v
+    bad = [
+        domain.Finding("O01", "x"),
+        domain.Finding("R04", "x", today),
+    ]
+    domain.score_check(residential, full, bad, today, 30, v)
+    with pytest.raises(InvalidArgument) as refused:
+        v.raise_if_any()
+    assert [f.field for f in refused.value.violations] == [
+        "findings[0].item_id",
+        "findings[1].rectify_by",
+    ]
 
 
 # -- assessment
