@@ -1,6 +1,10 @@
 """Idempotent Create-like calls (AIP-155) on real PostgreSQL: one request_id, one effect."""
 
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -188,3 +192,44 @@ def test_the_housekeeping_timer_forgets_answers_older_than_the_retention(
     create_thing(engine, "recent", "recent")
     create_thing(engine, "old-1", "old-1")
     assert thing_count(engine) == 4
+
+
+def test_a_services_relay_process_purges_old_answers(start_registry, tmp_path, wait_until) -> None:
+    registry = start_registry()
+    for _ in range(2):
+        registry.file_enterprise()
+    with registry.engine.begin() as connection:
+        ids = list(connection.scalars(sa.select(idempotency_keys.c.request_id)))
+    assert len(ids) == 2
+    age_keys(registry.engine, ids[:1], days=2)
+
+    s = registry.settings
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WUYE_")}
+    environment.update(
+        WUYE_DATABASE_URL=s.database_url,
+        WUYE_DATABASE_SCHEMA=s.schema,
+        WUYE_KAFKA_BOOTSTRAP=s.kafka_bootstrap,
+        WUYE_TOKEN_SECRET=s.token_secret.get_secret_value(),
+        WUYE_PII_KEY=s.pii_key.get_secret_value(),
+        WUYE_METRICS_HOST="127.0.0.1",
+        WUYE_METRICS_PORT="0",
+        WUYE_IDEMPOTENCY_RETENTION_DAYS="1",
+    )
+    with (tmp_path / "relay.log").open("wb") as log:
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "wuye.registry", "relay"],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+
+        def kept() -> list[str]:
+            with registry.engine.connect() as connection:
+                return list(connection.scalars(sa.select(idempotency_keys.c.request_id)))
+
+        assert wait_until(lambda: kept() == ids[1:], timeout=30, what="the old answer purged")
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(30) == 0, (tmp_path / "relay.log").read_text()
