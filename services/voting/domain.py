@@ -385,7 +385,7 @@ class Voter:
     unit_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RollEntry:
     pseudonym: str
     area_cm2: int
@@ -428,8 +428,11 @@ def _by_pseudonym(entry: RollEntry) -> str:
     return entry.pseudonym
 
 
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _canon(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL_JSON.encode(value).encode()
 
 
 def _hash(value: object) -> str:
@@ -462,7 +465,7 @@ def roll_digest(spec: VoteSpec, roll: Sequence[RollEntry]) -> str:
 # ---------------------------------------------------------------- ballots and the log
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogEntry:
     sequence: int
     pseudonym: str
@@ -762,7 +765,7 @@ def _log_problems(
             yield f"{where}: {entry.pseudonym} weighs {area} cm² on the roll, not {entry.area_cm2}"
         ids = [matter_id for matter_id, _ in entry.choices]
         if not ids or len(set(ids)) != len(ids) or not matter_ids.issuperset(ids):
-            yield f"{where}: its choices are not one for each of some of the vote's matters"
+            yield f"{where} has no choice, two for one matter, or one for a matter not voted on"
         if not previous_time <= entry.cast_time < spec.close_time:
             yield (
                 f"{where} was cast at {entry.cast_time.isoformat()}: before the entry ahead of it "
