@@ -257,6 +257,24 @@ def test_reinspection_closes_an_order_or_keeps_it_open_with_a_new_deadline(inspe
         False,
     )
     assert inspections.events(ev.RectificationClosed) == []
+    # The new deadline is announced: the enterprise and credit see it.
+    [extended] = inspections.events(ev.RectificationExtended)
+    assert (extended.order_id, extended.previous_rectify_by, extended.rectify_by) == (
+        order.order_id,
+        order.rectify_by,
+        date(later),
+    )
+    assert extended.credit_code == order.credit_code != ""
+    too_far = inspector.fails(
+        "RecordReinspection",
+        pb.RecordReinspectionRequest(
+            order_id=order.order_id,
+            rectify_by=date(
+                today + dt.timedelta(days=inspections.settings.max_rectification_days + 1)
+            ),
+        ),
+    )
+    assert set(too_far.violations) == {"rectify_by"}
 
     closed = inspector.RecordReinspection(
         pb.RecordReinspectionRequest(order_id=order.order_id, rectified=True, note="已整改")

@@ -19,6 +19,7 @@ from test_inspections_support import (
     CONSUMER_NAME,
     DONGSHENG,
     GRADE_TOPIC,
+    PRACTITIONER_TOPIC,
     PROJECT_TOPIC,
     InspectionsServer,
     enterprise_assigned,
@@ -27,6 +28,7 @@ from test_inspections_support import (
     new_credit_code,
     project_registered,
     scores,
+    timestamp,
 )
 
 from wuye.core.consumer import Consumer, EventMeta, message_class
@@ -46,11 +48,14 @@ from wuye.inspections.commands import CHECK_TOPIC, RECTIFICATION_TOPIC, Inspecti
 from wuye.inspections.service import SPEC
 from wuye.inspections.settings import TriggerRule
 from wuye.inspections.v1 import events_pb2 as ev
+from wuye.iot.v1 import events_pb2 as iot_events
+from wuye.iot.v1 import intake_service_pb2 as iot_pb
 from wuye.registry.v1 import events_pb2 as registry_events
 
 pytestmark = pytest.mark.integration
 
 POLL_TIMEOUT_SECONDS = 30.0
+ALARM_TOPIC = "wuye.iot.alarm.v1"
 TODAY = dt.datetime(2026, 3, 10, 9, 30, tzinfo=dt.UTC)
 
 
@@ -185,6 +190,119 @@ def test_the_registrys_and_credits_events_through_kafka_fill_the_lists(inspectio
     assert (entity.project_type, entity.credit_code, entity.grade) == ("OFFICE", code, "B")
     created = inspections.create_round()
     assert [(e.project_id, e.grade) for e in created.entities] == [(project, "B")]
+
+
+def test_events_replayed_after_the_inbox_forgot_them_change_nothing(inspections, wait_until):
+    """Each handler recognises an event it has handled by its own keys: process the events,
+    let newer ones change the project and the grade, purge the inbox (as its retention does),
+    deliver the old events again (same ce_id): nothing changes, nothing is added or announced
+    twice, and every replay is handled rather than dead-lettered (a dead letter leaves no inbox
+    row)."""
+    topics, handlers = SPEC.consumers[0].build(inspections.settings, inspections.engine)
+    assert {PRACTITIONER_TOPIC, ALARM_TOPIC} <= set(topics)
+    consumer, kafka = assigned_consumer(
+        inspections.engine, inspections.settings, CONSUMER_NAME, topics, handlers
+    )
+    producer = make_producer(inspections.settings)
+    project, old, new = new_id(DONGSHENG), new_credit_code(), new_credit_code()
+    t0 = inspections.clock()
+    t1 = t0 + dt.timedelta(hours=1)
+    alarm = iot_pb.Alarm(id="A1", project_id=project, district_code=DONGSHENG)
+
+    def deliver(events) -> None:
+        """Produce the events and wait until the consumer has handled every one."""
+        for topic, key, message, event_id in events:
+            produce(producer, topic, key, message, event_id)
+        ids = [event_id for *_, event_id in events]
+        seen = sa.select(sa.func.count()).where(
+            (inbox.c.consumer == CONSUMER_NAME) & inbox.c.event_id.in_(ids)
+        )
+
+        def handled() -> bool:
+            consumer.poll_once(timeout_ms=200)
+            with inspections.engine.connect() as connection:
+                return connection.execute(seen).scalar_one() == len(ids)
+
+        wait_until(handled, timeout=POLL_TIMEOUT_SECONDS, what=f"{len(ids)} events handled")
+
+    def state() -> tuple:
+        with inspections.engine.connect() as connection:
+            project_row = store.get_project(connection, project)
+            grade = connection.execute(
+                sa.select(store.grades.c.grade).where(store.grades.c.credit_code == old)
+            ).scalar_one()
+        return (
+            project_row.credit_code,
+            grade,
+            inspections.count("complaints", project_id=project),
+            inspections.count("triggers", project_id=project),
+            inspections.count("enterprise_persons"),
+            len(inspections.events(ev.InspectionTriggered)),
+        )
+
+    registered, assigned, graded, linked, complaint, escalated = (
+        str(uuid.uuid4()) for _ in range(6)
+    )
+    first = [
+        (PROJECT_TOPIC, project, project_registered(project, DONGSHENG, 1, t0), registered),
+        (PROJECT_TOPIC, project, enterprise_assigned(project, DONGSHENG, old, t0), assigned),
+        (GRADE_TOPIC, old, grade_changed(old, DONGSHENG, credit_pb.GRADE_B, t0), graded),
+        (
+            PRACTITIONER_TOPIC,
+            "W1",
+            registry_events.PractitionerRegistered(
+                practitioner_id=new_id(DONGSHENG, "W"),
+                credit_code=old,
+                district_code=DONGSHENG,
+                person_key="0123456789abcdef0123456789abcdef",
+            ),
+            linked,
+        ),
+    ]
+    # After the project is known: a complaint (an alarm raised) and a trigger (escalated).
+    alarms = [
+        (ALARM_TOPIC, "A1", iot_events.AlarmRaised(alarm=alarm), complaint),
+        (
+            ALARM_TOPIC,
+            "A1",
+            iot_events.AlarmEscalated(alarm=alarm, project_id=project),
+            escalated,
+        ),
+    ]
+    exited = registry_events.EnterpriseExited(
+        project_id=project,
+        district_code=DONGSHENG,
+        credit_code=old,
+        filed=True,
+        occur_time=timestamp(t1),
+    )
+    later = [
+        (PROJECT_TOPIC, project, exited, str(uuid.uuid4())),
+        (
+            PROJECT_TOPIC,
+            project,
+            enterprise_assigned(project, DONGSHENG, new, t1),
+            str(uuid.uuid4()),
+        ),
+        (GRADE_TOPIC, old, grade_changed(old, DONGSHENG, credit_pb.GRADE_C, t1), str(uuid.uuid4())),
+    ]
+    try:
+        deliver(first)
+        deliver(alarms)
+        assert state() == (old, "B", 1, 1, 1, 1)
+        # Later the enterprise leaves, another takes over, and the first one's grade falls.
+        deliver(later)
+        after = state()
+        assert after == (new, "C", 1, 1, 1, 1)
+
+        # The inbox forgets (retention), and the first events come again, as they were.
+        with inspections.engine.begin() as connection:
+            connection.execute(inbox.delete().where(inbox.c.consumer == CONSUMER_NAME))
+        deliver(first + alarms)
+        assert state() == after
+    finally:
+        kafka.close()
+        producer.close(timeout=5)
 
 
 # ---------------------------------------------------------------- into credit

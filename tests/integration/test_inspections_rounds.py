@@ -9,6 +9,7 @@ import hashlib
 import json
 import secrets
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -41,6 +42,8 @@ from wuye.inspections.service import SPEC
 from wuye.inspections.v1 import events_pb2 as ev
 from wuye.inspections.v1 import inspections_service_pb2 as pb
 from wuye.inspections.verify import problems_of, spec_of
+from wuye.iot.v1 import events_pb2 as iot_events
+from wuye.iot.v1 import intake_service_pb2 as iot_pb
 from wuye.registry.v1 import events_pb2 as registry_events
 
 pytestmark = pytest.mark.integration
@@ -340,6 +343,29 @@ def test_one_round_per_district_and_period_so_a_draw_cannot_be_repeated(inspecti
     assert [(e.round_id, e.seed_commitment) for e in created] == [
         (r.round_id, r.seed_commitment) for r in (first, second, kangbashi)
     ]
+
+
+def test_concurrent_rounds_for_one_period_leave_one_round(inspections):
+    inspections.project(credit_code=None)
+    requests = [
+        pb.CreateRoundRequest(request_id=request_id(), district_codes=[DONGSHENG], period=period)
+        for period in ["2026", "2026H1", "2026H2", "2026", "2026H1", "2026H2"]
+    ]
+
+    def create(request):
+        try:
+            return inspections.admin.CreateRound(request).round.round_id
+        except grpc.RpcError as e:
+            return e.code()
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        outcomes = list(pool.map(create, requests))
+    created = [o for o in outcomes if isinstance(o, str)]
+    assert set(outcomes) - set(created) == {PRECONDITION}
+    # Either the year's round, or one round for each half-year.
+    assert len(created) in (1, 2)
+    assert inspections.count("rounds") == len(created)
+    assert len(inspections.events(ev.RoundCreated)) == len(created)
 
 
 def test_a_round_cannot_set_a_grades_rate_below_the_configured_one(inspections):
@@ -748,6 +774,11 @@ def test_a_triggered_project_joins_the_next_round_and_the_trigger_is_spent(inspe
         pb.TriggerInspectionRequest(project_id=complained, reason="12345 热线转办")
     )
     assert (first.pending_triggers, second.pending_triggers) == (1, 2)
+    announced = inspections.events(ev.InspectionTriggered)
+    assert [(e.project_id, e.district_code, e.pending_triggers) for e in announced] == [
+        (complained, DONGSHENG, 1),
+        (complained, DONGSHENG, 2),
+    ]
 
     created = inspections.create_round(period="2026H1")
     triggered = {e.project_id for e in created.entities if e.triggered}
@@ -787,6 +818,32 @@ def test_a_trigger_names_a_known_project_and_a_reason(inspections):
         "TriggerInspection", pb.TriggerInspectionRequest(project_id=project, reason="投诉")
     )
     assert refused.reason == "DISTRICT_OUT_OF_SCOPE"
+
+
+def test_complaints_in_the_window_before_a_round_raise_a_projects_weight(inspections):
+    complained = inspections.project(credit_code=None, grade=credit_pb.GRADE_B)
+    quiet = inspections.project(credit_code=None, grade=credit_pb.GRADE_B)
+    alarm = iot_events.AlarmRaised(
+        alarm=iot_pb.Alarm(id="A1", project_id=complained, district_code=DONGSHENG)
+    )
+    # One long ago, outside the window; two recent ones.
+    inspections.deliver(alarm, topic="wuye.iot.alarm.v1")
+    window = inspections.settings.complaint_window_days
+    inspections.clock.advance(days=window + 1)
+    for _ in range(2):
+        inspections.deliver(alarm, topic="wuye.iot.alarm.v1")
+    # A project this instance does not know is no complaint.
+    alarm.alarm.project_id = new_id(DONGSHENG)
+    inspections.deliver(alarm, topic="wuye.iot.alarm.v1")
+    assert inspections.count("complaints") == 3
+
+    created = inspections.create_round(period="2030")
+    assert {e.project_id: e.complaints for e in created.entities} == {complained: 2, quiet: 0}
+    assert [(w.complaints, w.weight) for w in created.complaint_weights] == list(
+        inspections.settings.complaint_weights
+    )
+    spec = spec_of(created)
+    assert spec.entities[[e.project_id for e in spec.entities].index(complained)].complaints == 2
 
 
 # ---------------------------------------------------------------- the read model
