@@ -602,9 +602,7 @@ def run(options: IotOptions, log_dir: Path) -> dict[str, Any]:
             try:
                 with engine.begin() as connection:
                     # What the registry's ProjectRegistered would have told the intake.
-                    store.upsert_project(
-                        connection, project_id=project_id, district_code=DISTRICT, credit_code=""
-                    )
+                    store.add_project(connection, project_id=project_id, district_code=DISTRICT)
             finally:
                 engine.dispose()
             grpc_port = free_port()
