@@ -212,6 +212,14 @@ def _nanoseconds(item: object) -> int:
     return (time - domain.EPOCH) // _SECOND * 1_000_000_000 + fraction
 
 
+def read_message(value: object, descriptor: Descriptor) -> dict[str, object]:
+    """One message of parsed proto3 JSON as a dict of its fields, every field present."""
+    try:
+        return _message(value, _layout(descriptor))
+    except _Misread as e:
+        raise Unreadable(f"not a {descriptor.name}: the message{_continued(e)}") from None
+
+
 def _json_values(text: str) -> list[object]:
     """The JSON values of `text`: one, several one after another, or the items of one array."""
     decoder = json.JSONDecoder()

@@ -284,6 +284,95 @@ def test_a_counted_receipt_verifies_and_a_replaced_one_is_refused():
     assert "is not in the log" in unknown.lines[-1]
 
 
+# ---------------------------------------------------------------- reading proto3 JSON
+
+
+def test_proto_field_names_numbers_for_int64_and_enums_read_as_the_printed_form():
+    whole = pb.GetBallotLogResponse()
+    for part in export_parts():
+        whole.MergeFrom(part)
+    other_form = json_format.MessageToDict(
+        whole, preserving_proto_field_name=True, use_integers_for_enums=True
+    )
+    for entry in other_form["entries"]:
+        entry["sequence"] = int(entry["sequence"])
+        entry["cast_time"] = entry["cast_time"].replace("Z", "+00:00")
+    assert verify.read_export(json.dumps(other_form)) == verify.read_export(export_json())
+    assert outcome(json.dumps(other_form)).status == verify.VERIFIED
+
+
+def test_a_time_with_an_offset_is_the_same_instant():
+    stamp = verify.read_message(
+        {"castTime": "2026-06-01T09:30:00.25+08:00"}, pb.LogEntry.DESCRIPTOR
+    )
+    assert (
+        stamp["cast_time"]
+        == domain.micros(dt.datetime(2026, 6, 1, 1, 30, tzinfo=dt.UTC)) * 1000 + 250_000_000
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"sequence": ""},
+        {"areaCm2": "1", "area_cm2": "1"},
+        {"sequence": "1.5"},
+        {"sequence": True},
+        {"sequence": str(2**63)},
+        {"channel": "ONLINE"},
+        {"channel": 7},
+        {"choices": {"matterId": "M1"}},
+        {"choices": [{"choice": "CHOICE_MAYBE"}]},
+        {"castTime": "2026-06-01 01:00:00Z"},
+        {"castTime": "2026-02-30T01:00:00Z"},
+        {"pseudonym": 12},
+    ],
+)
+def test_a_field_not_as_proto3_json_writes_it_is_unreadable(entry):
+    with pytest.raises(verify.Unreadable):
+        verify.read_message(entry, pb.LogEntry.DESCRIPTOR)
+
+
+log_entries = st.builds(
+    pb.LogEntry,
+    sequence=st.integers(-(2**63), 2**63 - 1),
+    pseudonym=st.text(),
+    area_cm2=st.integers(-(2**63), 2**63 - 1),
+    choices=st.lists(
+        st.builds(pb.MatterChoice, matter_id=st.text(), choice=st.sampled_from([0, 1, 2, 3]))
+    ),
+    cast_time=st.builds(
+        Timestamp,
+        seconds=st.integers(-62135596800, 253402300799),
+        nanos=st.integers(0, 999_999_999),
+    ),
+    channel=st.sampled_from([0, 1, 2]),
+    paper_reference=st.text(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(log_entries)
+def test_the_reader_reads_what_protobuf_prints(message):
+    read = verify.read_message(
+        json.loads(json_format.MessageToJson(message)), pb.LogEntry.DESCRIPTOR
+    )
+    stamp = message.cast_time
+    assert read == {
+        "sequence": message.sequence,
+        "pseudonym": message.pseudonym,
+        "area_cm2": message.area_cm2,
+        "choices": tuple(
+            {"matter_id": c.matter_id, "choice": pb.Choice.Name(c.choice)} for c in message.choices
+        ),
+        "cast_time": stamp.seconds * 1_000_000_000 + stamp.nanos,
+        "channel": pb.BallotChannel.Name(message.channel),
+        "paper_reference": message.paper_reference,
+        "previous_hash": "",
+        "entry_hash": "",
+    }
+
+
 # ---------------------------------------------------------------- tampered logs
 
 
