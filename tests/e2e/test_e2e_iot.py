@@ -142,7 +142,7 @@ def test_a_facility_switched_off_by_mqtt_is_an_alarm_for_the_duty_desk_and_on_ka
     def reading_record(message) -> pb.ReadingBatch | None:
         if message.key() != gateway.id.encode():
             return None
-        assert dict(message.headers())["ce_id"] == f"{gateway.id}:1".encode()
+        assert dict(message.headers())["ce_id"] == f"{gateway.id}:0:1".encode()  # epoch 0
         return pb.ReadingBatch.FromString(message.value())
 
     [record] = read_events(platform.kafka_bootstrap, "wuye.iot.reading.v1", reading_record, 1)
