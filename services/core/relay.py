@@ -182,16 +182,26 @@ class Relay:
                 if self._epoch is not None:
                     log(logger, "relay is the active one", epoch=self._epoch)
             else:
-                self._lease.renew(connection, self._epoch)
+                try:
+                    self._lease.renew(connection, self._epoch)
+                except LeaseLost as e:
+                    self._lose_lease(e)
         return self._epoch is not None
 
     def publish_batch(self) -> int:
         """Publish up to one batch if this relay holds the lease (taking it if it is free);
-        returns how many events Kafka acknowledged and this relay deleted. Raises LeaseLost if
-        the lease passed to another relay meanwhile: the batch then stays for the new holder."""
+        returns how many events Kafka acknowledged and this relay deleted. If the lease passed
+        to another relay meanwhile, the batch stays for the new holder and this relay stands
+        by."""
         if not self.hold_lease():
             return 0
-        epoch = self._epoch
+        try:
+            return self._publish(self._epoch)
+        except LeaseLost as e:
+            self._lose_lease(e)
+            return 0
+
+    def _publish(self, epoch: int) -> int:
         # Listening starts before the outbox is read: a commit after the read wakes the relay.
         self._commits.start()
         with self._reader.connect() as connection:
@@ -265,9 +275,6 @@ class Relay:
                     continue
                 if published < self._batch_size:
                     self._commits.wait(stop, min(self._poll_seconds, self._lease.seconds / 3))
-            except LeaseLost as e:
-                log(logger, "lost the outbox lease; standing by", logging.WARNING, error=str(e))
-                self._stand_by()
             except (KafkaError, DBAPIError) as e:
                 metrics.OUTBOX_PUBLISH_FAILURES.inc()
                 log(
@@ -288,6 +295,10 @@ class Relay:
             # Hand the lease over now rather than let a standby wait for it to expire.
             with contextlib.suppress(DBAPIError), self._engine.begin() as connection:
                 self._lease.release(connection, self._epoch)
+        self._stand_by()
+
+    def _lose_lease(self, error: LeaseLost) -> None:
+        log(logger, "lost the outbox lease; standing by", logging.WARNING, error=str(error))
         self._stand_by()
 
     def _stand_by(self) -> None:

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from wuye.core.consumer import Consumer, EventMeta, Handler
 from wuye.core.db import create_service_engine
-from wuye.core.events import event_metadata, inbox
+from wuye.core.events import event_metadata, inbox, inbox_versions
 from wuye.core.kafka import cloudevent_headers, ensure_topics, make_consumer, make_producer
 from wuye.core.settings import Settings
 
@@ -80,8 +80,10 @@ def send(
     event_type: str = STRING_VALUE,
     event_id: str | None = None,
     key: str = "k-1",
+    version: int | None = None,
 ) -> str:
-    """Produce one event as the relay would; returns its ce_id."""
+    """Produce one event as the relay would (`version`: its version for its key, if it has
+    one); returns its ce_id."""
     event_id = event_id or str(uuid.uuid4())
     payload = (
         wrappers_pb2.StringValue(value=value).SerializeToString()
@@ -96,6 +98,7 @@ def send(
         time=0.0,
         district="150602",
         trace_id="",
+        sequence=version,
     )
     producer.send(topic, value=payload, key=key.encode(), headers=headers).get(timeout=10)
     return event_id
@@ -148,7 +151,7 @@ def inbox_ids(engine: sa.Engine) -> set[str]:
 
 def outcomes(topic: str) -> dict[str, int]:
     found = {}
-    for outcome in ("handled", "duplicate", "ignored", "dead_lettered"):
+    for outcome in ("handled", "duplicate", "stale", "ignored", "dead_lettered"):
         value = REGISTRY.get_sample_value(
             "wuye_consumer_events_total", {"topic": topic, "outcome": outcome}
         )
@@ -311,3 +314,56 @@ def test_events_without_a_handler_are_ignored_and_committed(
     assert outcomes(topic) == {"ignored": 2, "handled": 1}
     assert inbox_ids(engine) == {after}
     assert read_topic(f"{topic}.dlq", 1, timeout=0.5) == []
+
+
+# -- versions per key
+
+
+def high_water_marks(engine: sa.Engine, topic: str) -> dict[str, int]:
+    with engine.connect() as connection:
+        return dict(
+            connection.execute(
+                sa.select(inbox_versions.c.key, inbox_versions.c.version).where(
+                    (inbox_versions.c.consumer == CONSUMER_NAME) & (inbox_versions.c.topic == topic)
+                )
+            ).all()
+        )
+
+
+def test_an_event_not_above_the_last_version_handled_for_its_key_is_skipped_as_stale(
+    settings, engine, topic, group, producer, start_loop, wait_until
+) -> None:
+    first = send(producer, topic, "a1", key="a", version=1)
+    third = send(producer, topic, "a3", key="a", version=3)
+    send(producer, topic, "a2, replayed late", key="a", version=2)
+    send(producer, topic, "a3, published again", key="a", version=3)
+    other_key = send(producer, topic, "b2", key="b", version=2)  # versions of b are its own
+    unnumbered = send(producer, topic, "from an older producer", key="a")
+    start_consumer(start_loop, settings, engine, topic, group)
+
+    wait_until(lambda: outcomes(topic) == {"handled": 4, "stale": 2}, timeout=30)
+    assert effect_rows(engine) == [
+        (first, "a1"),
+        (third, "a3"),
+        (other_key, "b2"),
+        (unnumbered, "from an older producer"),
+    ]
+    assert high_water_marks(engine, topic) == {"a": 3, "b": 2}
+    wait_until(lambda: committed(settings, group, topic) == {0: 6})
+
+
+def test_an_event_replayed_after_the_inbox_forgot_it_is_still_recognised_by_its_version(
+    settings, engine, topic, group, producer, start_loop, wait_until
+) -> None:
+    event = send(producer, topic, "once", version=1)
+    consumer = start_consumer(start_loop, settings, engine, topic, group)
+    wait_until(lambda: effect_rows(engine) == [(event, "once")], timeout=30)
+    consumer.stop()
+    with engine.begin() as connection:  # what housekeeping does once the retention has passed
+        connection.execute(inbox.delete())
+
+    send(producer, topic, "once", event_id=event, version=1)
+    start_consumer(start_loop, settings, engine, topic, group)
+
+    wait_until(lambda: outcomes(topic) == {"handled": 1, "stale": 1}, timeout=30)
+    assert effect_rows(engine) == [(event, "once")]

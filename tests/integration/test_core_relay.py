@@ -1,14 +1,26 @@
 """The outbox relay against real PostgreSQL and Tansu: what a transaction commits is published,
-with CloudEvents headers any Kafka client reads; nothing else is; nothing waits forever."""
+with CloudEvents headers any Kafka client reads; nothing else is; nothing waits forever; each
+key's events keep their order; one relay publishes at a time, even when one is killed."""
 
 import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import sqlalchemy as sa
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import Consumer as ConfluentConsumer
+from confluent_kafka import Producer as ConfluentProducer
+from confluent_kafka.admin import AdminClient
 from google.protobuf import wrappers_pb2
 from prometheus_client import REGISTRY
 
@@ -17,11 +29,20 @@ from wuye.core.auth import Principal, Role
 from wuye.core.consumer import Consumer, Handler
 from wuye.core.context import DistrictScope, RequestContext
 from wuye.core.db import create_service_engine
-from wuye.core.events import Event, add_events, event_metadata, outbox
-from wuye.core.kafka import OutboxProducer, ensure_topics, make_consumer, make_producer
+from wuye.core.events import Event, add_events, event_metadata, outbox, outbox_lease
+from wuye.core.kafka import (
+    OutboxProducer,
+    PublishFailed,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
+from wuye.core.migrate import upgrade
 from wuye.core.relay import Relay
 from wuye.core.service import ServiceSpec, build_relay
 from wuye.core.settings import Settings
+from wuye.registry.service import SPEC as REGISTRY_SPEC
+from wuye.registry.settings import RegistrySettings
 
 pytestmark = pytest.mark.integration
 
@@ -342,3 +363,338 @@ def test_of_two_relays_on_one_schema_only_one_publishes_until_it_stops(
     finally:
         for loop_engine in engines.values():
             loop_engine.dispose()
+
+
+# -- topics
+
+
+def test_dead_letter_topics_are_created_with_their_topics_as_the_settings_size_them(
+    make_settings, topic
+) -> None:
+    settings = make_settings(service=SOURCE_SERVICE, kafka_topic_partitions=2)
+    spec(topic).ensure_topics(settings)
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    found = admin.list_topics(timeout=10).topics
+    assert {name: len(found[name].partitions) for name in (topic, f"{topic}.dlq")} == {
+        topic: 2,
+        f"{topic}.dlq": 2,
+    }
+
+
+# -- waking up
+
+
+def sleepy_relay(engine: sa.Engine, settings: Settings) -> Relay:
+    """A relay that would look at the outbox by itself only after an hour."""
+    return Relay(
+        engine,
+        lambda: OutboxProducer(settings),
+        source="/wuye/coretest",
+        batch_size=100,
+        poll_seconds=3600,
+        lease_seconds=3600,
+        watch_seconds=0.01,
+    )
+
+
+def test_on_postgresql_a_commit_wakes_the_relay(
+    settings, engine, topic, start_loop, read_topic, wait_until
+) -> None:
+    relay = sleepy_relay(engine, settings)
+    start_loop(relay.run, "relay", after=[relay.close])
+    wait_until(lambda: relay.epoch is not None, what="the relay holding the lease")
+    commit(engine, topic, ["first"])
+    assert values_of(read_topic(topic, 1)) == ["first"]
+    commit(engine, topic, ["second"])
+    assert values_of(read_topic(topic, 2)) == ["first", "second"]
+
+
+def test_on_sqlite_a_commit_wakes_the_relay(
+    make_settings, tmp_path, topic, start_loop, read_topic, wait_until
+) -> None:
+    settings = make_settings(service=SOURCE_SERVICE, database_url=f"sqlite:///{tmp_path}/x.db")
+    engine = create_service_engine(settings)
+    event_metadata.create_all(engine)
+    try:
+        relay = sleepy_relay(engine, settings)
+        start_loop(relay.run, "relay", after=[relay.close])
+        wait_until(lambda: relay.epoch is not None, what="the relay holding the lease")
+        commit(engine, topic, ["first"])
+        assert values_of(read_topic(topic, 1)) == ["first"]
+        commit(engine, topic, ["second"])
+        assert values_of(read_topic(topic, 2)) == ["first", "second"]
+    finally:
+        engine.dispose()
+
+
+# -- one leader at a time, order per key
+
+
+def test_a_relay_whose_lease_was_taken_while_it_published_keeps_its_batch_and_stands_by(
+    settings, engine, topic, read_topic
+) -> None:
+    def relay(producer: Callable[[], OutboxProducer]) -> Relay:
+        return Relay(
+            engine,
+            producer,
+            source="/wuye/coretest",
+            batch_size=100,
+            poll_seconds=0.01,
+            lease_seconds=60,
+            watch_seconds=0.01,
+        )
+
+    successor = relay(lambda: OutboxProducer(settings))
+
+    class TakenOverMeanwhile(OutboxProducer):
+        """Kafka takes the batch; meanwhile the lease expires and the successor takes it."""
+
+        def publish(self, records, timeout: float = 15.0) -> None:
+            super().publish(records, timeout)
+            with engine.begin() as connection:
+                connection.execute(outbox_lease.update().values(expires_at=0.0))
+            assert successor.hold_lease()
+
+    first = relay(lambda: TakenOverMeanwhile(settings))
+    commit(engine, topic, ["a", "b", "c"])
+    try:
+        assert first.publish_batch() == 0
+        assert first.epoch is None
+        assert backlog(engine) == 3  # not deleted by the relay that lost the lease
+        assert successor.publish_batch() == 3
+        assert backlog(engine) == 0
+        assert not first.hold_lease()
+    finally:
+        first.close()
+        successor.close()
+
+    records = read_topic(topic, 6)
+    assert values_of(records) == ["a", "b", "c"] * 2
+    assert [r.headers["wuye_relay_epoch"] for r in records] == ["1"] * 3 + ["2"] * 3
+
+
+class FailsOnce(OutboxProducer):
+    """Fails its `failing`-th publish after Kafka took the first half of the batch."""
+
+    def __init__(self, settings: Settings, failing: int, publishes: list[int]) -> None:
+        super().__init__(settings)
+        self._failing = failing
+        self._publishes = publishes
+
+    def publish(self, records, timeout: float = 15.0) -> None:
+        records = list(records)
+        self._publishes.append(len(records))
+        if len(self._publishes) == self._failing:
+            super().publish(records[: len(records) // 2 + 1], timeout)
+            raise PublishFailed("the broker went away in the middle of the batch")
+        super().publish(records, timeout)
+
+
+class Read(NamedTuple):
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: dict[str, str]
+
+
+def read_to_the_end(settings: Settings, topic: str) -> list[Read]:
+    """Every record of `topic`: a marker is produced to each partition and each partition is
+    read up to it (Tansu's end offsets fall short of what it holds)."""
+    partitions = sorted(
+        AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        .list_topics(topic, timeout=10)
+        .topics[topic]
+        .partitions
+    )
+    marker = uuid.uuid4().hex.encode()
+    producer = ConfluentProducer({"bootstrap.servers": settings.kafka_bootstrap})
+    for partition in partitions:
+        producer.produce(topic, value=marker, key=marker, partition=partition)
+    assert producer.flush(10) == 0
+    reader = ConfluentConsumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"all-{marker.decode()}"}
+    )
+    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    records: list[Read] = []
+    ended: set[int] = set()
+    deadline = time.monotonic() + 60
+    try:
+        while ended != set(partitions):
+            assert time.monotonic() < deadline, f"partitions {ended} of {partitions} read"
+            message = reader.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            if message.key() == marker:
+                ended.add(message.partition())
+                continue
+            headers = {k: (v or b"").decode() for k, v in message.headers() or ()}
+            records.append(
+                Read(message.partition(), message.offset(), message.key(), message.value(), headers)
+            )
+    finally:
+        reader.close()
+    return records
+
+
+def first_versions_by_key(records) -> dict[bytes, list[int]]:
+    """Each key's versions in the order Kafka holds them, each the first time it appears."""
+    seen: dict[bytes, list[int]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        versions = seen.setdefault(record.key, [])
+        version = int(record.headers["ce_sequence"])
+        if version not in versions:
+            versions.append(version)
+    return seen
+
+
+def test_concurrent_writers_and_a_failed_publish_lose_nothing_and_keep_each_keys_order(
+    settings, engine, topic, start_loop, wait_until
+) -> None:
+    keys = ["k-0", "k-1", "k-2"]
+    writers, transactions = 4, 30
+    written: dict[int, list[str]] = {w: [] for w in range(writers)}  # in commit order
+
+    def write(writer: int) -> None:
+        choose = random.Random(writer)
+        for n in range(transactions):
+            values = [f"{writer}:{n}:{m}" for m in range(2)]
+            commit(engine, topic, values, key=choose.choice(keys))
+            written[writer].extend(values)
+
+    publishes: list[int] = []
+    relay = Relay(
+        engine,
+        lambda: FailsOnce(settings, failing=3, publishes=publishes),
+        source="/wuye/coretest",
+        batch_size=16,
+        poll_seconds=0.01,
+        lease_seconds=60,
+        watch_seconds=0.01,
+    )
+    start_loop(relay.run, "relay", after=[relay.close])
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_until(lambda: backlog(engine) == 0, timeout=30, what="outbox drained")
+    total = writers * transactions * 2
+    assert len(publishes) > 3  # the failure happened with events still to come
+
+    records = read_to_the_end(settings, topic)
+    assert len(records) > total  # at least once: the failed batch's first half went out twice
+    versions = first_versions_by_key(records)
+    by_key = {key.encode(): [r for r in records if r.key == key.encode()] for key in keys}
+    for key, mine in by_key.items():
+        distinct = {r.headers["ce_id"] for r in mine}
+        assert versions[key] == list(range(1, len(distinct) + 1))  # none lost, none reordered
+    assert sum(len(v) for v in versions.values()) == total
+    # Each writer's events of one key have versions in the order it committed them.
+    first_seen: dict[str, tuple[bytes, int]] = {}
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        value = values_of([record])[0]
+        first_seen.setdefault(value, (record.key, int(record.headers["ce_sequence"])))
+    for values in written.values():
+        for key in by_key:
+            mine = [first_seen[v][1] for v in values if first_seen[v][0] == key]
+            assert mine == sorted(mine)
+
+    start_consumer(start_loop, settings, engine, topic)
+    wait_until(
+        lambda: (
+            metric("wuye_consumer_events_total", topic=topic, outcome="handled")
+            + metric("wuye_consumer_events_total", topic=topic, outcome="stale")
+            == len(records)
+        ),
+        timeout=60,
+    )
+    assert effect_counts(engine) == {v: 1 for values in written.values() for v in values}
+
+
+# -- a relay killed mid-stream
+
+
+def relay_process(settings: Settings, log: Path) -> subprocess.Popen:
+    """`python -m wuye.registry relay`, as a deployment runs it, on the test's schema."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("WUYE_")}
+    environment.update(
+        {
+            "WUYE_DATABASE_URL": settings.database_url,
+            "WUYE_DATABASE_SCHEMA": settings.schema,
+            "WUYE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "WUYE_TOKEN_SECRET": settings.token_secret.get_secret_value(),
+            "WUYE_PII_KEY": settings.pii_key.get_secret_value(),
+            "WUYE_METRICS_HOST": "127.0.0.1",
+            "WUYE_METRICS_PORT": "0",
+            "WUYE_RELAY_BATCH_SIZE": str(settings.relay_batch_size),
+            "WUYE_RELAY_LEASE_SECONDS": str(settings.relay_lease_seconds),
+        }
+    )
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "wuye.registry", "relay"],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+        )
+
+
+def test_a_relay_killed_mid_stream_and_one_started_at_once_publish_all_in_order_one_at_a_time(
+    make_settings, topic, tmp_path, wait_until
+) -> None:
+    settings = make_settings(RegistrySettings, relay_batch_size=100, relay_lease_seconds=2.0)
+    upgrade(settings, REGISTRY_SPEC.migrations_dir)
+    ensure_topics(settings, [topic], partitions=3)
+    engine = create_service_engine(settings)
+    count = 10_000
+    try:
+        for first in range(0, count, 1000):
+            with engine.begin() as connection:
+                add_events(
+                    connection,
+                    [
+                        Event(
+                            topic,
+                            f"k-{n % 12}",
+                            "things",
+                            "150602",
+                            wrappers_pb2.StringValue(value=str(n)),
+                        )
+                        for n in range(first, first + 1000)
+                    ],
+                )
+        processes = [relay_process(settings, tmp_path / "first.log")]
+        try:
+            wait_until(
+                lambda: backlog(engine) < count, timeout=30, what="the first relay publishing"
+            )
+            processes[0].send_signal(signal.SIGKILL)
+            processes[0].wait(10)
+            left = backlog(engine)
+            processes.append(relay_process(settings, tmp_path / "second.log"))
+            wait_until(lambda: backlog(engine) == 0, timeout=60, what="the outbox drained")
+        finally:
+            for process in processes:
+                process.kill()
+                process.wait(10)
+    finally:
+        engine.dispose()
+    assert 0 < left < count  # killed in the middle
+
+    records = read_to_the_end(settings, topic)
+    assert {values_of([r])[0] for r in records} == {str(n) for n in range(count)}
+    for key, versions in first_versions_by_key(records).items():
+        assert versions == list(range(1, len(versions) + 1)), key
+    # Two leaders, one after the other: in each partition, once the second's epoch appears no
+    # record of the first follows.
+    assert {r.headers["wuye_relay_epoch"] for r in records} == {"1", "2"}
+    for partition in {r.partition for r in records}:
+        epochs = [
+            int(r.headers["wuye_relay_epoch"])
+            for r in sorted(records, key=lambda r: r.offset)
+            if r.partition == partition
+        ]
+        assert epochs == sorted(epochs)
