@@ -171,7 +171,7 @@ def _continued(error: _Misread) -> str:
 def _value(field: _Field, item: object) -> object:
     kind = field.kind
     if kind == _STRING:
-        if isinstance(item, str):
+        if isinstance(item, str) and (item.isascii() or _is_unicode_text(item)):
             return item
     elif field.limits is not None:
         if isinstance(item, str) and _INTEGER_TEXT.fullmatch(item):
@@ -195,6 +195,15 @@ def _value(field: _Field, item: object) -> object:
     raise _Misread(f"is not a {field.name} as proto3 JSON writes it")
 
 
+def _is_unicode_text(text: str) -> bool:
+    """False for a lone surrogate (JSON can escape one; a protobuf string cannot hold it)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _nanoseconds(item: object) -> int:
     """An RFC 3339 time as nanoseconds since the epoch, exactly."""
     match = _RFC3339.fullmatch(item) if isinstance(item, str) else None
@@ -203,11 +212,11 @@ def _nanoseconds(item: object) -> int:
     year, month, day, hour, minute, second = (int(match[n]) for n in range(1, 7))
     try:
         time = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
-    except ValueError as e:
+        if match[8]:
+            offset = dt.timedelta(hours=int(match[9]), minutes=int(match[10]))
+            time -= offset if match[8] == "+" else -offset
+    except (ValueError, OverflowError) as e:
         raise _Misread(f"is not a time: {e}") from None
-    if match[8]:
-        offset = dt.timedelta(hours=int(match[9]), minutes=int(match[10]))
-        time -= offset if match[8] == "+" else -offset
     fraction = int((match[7] or "").ljust(9, "0"))
     return (time - domain.EPOCH) // _SECOND * 1_000_000_000 + fraction
 

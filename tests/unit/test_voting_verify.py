@@ -326,6 +326,9 @@ def test_a_time_with_an_offset_is_the_same_instant():
         {"castTime": "2026-06-01 01:00:00Z"},
         {"castTime": "2026-02-30T01:00:00Z"},
         {"pseudonym": 12},
+        {"pseudonym": "\ud800"},
+        {"castTime": "9999-12-31T23:59:59-01:00"},
+        {"castTime": "0000-01-01T00:00:00Z"},
     ],
 )
 def test_a_field_not_as_proto3_json_writes_it_is_unreadable(entry):
