@@ -1,12 +1,14 @@
 """Inspections as a new user meets them on the platform `make run` starts: projects registered in
 the registry reach the inspections lists, the housing authority registers inspectors, creates
 and draws a round, anyone fetches the round without a token and checks it with
-`python -m wuye.inspections verify-draw`, and a changed export is refused. Then a failed check
-reaches the credit service as a bad record. Only sockets and the command line."""
+`python -m wuye.inspections verify-draw` against the commitment published when the round was
+created, and a changed export is refused. Then a failed check reaches the credit service as a bad
+record. Only sockets and the command line."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import subprocess
 import sys
 import uuid
@@ -29,6 +31,8 @@ from wuye.launcher import read_secrets_file
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
+# One round per district and period: each round these tests create takes a year of its own.
+_years = itertools.count(2031)
 
 
 @pytest.fixture
@@ -45,9 +49,17 @@ def as_inspector(platform, inspector_id: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def verify_draw(path: Path) -> subprocess.CompletedProcess:
+def verify_draw(path: Path, commitment: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "wuye.inspections", "verify-draw", str(path)],
+        [
+            sys.executable,
+            "-m",
+            "wuye.inspections",
+            "verify-draw",
+            str(path),
+            "--commitment",
+            commitment,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -77,14 +89,17 @@ def _register_inspectors(platform, inspections, conflict: str) -> list[str]:
 
 
 def _round_listing(platform, inspections, served: list[str], unserved: list[str]) -> pb.Round:
-    """Create rounds until one lists every project, the served ones with their enterprise's
-    grade from the credit service: the lists follow the registry's and credit's events."""
+    """Create rounds (each for a year of its own) until one lists every project, the served ones
+    with their enterprise's grade from the credit service: the lists follow the registry's and
+    credit's events."""
     authority = platform.auth(platform.token(Role.DISTRICT_AUTHORITY, [DONGSHENG]))
 
     def create() -> pb.Round | None:
         created = inspections.CreateRound(
             pb.CreateRoundRequest(
-                request_id=str(uuid.uuid4()), district_codes=[DONGSHENG], period="2026H1"
+                request_id=str(uuid.uuid4()),
+                district_codes=[DONGSHENG],
+                period=str(next(_years)),
             ),
             metadata=authority,
             timeout=CALL_TIMEOUT_SECONDS,
@@ -140,9 +155,10 @@ def test_a_round_is_drawn_and_anyone_verifies_it_from_the_public_export(
     assert public.round == drawn
     export = tmp_path / "round.json"
     export.write_text(json_format.MessageToJson(public), encoding="utf-8")
-    verified = verify_draw(export)
+    # Held to the commitment published when the round was created.
+    verified = verify_draw(export, created.seed_commitment)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert verified.stdout.startswith("VERIFIED")
+    assert verified.stdout.startswith("VERIFIED:")
 
     # One byte of the seed changed.
     raw = bytearray(export.read_bytes())
@@ -150,10 +166,11 @@ def test_a_round_is_drawn_and_anyone_verifies_it_from_the_public_export(
     raw[at] = ord("0") if raw[at] != ord("0") else ord("1")
     changed = tmp_path / "changed.json"
     changed.write_bytes(bytes(raw))
-    refused_export = verify_draw(changed)
+    refused_export = verify_draw(changed, created.seed_commitment)
     assert refused_export.returncode == 1, refused_export.stdout + refused_export.stderr
-    assert refused_export.stdout.startswith("REFUSED")
-    assert "do not match the published commitment" in refused_export.stdout
+    assert refused_export.stdout.startswith(
+        "REFUSED: the seed and lists do not match the export's commitment"
+    )
 
 
 @pytest.fixture
@@ -178,7 +195,7 @@ def test_a_failed_check_is_published_and_becomes_a_bad_credit_record(
     assert triggered.pending_triggers == 1
     created = inspections.CreateRound(
         pb.CreateRoundRequest(
-            request_id=str(uuid.uuid4()), district_codes=[DONGSHENG], period="2026H1"
+            request_id=str(uuid.uuid4()), district_codes=[DONGSHENG], period=str(next(_years))
         ),
         metadata=authority,
         timeout=CALL_TIMEOUT_SECONDS,
