@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import credit, inspections, iot, relay, rpc
+from bench import credit, idle, inspections, iot, relay, rpc
 from bench.deployment import DEFAULT_DATABASE_URL
 from bench.report import render
 from bench.stats import machine_busy_seconds
@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a short run (~1 minute)")
     parser.add_argument(
-        "--only", choices=["rpc", "relay", "credit", "inspections", "iot"], help="run one suite"
+        "--only",
+        choices=["rpc", "relay", "credit", "inspections", "iot", "idle"],
+        help="run one suite",
     )
     parser.add_argument(
         "--database-url",
@@ -133,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "iot"):
             _say("iot: intake at full load, bare pipelines, alarm latency at half load ...")
             results["iot"] = iot.run(iot_options, log_dir)
+        if args.only in (None, "idle"):
+            _say("idle: make run's whole platform at rest, grouped and apart ...")
+            results["idle"] = idle.run(
+                idle.IdleOptions(measure_seconds=10.0 if args.quick else 20.0), log_dir
+            )
     except KeyboardInterrupt:
         _say("interrupted: everything the run started is stopped, its schemas dropped")
         return 130

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench import inspections, iot
+from bench import idle, inspections, iot
 
 PASS = "PASS"
 BELOW = "BELOW TARGET"
@@ -222,4 +222,6 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", inspections.section(results["inspections"])]
     if "iot" in results:
         lines += ["", iot.section(results["iot"])]
+    if "idle" in results:
+        lines += ["", idle.section(results["idle"])]
     return "\n".join(lines)

@@ -11,18 +11,20 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from kafka.errors import KafkaError
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from wuye.core import logs, metrics
+from wuye.core.catalog import load_spec
 from wuye.core.consumer import Consumer, Handler
 from wuye.core.db import create_service_engine
 from wuye.core.events import purge_idempotency_keys
@@ -267,3 +269,8 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
     log(logger, "consuming", service=spec.name, consumer=chosen.name, metrics_port=metrics_port)
     build_consumer(chosen, settings, engine).run(stop)
     return 0
+
+
+def run_module(package: str) -> NoReturn:
+    """The whole of a service's __main__.py: `python -m wuye.<service>` runs its declaration."""
+    sys.exit(main(load_spec(package.rpartition(".")[2])))

@@ -1,8 +1,5 @@
-"""python -m wuye.credit serve | relay | consume events | timers | migrate"""
+"""python -m wuye.credit serve | relay | consume events | timers | worker | migrate"""
 
-import sys
+from wuye.core.service import run_module
 
-from wuye.core.service import main
-from wuye.credit.service import SPEC
-
-sys.exit(main(SPEC))
+run_module(__package__)

@@ -1,8 +1,5 @@
-"""python -m wuye.iot serve | relay | consume events | migrate"""
+"""python -m wuye.iot serve | relay | consume events | worker | migrate"""
 
-import sys
+from wuye.core.service import run_module
 
-from wuye.core.service import main
-from wuye.iot.service import SPEC
-
-sys.exit(main(SPEC))
+run_module(__package__)

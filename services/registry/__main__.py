@@ -1,8 +1,5 @@
-"""python -m wuye.registry serve | relay | migrate"""
+"""python -m wuye.registry serve | relay | worker | migrate"""
 
-import sys
+from wuye.core.service import run_module
 
-from wuye.core.service import main
-from wuye.registry.service import SPEC
-
-sys.exit(main(SPEC))
+run_module(__package__)

@@ -69,12 +69,9 @@ def test_calling_a_service_that_is_not_deployed_is_refused() -> None:
 THROWAWAY = {
     "__init__.py": '"""A service that exists only to show what a new one needs."""\n',
     "__main__.py": """\
-        import sys
+        from wuye.core.service import run_module
 
-        from wuye.core.service import main
-        from wuye.throwaway.service import SPEC
-
-        sys.exit(main(SPEC))
+        run_module(__package__)
         """,
     "settings.py": """\
         from wuye.core.settings import Settings
