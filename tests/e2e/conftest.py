@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from sample_data import new_credit_code, request_id
 
 from wuye.core.auth import Role, issue_token
-from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char
 from wuye.launcher import PLATFORM_FILE, read_secrets_file
 from wuye.registry.v1 import registry_service_pb2 as pb
 from wuye.registry.v1 import registry_service_pb2_grpc as pb_grpc
@@ -240,14 +238,13 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., RunningPlatform]]:
 @pytest.fixture
 def credit_code() -> str:
     """A fresh, valid unified social credit code of an enterprise in Dongsheng (150602)."""
-    first17 = "91150602" + "".join(random.choices(CREDIT_CODE_ALPHABET, k=9))
-    return first17 + credit_code_check_char(first17)
+    return new_credit_code("150602")
 
 
 @pytest.fixture
 def new_filing(credit_code: str) -> pb.FileEnterpriseRequest:
     return pb.FileEnterpriseRequest(
-        request_id=str(uuid.uuid4()),
+        request_id=request_id(),
         enterprise=pb.Enterprise(
             credit_code=credit_code,
             name="鄂尔多斯市测试物业服务有限公司",

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from sample_data import request_id
 
 from wuye.core.wire import to_date
 from wuye.registry.v1 import registry_service_pb2 as registry_pb
@@ -62,7 +63,7 @@ def served_projects(platform, new_filing, count: int) -> tuple[str, list[str], l
     for n in range(count + 1):
         project = registry.RegisterProject(
             registry_pb.RegisterProjectRequest(
-                request_id=str(uuid.uuid4()),
+                request_id=request_id(),
                 project=registry_pb.Project(
                     name=f"天骄花园{n}期",
                     type=registry_pb.PROJECT_TYPE_RESIDENTIAL,
@@ -79,7 +80,7 @@ def served_projects(platform, new_filing, count: int) -> tuple[str, list[str], l
     for project_id in projects[:count]:
         registry.AssignEnterprise(
             registry_pb.AssignEnterpriseRequest(
-                request_id=str(uuid.uuid4()),
+                request_id=request_id(),
                 project_id=project_id,
                 assignment=registry_pb.Assignment(
                     credit_code=code,

@@ -6,12 +6,12 @@ registry and the credit service, and librdkafka (not our kafka-python) to read t
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 
 import grpc
 import pytest
 from e2e_support import CALL_TIMEOUT_SECONDS, poll, read_events, served_projects
+from sample_data import request_id
 
 from wuye.core.wire import to_date
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
@@ -62,7 +62,7 @@ def test_an_approved_enterprise_gets_a_credit_file_and_an_unfiled_exit_lowers_it
     # 3. It leaves the project without filing its exit.
     registry.ExitProject(
         pb.ExitProjectRequest(
-            request_id=str(uuid.uuid4()),
+            request_id=request_id(),
             project_id=project_id,
             credit_code=code,
             filed=False,

@@ -9,49 +9,19 @@ closed after it.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import random
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
-from google.type import date_pb2
 from grpc_support import InProcessServer, started_servers
+from sample_data import date, new_credit_code, new_resident_id, request_id
 
 from wuye.core.events import outbox
-from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char, resident_id_check_char
 from wuye.registry.service import SPEC
 from wuye.registry.v1 import registry_service_pb2 as pb
 from wuye.registry.v1 import registry_service_pb2_grpc as pb_grpc
 
 REGISTRY_DOMAIN = "wuye.registry"
-
-# -- test data: identifiers that pass their checks
-
-
-def new_credit_code(district: str = "150602") -> str:
-    """A valid unified social credit code (GB 32100-2015), random in its last nine characters."""
-    body = "91" + district + "".join(random.choices(CREDIT_CODE_ALPHABET, k=9))
-    return body + credit_code_check_char(body)
-
-
-_serial = itertools.count(100)
-
-
-def new_resident_id(district: str = "150602", born: dt.date = dt.date(1985, 6, 15)) -> str:
-    """A valid resident ID number (GB 11643); each call gives another person."""
-    body = f"{district}{born:%Y%m%d}{next(_serial) % 1000:03d}"
-    return body + resident_id_check_char(body)
-
-
-def date(day: dt.date) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
-
-
-def request_id() -> str:
-    return str(uuid.uuid4())
-
 
 # -- the server
 

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
+from sample_data import request_id
 from test_credit_support import (
     CONSUMER_NAME,
     DONGSHENG,
@@ -426,7 +427,7 @@ def test_the_services_timer_drops_a_record_the_moment_it_expires(
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
     recorded = credit.admin.RecordCreditEvent(
         pb.RecordCreditEventRequest(
-            request_id=str(uuid.uuid4()),
+            request_id=request_id(),
             subject=enterprise(code),
             record_type="CONTRACT_BREACH",
             evidence_reference="合同纠纷判决书",

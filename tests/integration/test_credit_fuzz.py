@@ -8,13 +8,13 @@ validation. A caller never sees UNKNOWN or INTERNAL (nor a hang), and the server
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_support import NASTY, fuzz_every_payload, fuzz_nearly_valid
 from hypothesis import strategies as st
+from sample_data import request_id
 from test_credit_support import (
     DONGSHENG,
     RESIDENTIAL_MAX,
@@ -140,7 +140,7 @@ def _record_requests(pool: list[str]) -> st.SearchStrategy[Message]:
     text = _TEXTS
     return st.builds(
         lambda subject_id, record_type, evidence, reason, when: pb.RecordCreditEventRequest(
-            request_id=str(uuid.uuid4()),
+            request_id=request_id(),
             subject=pb.Subject(kind=pb.SUBJECT_KIND_ENTERPRISE, id=subject_id),
             record_type=record_type,
             evidence_reference=evidence,

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_support import Client, InProcessServer, started_servers
+from sample_data import new_credit_code, request_id
 
 from wuye.core.events import outbox
 from wuye.core.grpcserver import ServiceDefinition
-from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char
 from wuye.credit import store
 from wuye.credit.api import CreditApi
 from wuye.credit.commands import GRADE_TOPIC, Credit
@@ -38,16 +38,6 @@ CONSUMER_NAME = SPEC.consumers[0].name
 ENTERPRISE_TOPIC = "wuye.registry.enterprise.v1"
 PROJECT_TOPIC = "wuye.registry.project.v1"
 DONGSHENG, KANGBASHI = "150602", "150603"
-
-
-def new_credit_code(district: str = DONGSHENG) -> str:
-    """A valid unified social credit code (GB 32100-2015), random in its last nine characters."""
-    body = "91" + district + "".join(random.choices(CREDIT_CODE_ALPHABET, k=9))
-    return body + credit_code_check_char(body)
-
-
-def request_id() -> str:
-    return str(uuid.uuid4())
 
 
 def timestamp(moment: dt.datetime) -> Timestamp:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-import random
 import subprocess
 import sys
 import uuid
@@ -24,13 +23,13 @@ import sqlalchemy as sa
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.type import date_pb2
 from grpc_support import Client, InProcessServer, started_servers
+from sample_data import date, new_credit_code, request_id
 
 from wuye.core.auth import Role
 from wuye.core.events import outbox
 from wuye.core.grpcserver import ServiceDefinition
-from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char, new_id
+from wuye.core.ids import new_id
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
 from wuye.credit.v1 import events_pb2 as credit_events
 from wuye.inspections.api import InspectionsApi
@@ -74,23 +73,10 @@ EVENT_TYPES = (
 )
 
 
-def new_credit_code(district: str = DONGSHENG) -> str:
-    body = "91" + district + "".join(random.choices(CREDIT_CODE_ALPHABET, k=9))
-    return body + credit_code_check_char(body)
-
-
-def request_id() -> str:
-    return str(uuid.uuid4())
-
-
 def timestamp(moment: dt.datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(moment)
     return stamp
-
-
-def date(day: dt.date) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 def scores(values: dict[str, str] | None = None, **changed: str) -> list[pb.ItemScore]:

@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_support import CALL_TIMEOUT_SECONDS, Client, Failure, InProcessServer, failure_of
 from grpc_support import started_servers as _started_servers
+from sample_data import request_id
 
 from wuye.core.grpcserver import ServiceDefinition
 from wuye.iot.commands import Iot
@@ -56,10 +57,6 @@ FAST = {
 }
 
 EVENT_TYPES = (ev.AlarmRaised, ev.AlarmAcknowledged, ev.AlarmResolved, ev.AlarmEscalated)
-
-
-def request_id() -> str:
-    return str(uuid.uuid4())
 
 
 def now_ns() -> int:

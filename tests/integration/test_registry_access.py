@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
 import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from sample_data import request_id
 
 from wuye.core.auth import Role, issue_token
 from wuye.registry.api import SERVICE_NAME
@@ -19,10 +18,6 @@ pytestmark = pytest.mark.integration
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
-
-
-def request_id() -> str:
-    return str(uuid.uuid4())
 
 
 def file_request(code: str, district: str = "150602") -> pb.FileEnterpriseRequest:

@@ -6,16 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import random
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
+from sample_data import new_credit_code, request_id
 
-from wuye.core.ids import CREDIT_CODE_ALPHABET, credit_code_check_char
 from wuye.core.kafka import ensure_topics
 from wuye.core.service import build_relay
 from wuye.registry.commands import ENTERPRISE_TOPIC
@@ -28,15 +26,6 @@ pytestmark = pytest.mark.integration
 REGISTRY_DOMAIN = "wuye.registry"
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
-
-
-def request_id() -> str:
-    return str(uuid.uuid4())
-
-
-def new_credit_code(district: str = "150602") -> str:
-    body = "91" + district + "".join(random.choices(CREDIT_CODE_ALPHABET, k=9))
-    return body + credit_code_check_char(body)
 
 
 def enterprise_message(code: str, district: str = "150602", **fields: str) -> pb.Enterprise:

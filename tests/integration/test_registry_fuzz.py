@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 from grpc_support import fuzz_every_payload
+from sample_data import request_id
 
 from wuye.registry.v1 import registry_service_pb2 as pb
 
@@ -34,7 +35,7 @@ def _seed(registry) -> tuple[list[str], str]:
     person = registry.new_resident_id()
     registry.admin.RegisterUnits(
         pb.RegisterUnitsRequest(
-            request_id=str(uuid.uuid4()),
+            request_id=request_id(),
             project_id=project,
             units=[
                 pb.Unit(
@@ -61,7 +62,7 @@ def _seed(registry) -> tuple[list[str], str]:
     )
     practitioner = registry.admin.RegisterPractitioner(
         pb.RegisterPractitionerRequest(
-            request_id=str(uuid.uuid4()),
+            request_id=request_id(),
             practitioner=pb.Practitioner(
                 credit_code=code, name="赵六", id_number=registry.new_resident_id(), position="经理"
             ),

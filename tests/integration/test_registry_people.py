@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import grpc
 import pytest
 import sqlalchemy as sa
-from google.type import date_pb2
+from sample_data import date, request_id
 
 from wuye.core.auth import Role
 from wuye.registry.v1 import events_pb2 as ev
@@ -18,14 +17,6 @@ pytestmark = pytest.mark.integration
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
-
-
-def request_id() -> str:
-    return str(uuid.uuid4())
-
-
-def date(day: dt.date) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 # ---------------------------------------------------------------- practitioners

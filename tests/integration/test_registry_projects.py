@@ -4,13 +4,13 @@ filed and unfiled exits) and the public disclosure."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import grpc
 import pytest
 import sqlalchemy as sa
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.type import date_pb2
+from sample_data import date, request_id
 
 from wuye.core.auth import Role
 from wuye.registry.v1 import events_pb2 as ev
@@ -21,14 +21,6 @@ pytestmark = pytest.mark.integration
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
-
-
-def request_id() -> str:
-    return str(uuid.uuid4())
-
-
-def date(day: dt.date) -> date_pb2.Date:
-    return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 
 
 def project_message(**fields) -> pb.Project:
