@@ -184,14 +184,15 @@ class IntakeApi(pb_grpc.IntakeServiceServicer):
             )
             for field, problem in problems:
                 v.add(field, problem)
-        heartbeat = float(settings.iot_max_heartbeat_seconds)
-        if request.HasField("heartbeat_interval"):
-            heartbeat = request.heartbeat_interval.ToNanoseconds() / 1e9
-            problem = domain.heartbeat_problem(
-                heartbeat, settings.iot_min_heartbeat_seconds, settings.iot_max_heartbeat_seconds
-            )
-            if problem:
-                v.add("heartbeat_interval", problem)
+        heartbeat, problem = domain.device_heartbeat(
+            request.heartbeat_interval.ToNanoseconds() / 1e9
+            if request.HasField("heartbeat_interval")
+            else None,
+            settings.iot_min_heartbeat_seconds,
+            float(settings.iot_max_heartbeat_seconds),
+        )
+        if problem:
+            v.add("heartbeat_interval", problem)
         v.raise_if_any()
         return self._iot.register_device(request, DeviceKind(kind_name), low, high, heartbeat)
 

@@ -237,11 +237,14 @@ def device_range(
     return low, high, threshold_problems(kind, low, high, *valid)
 
 
-def heartbeat_problem(seconds: float, least: float, most: float) -> str | None:
-    """GB 50440 patrols devices at least every 2 h (`most`); too short floods the intake."""
+def device_heartbeat(seconds: float | None, least: float, most: float) -> tuple[float, str | None]:
+    """A new device's heartbeat: the one given, else the longest allowed; with why it cannot be.
+    GB 50440 patrols devices at least every 2 h (`most`); too short floods the intake."""
+    if seconds is None:
+        return most, None
     if least <= seconds <= most:
-        return None
-    return f"must be between {least:g} s and {most:g} s"
+        return seconds, None
+    return seconds, f"must be between {least:g} s and {most:g} s"
 
 
 # Replay windows (epochs and sequences) are stored as signed 64-bit numbers.

@@ -630,3 +630,18 @@ def test_a_city_day_runs_from_local_midnight_to_local_midnight():
     assert day == dt.date(2026, 12, 4)
     assert start == dt.datetime(2026, 12, 3, 16, 0, tzinfo=dt.UTC)
     assert end - start == dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [(None, (7200.0, None)), (600.0, (600.0, None)), (10.0, (10.0, None))],
+)
+def test_a_device_reports_at_least_as_often_as_given_or_gb_50440s_longest(given, expected):
+    assert domain.device_heartbeat(given, 10, 7200.0) == expected
+
+
+@pytest.mark.parametrize("given", [9.99, 7200.5])
+def test_a_heartbeat_outside_what_is_allowed_is_refused(given):
+    _, problem = domain.device_heartbeat(given, 10, 7200.0)
+
+    assert problem == "must be between 10 s and 7200 s"
