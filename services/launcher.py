@@ -1,11 +1,12 @@
 """`make run`: the whole platform on one machine, for a newcomer and for the e2e tests.
 
-Starts the development Kafka (unless WUYE_KAFKA_BOOTSTRAP names one), migrates the database of
-every service declared (wuye.core.catalog), starts each service's server and its worker (relay,
-consumers and timers as threads of one process; with `separate_parts`, each its own process, as
-the chart runs them), waits until each answers its health check, then prints where everything
-is. Each service learns the addresses of the services it calls (WUYE_SERVICE_ENDPOINTS). Ctrl-C
-or SIGTERM stops all of it; so does any part dying, which is reported with the tail of its log.
+Starts the development Kafka (unless WUYE_KAFKA_BOOTSTRAP names one), migrates the databases of
+every service declared (wuye.core.catalog) side by side, starts each service's server and its
+worker (relay, consumers and timers as threads of one process; with `separate_parts`, each its
+own process, as the chart runs them), waits until each answers its health check, then prints
+where everything is. Each service learns the addresses of the services it calls
+(WUYE_SERVICE_ENDPOINTS). Ctrl-C or SIGTERM stops all of it; so does any part dying, which is
+reported with the tail of its log.
 """
 
 from __future__ import annotations
@@ -240,8 +241,7 @@ class Launcher:
             # Log lines reach the file as they happen, so a crash report shows the last ones.
             "PYTHONUNBUFFERED": "1",
         }
-        for spec in specs:
-            self._migrate(spec, stop)
+        self._migrate(specs, stop)
         for part in self.parts:
             self._start_part(part)
         self._wait_until_ready(stop)
@@ -336,32 +336,36 @@ class Launcher:
                 preexec_fn=terminate_with_parent,
             )
 
-    def _migrate(self, spec: ServiceSpec, stop: threading.Event) -> None:
+    def _migrate(self, specs: list[ServiceSpec], stop: threading.Event) -> None:
+        """Every service's migration at once (each has its own database), then their reports."""
         began = time.monotonic()
-        log = self.logs_dir / f"{spec.name}-migrate.log"
-        migration = self._spawn(spec.name, ("migrate",), self.base_env, log)
+        logs = {spec.name: self.logs_dir / f"{spec.name}-migrate.log" for spec in specs}
+        migrations = {
+            name: self._spawn(name, ("migrate",), self.base_env, log) for name, log in logs.items()
+        }
         try:
-            while migration.poll() is None:
+            while any(migration.poll() is None for migration in migrations.values()):
                 if stop.wait(0.05):
                     raise Interrupted
                 if time.monotonic() - began > MIGRATE_TIMEOUT_SECONDS:
+                    slow = [name for name, m in migrations.items() if m.poll() is None]
                     raise LaunchFailed(
-                        f"{spec.name} migrate took over {MIGRATE_TIMEOUT_SECONDS:.0f} s; "
-                        f"last lines of {log}:\n{_log_tail(log)}"
+                        f"{slow[0]} migrate took over {MIGRATE_TIMEOUT_SECONDS:.0f} s; "
+                        f"last lines of {logs[slow[0]]}:\n{_log_tail(logs[slow[0]])}"
                     )
         finally:
-            if migration.poll() is None:
-                _signal_group(migration, signal.SIGKILL)
-                migration.wait()
-        if migration.returncode != 0:
-            raise LaunchFailed(
-                f"{spec.name} migrate failed (exit code {migration.returncode}); "
-                f"last lines of {log}:\n{_log_tail(log)}"
-            )
-        _print_step(
-            f"{spec.name} migrate",
-            f"{self._database(spec.name)}, {time.monotonic() - began:.1f} s",
-        )
+            for migration in migrations.values():
+                if migration.poll() is None:
+                    _signal_group(migration, signal.SIGKILL)
+                    migration.wait()
+        for name, migration in migrations.items():
+            if migration.returncode != 0:
+                raise LaunchFailed(
+                    f"{name} migrate failed (exit code {migration.returncode}); "
+                    f"last lines of {logs[name]}:\n{_log_tail(logs[name])}"
+                )
+            _print_step(f"{name} migrate", self._database(name))
+        _print_step("migrations", f"all done in {time.monotonic() - began:.1f} s")
 
     def _start_part(self, part: Part) -> None:
         env = {**self.base_env, "WUYE_METRICS_PORT": str(part.metrics_port)}
