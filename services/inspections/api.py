@@ -181,15 +181,19 @@ class InspectionsApi(pb_grpc.InspectionsServiceServicer):
             v,
             "rates",
         )
-        floor = domain.floor_for_period(request.period, self._settings.yearly_floor_rate)
-        if request.floor_rate:
-            floor = _bounded(v, "floor_rate", request.floor_rate, floor, Decimal(1), places)
-        per_check = request.inspectors_per_check or self._settings.inspectors_per_check
-        most = self._settings.max_inspectors_per_check
-        v.check(
-            self._settings.inspectors_per_check <= per_check <= most,
+        floor = domain.round_floor(
+            request.period,
+            self._settings.yearly_floor_rate,
+            _decimal(v, "floor_rate", request.floor_rate, places) if request.floor_rate else None,
+            v,
+            "floor_rate",
+        )
+        per_check = domain.inspectors_per_check(
+            request.inspectors_per_check,
+            self._settings.inspectors_per_check,
+            self._settings.max_inspectors_per_check,
+            v,
             "inspectors_per_check",
-            f"a check needs {self._settings.inspectors_per_check} to {most} inspectors",
         )
         v.raise_if_any()
 

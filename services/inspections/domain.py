@@ -288,6 +288,30 @@ def floor_for_period(period: str, yearly_floor: Decimal) -> Decimal:
     return yearly_floor / 2 if period[4:] in ("H1", "H2") else yearly_floor
 
 
+def round_floor(
+    period: str, yearly_floor: Decimal, requested: Decimal | None, v: Violations, field: str
+) -> Decimal:
+    """A round's floor: the configured one for its period, or a higher one it asks for."""
+    floor = floor_for_period(period, yearly_floor)
+    if requested is not None and v.check(
+        floor <= requested <= 1, field, f"must be from {floor} (the configured floor) to 1"
+    ):
+        return requested
+    return floor
+
+
+def inspectors_per_check(
+    requested: int, configured: int, most: int, v: Violations, field: str
+) -> int:
+    """How many inspectors a round sends to each check: the configured number unless it asks
+    for more, up to `most`."""
+    per_check = requested or configured
+    v.check(
+        configured <= per_check <= most, field, f"a check needs {configured} to {most} inspectors"
+    )
+    return per_check
+
+
 def check_period(period: str, v: Violations, field: str) -> None:
     year, part = period[:4], period[4:]
     ok = year.isascii() and year.isdigit() and 2000 <= int(year or 0) <= 2100

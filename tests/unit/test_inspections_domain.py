@@ -376,6 +376,26 @@ def test_triggered_projects_count_towards_the_floor():
     assert len(drawn) == 5 and reasons["triggered"] == 4
 
 
+def test_a_round_may_raise_its_floor_and_inspectors_per_check_never_lower_them():
+    yearly = Decimal("0.05")
+    v = Violations()
+    assert domain.round_floor("2026H1", yearly, None, v, "floor_rate") == Decimal("0.025")
+    assert domain.round_floor("2026", yearly, Decimal("0.2"), v, "floor_rate") == Decimal("0.2")
+    assert domain.inspectors_per_check(0, 2, 10, v, "inspectors_per_check") == 2
+    assert domain.inspectors_per_check(4, 2, 10, v, "inspectors_per_check") == 4
+    assert not v
+    domain.round_floor("2026", yearly, Decimal("0.04"), v, "floor_rate")
+    domain.inspectors_per_check(1, 2, 10, v, "inspectors_per_check")
+    domain.inspectors_per_check(11, 2, 10, v, "inspectors_per_check")
+    with pytest.raises(InvalidArgument) as refused:
+        v.raise_if_any()
+    assert [(f.field, f.description) for f in refused.value.violations] == [
+        ("floor_rate", "must be from 0.05 (the configured floor) to 1"),
+        ("inspectors_per_check", "a check needs 2 to 10 inspectors"),
+        ("inspectors_per_check", "a check needs 2 to 10 inspectors"),
+    ]
+
+
 def test_floor_for_period_halves_the_yearly_floor_for_a_half_year():
     yearly = InspectionsSettings.model_fields["yearly_floor_rate"].default
     assert yearly == Decimal("0.05")
