@@ -153,7 +153,9 @@ def check_readings_retention(settings: IotSettings) -> float | None:
 
 def keep_readings_retention(settings: IotSettings, stop: threading.Event) -> None:
     """check_readings_retention once the broker answers: the intake starts without waiting for
-    Kafka, and takes no batch while Kafka is away anyway."""
+    Kafka, and takes no batch while Kafka is away anyway. Retries wait twice as long each time,
+    up to 10 minutes (a broker that refuses this client's admin requests says so every time)."""
+    wait = settings.iot_topic_check_retry_seconds
     while not stop.is_set():
         try:
             check_readings_retention(settings)
@@ -164,8 +166,10 @@ def keep_readings_retention(settings: IotSettings, stop: threading.Event) -> Non
                 "readings topic not checked yet, will retry",
                 logging.WARNING,
                 error=repr(e)[:200],
+                retry_seconds=wait,
             )
-            stop.wait(settings.iot_topic_check_retry_seconds)
+            stop.wait(wait)
+            wait = min(wait * 2, 600.0)
 
 
 SPEC = ServiceSpec(
