@@ -5,6 +5,7 @@ commits and the other is refused with the state the first one left."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import grpc
 import pytest
@@ -73,3 +74,40 @@ def test_an_enterprise_whose_exit_is_approved_while_it_is_assigned_is_not_left_s
         expected = "ENTERPRISE_NOT_FILED" if exited else "ENTERPRISE_SERVES_PROJECTS"
         assert refused.reason == expected
         assert enterprise.enterprise.active_project_count == (0 if exited else 1)
+
+
+def test_first_disclosures_published_at_the_same_moment_are_both_taken_in_turn(registry):
+    """UpdateDisclosure serialises on its project: two first publications no longer race to
+    insert the row (one used to fail), and each is announced, in the order they were applied."""
+    for _ in range(ROUNDS):
+        project_id = registry.register_project().project_id
+
+        results = at_once(
+            *(
+                partial(
+                    registry.admin.UpdateDisclosure,
+                    pb.UpdateDisclosureRequest(
+                        disclosure=pb.Disclosure(
+                            project_id=project_id,
+                            service_items=["保洁"],
+                            service_grade=grade,
+                            service_standard="鄂尔多斯市住宅物业服务标准",
+                            fee_method=pb.FEE_METHOD_LUMP_SUM,
+                            fee_fen_per_m2_month=fee,
+                            service_phone="0477-8581234",
+                            complaint_phones=["12345"],
+                        )
+                    ),
+                )
+                for grade, fee in (("一级", 180), ("二级", 150))
+            )
+        )
+
+        assert all(isinstance(r, pb.UpdateDisclosureResponse) for r in results), results
+        last = max(results, key=lambda r: r.disclosure.update_time.ToDatetime())
+        public = registry.anonymous.GetDisclosure(pb.GetDisclosureRequest(project_id=project_id))
+        assert public.disclosure == last.disclosure
+        announced = [
+            e for e in registry.outbox_events(ev.DisclosureUpdated) if e.project_id == project_id
+        ]
+        assert len(announced) == 2
