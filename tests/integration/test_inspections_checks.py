@@ -459,3 +459,17 @@ def test_the_assessment_report_rolls_up_a_district_over_its_period(inspections):
         "GetAssessmentReport", pb.GetAssessmentReportRequest(period="2026Q1")
     )
     assert set(refused.violations) == {"district_code", "period"}
+
+
+def test_report_periods_are_the_citys_calendar_not_utcs(inspections):
+    # 17:00 UTC on 30 June is already 1 July, 01:00, in Ordos: the second half-year.
+    inspections.clock.set(dt.datetime(2026, 6, 30, 17, tzinfo=dt.UTC))
+    [selection] = inspections.drawn_round(projects=1, inspectors=2, period="2026H2").selections
+    inspections.record(selection)
+
+    def checks(period: str) -> int:
+        return inspections.anonymous.GetAssessmentReport(
+            pb.GetAssessmentReportRequest(district_code=DONGSHENG, period=period)
+        ).report.checks
+
+    assert (checks("2026H1"), checks("2026H2"), checks("2026")) == (0, 1, 1)
