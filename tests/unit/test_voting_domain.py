@@ -3,6 +3,7 @@ Art. 278 count at every boundary, held by hypothesis to a slow reference written
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import random
@@ -190,7 +191,7 @@ def test_the_roll_digest_covers_parameters_matters_rules_and_weights():
     roll = domain.published_roll(owners(100, 200))
     digest = domain.roll_digest(vote(), roll)
     heavier = domain.published_roll([*roll[:1], domain.RollEntry(roll[1].pseudonym, 201)])
-    reworded = Matter(**{**SPECIAL.__dict__, "text": "每平方米 31 元"})
+    reworded = dataclasses.replace(SPECIAL, text="每平方米 31 元")
     assert digest != domain.roll_digest(vote(), heavier)
     assert digest != domain.roll_digest(vote(matters=(reworded, ORDINARY)), roll)
     assert digest != domain.roll_digest(vote(CountingRules(non_voters_follow_majority=True)), roll)
