@@ -455,9 +455,12 @@ class Credit:
         subject = store.get_subject(connection, key, lock=True) or SubjectFile(
             SubjectKind.ENTERPRISE, message.credit_code, message.name, message.district_code
         )
-        updated = domain.apply_filing(
-            subject, _FILING_OUTCOMES[message.kind], message.name, message.district_code, at
-        )
+        outcome = _FILING_OUTCOMES.get(message.kind)
+        if outcome is None:  # a poison event: dead-lettered with this reason
+            raise ValueError(
+                f"filing {message.filing_id} approved with unknown kind {message.kind}"
+            )
+        updated = domain.apply_filing(subject, outcome, message.name, message.district_code, at)
         if updated is None:
             return  # delivered before, or older than what the file shows
         store.upsert_subject(connection, updated, self.now())

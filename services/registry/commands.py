@@ -564,13 +564,8 @@ class Registry:
         with self.engine.begin() as connection:
             project = self._project(connection, project_id, lock=True)
             serving = project.assignment.credit_code if project.assignment else ""
-            if not principal.is_authority and not (
-                principal.role is Role.ENTERPRISE and principal.subject == serving
-            ):
-                raise PermissionDenied(
-                    "NOT_SERVING_ENTERPRISE",
-                    "only the serving enterprise or an authority updates the disclosure",
-                )
+            caller = principal.subject if principal.role is Role.ENTERPRISE else ""
+            domain.check_may_disclose(serving, principal.is_authority, caller)
             existing = store.get_disclosure(connection, project_id)
             updated = domain.revise_disclosure(existing, given, fields, self.now())
             store.save_disclosure(connection, updated, new=existing is None)

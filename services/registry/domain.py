@@ -392,6 +392,15 @@ def revise_disclosure(
     return replace(base, **{f: getattr(given, f) for f in fields}, updated_at=now)
 
 
+def check_may_disclose(serving: str, caller_is_authority: bool, caller_enterprise: str) -> None:
+    """The enterprise that serves the project discloses for it; an authority may correct it."""
+    if not caller_is_authority and not (serving and caller_enterprise == serving):
+        raise PermissionDenied(
+            "NOT_SERVING_ENTERPRISE",
+            "only the serving enterprise or an authority updates the disclosure",
+        )
+
+
 def check_fee(v: Violations, field_name: str, fen_per_m2_month: int, max_fen: int) -> None:
     v.check(
         0 <= fen_per_m2_month <= max_fen,

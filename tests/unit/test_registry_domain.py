@@ -813,3 +813,12 @@ def test_only_a_filed_enterprise_registers_practitioners(status):
     with pytest.raises(FailedPrecondition) as raised:
         domain.check_may_employ(enterprise(status))
     assert raised.value.reason == "ENTERPRISE_NOT_FILED"
+
+
+def test_the_serving_enterprise_or_an_authority_discloses_and_no_one_else():
+    domain.check_may_disclose(CODE, caller_is_authority=False, caller_enterprise=CODE)
+    domain.check_may_disclose("", caller_is_authority=True, caller_enterprise="")
+    for serving, caller in ((CODE, OTHER_CODE), ("", CODE), ("", "")):
+        with pytest.raises(PermissionDenied) as raised:
+            domain.check_may_disclose(serving, caller_is_authority=False, caller_enterprise=caller)
+        assert raised.value.reason == "NOT_SERVING_ENTERPRISE"
