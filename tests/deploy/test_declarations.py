@@ -124,6 +124,10 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for folder in ("services", "protos", "tools", "charts", "deploy"):
         shutil.copytree(ROOT / folder, tree / folder, ignore=skip)
+    shutil.copytree(ROOT / "tests" / "deploy", tree / "tests" / "deploy", ignore=skip)
+    shutil.copy(ROOT / "tests" / "conftest.py", tree / "tests")
+    # The deploy tests' tools (helm), installed once for the checkout.
+    (tree / ".tools").symlink_to(ROOT / ".tools")
     for path, text in THROWAWAY.items():
         target = tree / "services" / "throwaway" / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +182,31 @@ def test_a_new_service_reaches_the_dashboard_and_the_readme(tree: Path) -> None:
     readme = (tree / "deploy/README.md").read_text()
     assert "| `throwaway` | `serve`; `relay`; `timers` | `registry` |" in readme
     assert "for service in credit inspections iot registry throwaway; do" in readme
+
+
+def test_the_deploy_tests_know_a_new_service(tree: Path) -> None:
+    """The copy's own deploy tests: its parts in the city's render, and the generated files."""
+    selected = "ordos_runs_every_service or generated_files_agree"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+            *("tests/deploy", "-k", selected),
+        ],
+        cwd=tree,
+        env=_env(tree),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+    deploy_support = subprocess.run(
+        [sys.executable, "-c", "import deploy_support; print(*deploy_support.SERVICES)"],
+        cwd=tree / "tests" / "deploy",
+        env=_env(tree),
+        capture_output=True,
+        text=True,
+    )
+    assert "throwaway" in deploy_support.stdout.split(), deploy_support.stderr
 
 
 def test_a_new_service_is_in_the_wheel(tree: Path, tmp_path: Path) -> None:
