@@ -19,8 +19,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from wuye.iot import signing
 from wuye.iot.v1 import intake_service_pb2 as pb
@@ -113,6 +116,20 @@ def post_batch(
     return call(raw, metadata=tuple(metadata), timeout=timeout)
 
 
+# Why the centre refuses a batch for its numbering: the gateway resynchronises (restart()).
+RESYNCHRONISE = frozenset({"STALE_EPOCH", "SEQUENCE_TOO_OLD", "SEQUENCE_TOO_FAR_AHEAD"})
+
+
+def refusal_reason(error: BaseException | None) -> str:
+    """The reason (google.rpc.ErrorInfo) the centre gave for refusing a call; "" if none."""
+    status = rpc_status.from_call(error) if isinstance(error, grpc.Call) else None
+    info = error_details_pb2.ErrorInfo()
+    for detail in status.details if status is not None else ():
+        if detail.Unpack(info):
+            return info.reason
+    return ""
+
+
 class StreamBroken(Exception):
     """The stream ended (an error, or the server hung up) with batches still unacknowledged;
     `cause` is the RpcError or None. Reconnect to resend them."""
@@ -168,6 +185,19 @@ class _Book:
         self.unacked[sequence] = raw
         self.next += 1
         return sequence, raw
+
+    def restart(self, epoch: int | None) -> None:
+        """A new epoch (new_epoch() unless given): the unacknowledged batches, in order, are
+        numbered from 1 in it and signed again; their readings and send times stay."""
+        self.epoch = new_epoch() if epoch is None else epoch
+        renumbered: dict[int, bytes] = {}
+        for sequence, raw in enumerate(self.unacked.values(), start=1):
+            batch = pb.ReadingBatch.FromString(raw)
+            batch.ClearField("signature")
+            batch.epoch, batch.sequence = self.epoch, sequence
+            renumbered[sequence] = signing.sign(self.secret, batch.SerializeToString())
+        self.unacked = renumbered
+        self.next = len(renumbered) + 1
 
     def take(self, response: pb.StreamReadingsResponse) -> list[pb.BatchResult]:
         """The results of a response not seen before (a resend may be acknowledged twice)."""
@@ -229,6 +259,11 @@ class _GatewayStreamBase:
     def broken(self) -> bool:
         return self._ended
 
+    def _restart(self, epoch: int | None) -> None:
+        if not self._ended:
+            raise RuntimeError("restart a broken stream only, before connecting again")
+        self._book.restart(epoch)
+
     def _opening(self) -> None:
         """A new call: not ended, and a reconnection if there was one before."""
         self._ended, self.error = False, None
@@ -288,6 +323,13 @@ class GatewayStream(_GatewayStreamBase):
     def unacked_sequences(self) -> list[int]:
         with self._cond:
             return list(self._book.unacked)
+
+    def restart(self, epoch: int | None = None) -> None:
+        """After the centre refused the stream's epoch or sequence (FAILED_PRECONDITION:
+        STALE_EPOCH, SEQUENCE_TOO_OLD, SEQUENCE_TOO_FAR_AHEAD): resynchronise as a gateway that
+        restarted, the unacknowledged batches numbered from 1 in a new epoch. Then connect."""
+        with self._cond:
+            self._restart(epoch)
 
     # -- connecting
 
@@ -385,6 +427,11 @@ class AsyncGatewayStream(_GatewayStreamBase):
         super().__init__(open_stream, gateway_id, secret, window, first_sequence, epoch, on_result)
         self._changed = asyncio.Condition()
         self._receiver: asyncio.Task | None = None
+
+    def restart(self, epoch: int | None = None) -> None:
+        """As GatewayStream.restart: the unacknowledged batches numbered from 1 in a new epoch,
+        after the centre refused the stream's epoch or sequence. Then connect."""
+        self._restart(epoch)
 
     async def connect(self) -> None:
         """Opens a stream; what the last one left unacknowledged goes first, in order."""

@@ -32,7 +32,14 @@ import grpc
 from wuye.core.auth import Role, issue_token
 from wuye.core.settings import Settings
 from wuye.core.wire import enum_name
-from wuye.iot.gateway import NORMAL_VALUES, GatewayStream, StreamBroken, open_stream
+from wuye.iot.gateway import (
+    NORMAL_VALUES,
+    RESYNCHRONISE,
+    GatewayStream,
+    StreamBroken,
+    open_stream,
+    refusal_reason,
+)
 from wuye.iot.v1 import intake_service_pb2 as pb
 from wuye.iot.v1 import intake_service_pb2_grpc as pb_grpc
 from wuye.launcher import PLATFORM_FILE, read_secrets_file
@@ -332,6 +339,8 @@ def _feed(
                         if stop.wait(pause):
                             break
                         pause = min(pause * 2, 5.0)
+                        if refusal_reason(e.cause) in RESYNCHRONISE:
+                            stream.restart()  # as a gateway that restarted: a new epoch
                         stream.connect()
             second += 1.0
             stop.wait(max(0.0, second - time.monotonic()))

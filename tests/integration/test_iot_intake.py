@@ -35,11 +35,13 @@ from wuye.core.auth import Role
 from wuye.core.kafka import ensure_topics
 from wuye.iot import metrics
 from wuye.iot.gateway import (
+    RESYNCHRONISE,
     AsyncGatewayStream,
     GatewayStream,
     StreamBroken,
     StreamTally,
     open_stream,
+    refusal_reason,
 )
 from wuye.iot.service import readings_retention_seconds
 from wuye.iot.settings import IotSettings
@@ -380,6 +382,33 @@ def test_a_gateway_restarted_after_200_batches_is_taken_and_its_old_batches_refu
     assert (replayed.code, replayed.reason) == (FAILED, "STALE_EPOCH")
     assert iot.replay_window(gateway.id) == (restarted.epoch, 1)
     assert iot.get_device(device).last_value == 0.0
+
+
+def test_a_stream_refused_for_its_epoch_resynchronises_and_its_batch_is_taken(iot):
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY).id
+    opener = open_stream(iot.channel, timeout=30)
+    newer = GatewayStream(opener, gateway.id, gateway.secret, epoch=2_000)
+    newer.connect()
+    newer.send([(device, 1.0, now_ns())], timeout=10)
+    assert newer.wait_acked(10)
+    newer.close()
+    stale = GatewayStream(opener, gateway.id, gateway.secret, epoch=1_000)
+    stale.connect()
+    stale.send([(device, 0.0, now_ns())], timeout=10)
+
+    assert not stale.wait_acked(10)  # the stream ended, the batch unacknowledged
+    reason = refusal_reason(stale.error)
+    stale.restart()
+    stale.connect()
+    assert stale.wait_acked(10)
+    stale.close()
+
+    assert reason == "STALE_EPOCH" and reason in RESYNCHRONISE
+    assert stale.epoch > 2_000
+    assert iot.replay_window(gateway.id) == (stale.epoch, 1)
+    [raised] = iot.events(ev.AlarmRaised)
+    assert raised.alarm.device_id == device
 
 
 def test_a_sequence_too_old_for_the_window_is_refused_so_the_gateway_resynchronises(iot):

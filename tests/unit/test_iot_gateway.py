@@ -348,3 +348,32 @@ def test_an_async_stream_sends_its_batches_in_its_own_epoch() -> None:
         await stream.close()
 
     run(scenario())
+
+
+def test_a_stream_refused_its_epoch_restarts_its_unacknowledged_batches_in_a_new_one() -> None:
+    intake = FakeIntake()
+    stream = gateway.GatewayStream(intake, "G", SECRET, window=4, epoch=5)
+    stream.connect()
+    received, answers = intake.streams[0]
+    for _ in range(3):
+        stream.send(READINGS, send_time_ns=1_000)
+    before = [pb.ReadingBatch.FromString(received.get(timeout=WAIT)) for _ in range(3)]
+    answers.put(ack(1))
+    answers.put(RuntimeError("FAILED_PRECONDITION: STALE_EPOCH"))
+    assert not stream.wait_acked(WAIT)  # the stream ended with batches 2 and 3 unacknowledged
+    assert stream.broken
+
+    stream.restart(epoch=9)
+    stream.connect()
+    resent = intake.streams[1][0]
+    after = [resent.get(timeout=WAIT) for _ in range(2)]
+    assert stream.send(READINGS) == 3
+
+    batches = [pb.ReadingBatch.FromString(raw) for raw in after]
+    assert [(b.epoch, b.sequence) for b in batches] == [(9, 1), (9, 2)]
+    assert [b.readings for b in batches] == [b.readings for b in before[1:]]
+    assert all(b.send_time.nanos == 1_000 for b in batches)
+    for raw in after:
+        assert signing.is_signed_by(SECRET, *signing.split_signature(raw))
+    intake.streams[1][1].put(None)
+    stream.close()
