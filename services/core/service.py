@@ -28,7 +28,7 @@ from wuye.core.catalog import load_spec
 from wuye.core.consumer import Consumer, Handler
 from wuye.core.db import create_service_engine
 from wuye.core.events import purge_idempotency_keys
-from wuye.core.grpcserver import ServiceDefinition, serve
+from wuye.core.grpcserver import Route, ServiceDefinition, serve
 from wuye.core.kafka import OutboxProducer, ensure_topics, make_consumer, make_producer
 from wuye.core.logs import log
 from wuye.core.migrate import upgrade
@@ -100,6 +100,19 @@ class ServiceSpec:
         """Creates the service's topics where they are missing, with their configs."""
         configs = self.topic_configs(settings) if self.topic_configs else None
         ensure_topics(settings, self.topics, self.topic_partitions, configs)
+
+
+def one_servicer(
+    full_name: str,
+    add_to_server: Callable[[Any, Any], None],
+    routes: dict[str, Route],
+    build: Callable[[Any, Engine], object],
+) -> Callable[[Settings, Engine], list[ServiceDefinition]]:
+    """`definitions` of a service whose server holds one servicer, `build(settings, engine)`,
+    with no work of its own to start or stop."""
+    return lambda settings, engine: [
+        ServiceDefinition(full_name, add_to_server, build(settings, engine), routes)
+    ]
 
 
 def _stop_on_signals() -> threading.Event:

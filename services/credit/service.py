@@ -8,25 +8,13 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from wuye.core.consumer import Handler
-from wuye.core.grpcserver import ServiceDefinition
-from wuye.core.service import ConsumerSpec, ServiceSpec, TimerSpec
+from wuye.core.service import ConsumerSpec, ServiceSpec, TimerSpec, one_servicer
 from wuye.credit.api import ROUTES, SERVICE_NAME, CreditApi
 from wuye.credit.commands import TOPICS, Credit
 from wuye.credit.settings import CreditSettings
 from wuye.credit.v1 import credit_service_pb2_grpc as pb_grpc
 
 REGISTRY_TOPICS = ("wuye.registry.enterprise.v1", "wuye.registry.practitioner.v1")
-
-
-def definitions(settings: CreditSettings, engine: Engine) -> list[ServiceDefinition]:
-    return [
-        ServiceDefinition(
-            full_name=SERVICE_NAME,
-            add_to_server=pb_grpc.add_CreditServiceServicer_to_server,
-            servicer=CreditApi(Credit(engine, settings)),
-            routes=ROUTES,
-        )
-    ]
 
 
 def events(settings: CreditSettings, engine: Engine) -> tuple[tuple[str, ...], dict[str, Handler]]:
@@ -40,7 +28,12 @@ SPEC = ServiceSpec(
     name="credit",
     settings_type=CreditSettings,
     migrations_dir=Path(__file__).parent / "migrations",
-    definitions=definitions,
+    definitions=one_servicer(
+        SERVICE_NAME,
+        pb_grpc.add_CreditServiceServicer_to_server,
+        ROUTES,
+        lambda settings, engine: CreditApi(Credit(engine, settings)),
+    ),
     topics=TOPICS,
     consumers=(ConsumerSpec(name="events", build=events),),
     timers=(

@@ -9,23 +9,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from wuye.core.consumer import Handler
-from wuye.core.grpcserver import ServiceDefinition
-from wuye.core.service import ConsumerSpec, ServiceSpec, TimerSpec
+from wuye.core.service import ConsumerSpec, ServiceSpec, TimerSpec, one_servicer
 from wuye.inspections.api import ROUTES, SERVICE_NAME, InspectionsApi
 from wuye.inspections.commands import READ_MODEL_TOPICS, TOPICS, Inspections
 from wuye.inspections.settings import InspectionsSettings
 from wuye.inspections.v1 import inspections_service_pb2_grpc as pb_grpc
-
-
-def definitions(settings: InspectionsSettings, engine: Engine) -> list[ServiceDefinition]:
-    return [
-        ServiceDefinition(
-            full_name=SERVICE_NAME,
-            add_to_server=pb_grpc.add_InspectionsServiceServicer_to_server,
-            servicer=InspectionsApi(Inspections(engine, settings)),
-            routes=ROUTES,
-        )
-    ]
 
 
 def events(
@@ -40,7 +28,12 @@ SPEC = ServiceSpec(
     name="inspections",
     settings_type=InspectionsSettings,
     migrations_dir=Path(__file__).parent / "migrations",
-    definitions=definitions,
+    definitions=one_servicer(
+        SERVICE_NAME,
+        pb_grpc.add_InspectionsServiceServicer_to_server,
+        ROUTES,
+        lambda settings, engine: InspectionsApi(Inspections(engine, settings)),
+    ),
     topics=TOPICS,
     consumers=(ConsumerSpec(name="events", build=events),),
     timers=(
