@@ -50,6 +50,8 @@ GRADE_MIX = {
     "C_UNFILED": 0.05,
     domain.UNSERVED: 0.05,
 }
+# Complaints a project had before the round: most none, a few many (each weighs in the draw).
+COMPLAINTS = (0,) * 12 + (1, 1, 2, 3, 5, 12)
 # Share of projects by district: the city centre (Dongsheng, Kangbashi) holds most.
 DISTRICT_WEIGHTS = {
     "150602": 0.34,
@@ -108,6 +110,7 @@ def city_round(options: InspectionsOptions, rng: random.Random) -> RoundSpec:
                 credit_code=code,
                 grade=grade,
                 triggered=n in triggered,
+                complaints=rng.choice(COMPLAINTS),
             )
         )
     inspectors = []
@@ -124,12 +127,15 @@ def city_round(options: InspectionsOptions, rng: random.Random) -> RoundSpec:
                 conflicts,
             )
         )
+    settings = InspectionsSettings
     return RoundSpec(
         round_id=f"{REPORT_DISTRICT}-Rbench000000",
         districts=tuple(districts),
         period=str(REPORT_YEAR),
         rates=dict(DEFAULT_RATES),
         floor_rate=Decimal("0.05"),
+        yearly_floor_rate=settings.model_fields["yearly_floor_rate"].default,
+        complaint_weights=settings.model_fields["complaint_weights"].default,
         inspectors_per_check=2,
         created_at=f"{REPORT_YEAR}-01-05T09:00:00Z",
         entities=tuple(sorted(entities, key=lambda e: e.project_id)),

@@ -77,6 +77,13 @@ def test_an_authority_registers_inspectors_of_its_own_districts(inspections):
 
     again = authority.fails("RegisterInspector", pb.RegisterInspectorRequest(inspector=registered))
     assert (again.code, again.reason) == (grpc.StatusCode.ALREADY_EXISTS, "INSPECTOR_EXISTS")
+    [announced] = inspections.events(ev.InspectorRegistered)
+    assert (announced.inspector_id, list(announced.district_codes), list(announced.conflicts)) == (
+        "insp-wangwei",
+        [DONGSHENG],
+        [conflict],
+    )
+    assert announced.unit == registered.unit and announced.relatives == 0
 
     for districts in [(KANGBASHI,), (DONGSHENG, KANGBASHI)]:
         request = pb.RegisterInspectorRequest(
