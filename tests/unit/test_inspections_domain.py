@@ -482,6 +482,12 @@ def test_each_check_gets_exactly_k_inspectors_of_its_district_none_with_a_confli
             assert project.credit_code not in inspectors[inspector_id].conflicts
 
 
+@pytest.mark.parametrize("weights", [((3, 2), (1, 3)), ((0, 2),), ((1, 0),)])
+def test_complaint_weights_are_ascending_thresholds_of_positive_weights(weights):
+    with pytest.raises(ValueError):
+        InspectionsSettings(complaint_weights=weights)
+
+
 def test_a_check_needs_at_least_two_inspectors_by_default():
     assert InspectionsSettings.model_fields["inspectors_per_check"].default == 2
     with pytest.raises(ValueError):
