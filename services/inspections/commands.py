@@ -258,7 +258,10 @@ class Inspections:
                 ],
             )
             store.take_triggers(
-                connection, [s.project_id for s in selections if s.reason == "triggered"], round_id
+                connection,
+                [s.project_id for s in selections if s.reason == "triggered"],
+                round_id,
+                row.created_at,
             )
             store.mark_drawn(connection, round_id, now)
             add_events(

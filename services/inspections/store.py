@@ -409,10 +409,17 @@ def add_trigger(
     return bool(added), pending
 
 
-def take_triggers(connection: Connection, project_ids: Iterable[str], round_id: str) -> None:
+def take_triggers(
+    connection: Connection, project_ids: Iterable[str], round_id: str, listed_at: dt.datetime
+) -> None:
+    """The pending triggers the round listed (those before its creation) are spent by it; later
+    ones wait for the next round."""
+    t = triggers.c
     connection.execute(
         triggers.update()
-        .where(triggers.c.project_id.in_(list(project_ids)) & triggers.c.round_id.is_(None))
+        .where(
+            t.project_id.in_(list(project_ids)) & t.round_id.is_(None) & (t.created_at <= listed_at)
+        )
         .values(round_id=round_id)
     )
 

@@ -790,20 +790,26 @@ def test_a_triggered_project_joins_the_next_round_and_the_trigger_is_spent(inspe
     created = inspections.create_round(period="2026H1")
     triggered = {e.project_id for e in created.entities if e.triggered}
     assert triggered == {complained}
+    # Asked for after the lists were frozen: it waits for the next round.
+    inspections.clock.advance(seconds=1)
+    late = street.TriggerInspection(
+        pb.TriggerInspectionRequest(project_id=complained, reason="又一次投诉")
+    )
+    assert late.pending_triggers == 3
     drawn = inspections.draw(created.round_id)
     reasons = {s.project_id: s.reason for s in drawn.selections}
     assert reasons[complained] == "triggered"
     assert set(reasons) <= {complained, *others}
 
-    # Spent by that draw: the next round lists the project as an ordinary one.
-    after = inspections.create_round(period="2026H2")
-    assert not any(e.triggered for e in after.entities)
+    # The two before the lists were frozen are spent by that draw; the late one is not.
     assert (
         street.TriggerInspection(
             pb.TriggerInspectionRequest(project_id=complained, reason="再次投诉")
         ).pending_triggers
-        == 1
+        == 2
     )
+    after = inspections.create_round(period="2026H2")
+    assert {e.project_id for e in after.entities if e.triggered} == {complained}
 
 
 def test_a_trigger_names_a_known_project_and_a_reason(inspections):
