@@ -254,10 +254,6 @@ def list_standings(
     return [ListedSubject(_subject(row), _stored(row), utc(row.updated_at)) for row in rows]
 
 
-def subject_keys(connection: Connection) -> list[str]:
-    return list(connection.execute(sa.select(subjects.c.subject_key)).scalars())
-
-
 # ---------------------------------------------------------------- records
 
 
