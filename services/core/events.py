@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from google.protobuf.message import Message
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from wuye.core.context import current_or_none
@@ -125,52 +125,94 @@ def add_events(connection: Connection, events: Iterable[Event]) -> None:
     request = current_or_none()
     trace_id = request.trace_id if request else ""
     now = time.time()
-    versions = _take_versions(connection, events)
-    rows = []
-    for e in events:
-        version = versions[e.topic, e.key]
-        versions[e.topic, e.key] = version + 1
-        rows.append(
+    rows = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "topic": e.topic,
+            "key": e.key,
+            "event_type": e.message.DESCRIPTOR.full_name,
+            "subject": e.subject,
+            "district": e.district,
+            "trace_id": trace_id,
+            "payload": e.message.SerializeToString(),
+            "created_at": now,
+        }
+        for e in events
+    ]
+    if connection.dialect.name == "postgresql":
+        columns = ("event_id", "topic", "key", "event_type", "subject", "district", "payload")
+        connection.execute(
+            _ADD_EVENTS_PG,
             {
-                "event_id": str(uuid.uuid4()),
-                "topic": e.topic,
-                "key": e.key,
-                "event_type": e.message.DESCRIPTOR.full_name,
-                "subject": e.subject,
-                "district": e.district,
+                **{f"{column}s": [row[column] for row in rows] for column in columns},
                 "trace_id": trace_id,
-                "payload": e.message.SerializeToString(),
                 "created_at": now,
-                "version": version,
-            }
+            },
         )
+        return
+    versions = _take_versions_sqlite(connection, rows)
+    for row in rows:
+        row["version"] = versions[row["topic"], row["key"]]
+        versions[row["topic"], row["key"]] += 1
     connection.execute(outbox.insert(), rows)
 
 
 # The channel on which a schema's commits wake its relay; names are at most 63 bytes.
 OUTBOX_CHANNEL = sa.func.left(sa.literal("wuye_outbox_") + sa.func.current_schema(), 63)
 
-
-def _take_versions(connection: Connection, events: list[Event]) -> dict[tuple[str, str], int]:
-    """The first version of each (topic, key) among `events`, taken for all of them at once.
-
-    The rows are taken in one order (sorted), so two transactions emitting for the same keys
-    wait for each other instead of deadlocking."""
-    counts = Counter((e.topic, e.key) for e in events)
-    postgres = connection.dialect.name == "postgresql"
-    insert = (postgresql.insert if postgres else sqlite.insert)(event_versions)
-    statement = insert.values(
-        [{"topic": t, "key": k, "version": counts[t, k]} for t, k in sorted(counts)]
-    ).on_conflict_do_update(
-        index_elements=[event_versions.c.topic, event_versions.c.key],
-        set_={"version": event_versions.c.version + insert.excluded.version},
+# On PostgreSQL one statement of one shape (arrays; compiled and prepared once) takes the
+# versions, raises the notification and inserts the events. Version rows are taken in (topic,
+# key) order, so transactions emitting for the same keys wait for each other rather than
+# deadlock; outbox ids follow the events' order.
+_ADD_EVENTS_PG = sa.text(
+    """
+    WITH adding AS (
+        SELECT * FROM unnest(
+            CAST(:event_ids AS varchar[]), CAST(:topics AS varchar[]), CAST(:keys AS varchar[]),
+            CAST(:event_types AS varchar[]), CAST(:subjects AS varchar[]),
+            CAST(:districts AS varchar[]), CAST(:payloads AS bytea[])
+        ) WITH ORDINALITY AS e(event_id, topic, key, event_type, subject, district, payload, n)
+    ),
+    taken AS (
+        INSERT INTO event_versions AS v (topic, key, version)
+        SELECT topic, key, count(*) FROM adding GROUP BY topic, key ORDER BY topic, key
+        ON CONFLICT (topic, key) DO UPDATE SET version = v.version + excluded.version
+        RETURNING topic, key, version,
+                  pg_notify(left('wuye_outbox_' || current_schema(), 63), '')
     )
-    returned = [event_versions.c.topic, event_versions.c.key, event_versions.c.version]
-    if postgres:
-        returned.append(sa.func.pg_notify(OUTBOX_CHANNEL, ""))
+    INSERT INTO outbox (event_id, topic, key, event_type, subject, district, trace_id, payload,
+                        created_at, version)
+    SELECT e.event_id, e.topic, e.key, e.event_type, e.subject, e.district, :trace_id,
+           e.payload, :created_at,
+           taken.version - count(*) OVER keyed + row_number() OVER (keyed ORDER BY e.n)
+    FROM adding AS e JOIN taken USING (topic, key)
+    WINDOW keyed AS (PARTITION BY e.topic, e.key)
+    ORDER BY e.n
+    """
+)
+_next_version = sqlite.insert(event_versions).values(
+    topic=sa.bindparam("next_topic"),
+    key=sa.bindparam("next_key"),
+    version=sa.bindparam("next_count"),
+)
+_NEXT_VERSION_SQLITE = _next_version.on_conflict_do_update(
+    index_elements=[event_versions.c.topic, event_versions.c.key],
+    set_={"version": event_versions.c.version + _next_version.excluded.version},
+).returning(event_versions.c.version)
+
+
+def _take_versions_sqlite(connection: Connection, rows: list[dict]) -> dict[tuple[str, str], int]:
+    """The first version of each (topic, key) among `rows`. SQLite has one writer at a time: the
+    transaction holds the database from its start."""
+    counts = Counter((row["topic"], row["key"]) for row in rows)
     return {
-        (row.topic, row.key): row.version - counts[row.topic, row.key] + 1
-        for row in connection.execute(statement.returning(*returned))
+        (topic, key): connection.execute(
+            _NEXT_VERSION_SQLITE,
+            {"next_topic": topic, "next_key": key, "next_count": count},
+        ).scalar_one()
+        - count
+        + 1
+        for (topic, key), count in counts.items()
     }
 
 
