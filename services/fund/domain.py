@@ -167,28 +167,26 @@ def apportion(total_fen: int, weights: Mapping[str, int]) -> dict[str, int]:
     weights that sum to zero."""
     if total_fen < 0:
         raise ValueError(f"cannot apportion a negative amount ({total_fen})")
-    whole = 0
-    for key, weight in weights.items():
-        if weight < 0:
-            raise ValueError(f"{key} has a negative weight")
-        whole += weight
+    keys, values = list(weights), list(weights.values())
+    if values and min(values) < 0:
+        raise ValueError(f"{keys[values.index(min(values))]} has a negative weight")
+    whole = sum(values)
     if whole == 0:
         raise ValueError("nothing to apportion by: the weights sum to zero")
-    parts: dict[str, int] = {}
-    remainders: list[tuple[int, str]] = []
-    handed_out = 0
-    for key, weight in weights.items():
-        part, remainder = divmod(total_fen * weight, whole)
-        parts[key] = part
-        handed_out += part
-        if remainder:
-            remainders.append((-remainder, key))
-    left = total_fen - handed_out
+    # Whole lists at a time: a million accounts take a few passes, not a loop of divmods.
+    products = [total_fen * weight for weight in values]
+    parts = [product // whole for product in products]
+    remainders = [product % whole for product in products]
+    left = total_fen - sum(parts)
     if left:
-        remainders.sort()
-        for _, key in remainders[:left]:
-            parts[key] += 1
-    return parts
+        # The left-th largest remainder: those above it all get a fen; of those equal to it,
+        # the smaller keys take what is left.
+        cut = sorted(remainders, reverse=True)[left - 1]
+        above = [i for i, remainder in enumerate(remainders) if remainder > cut]
+        tied = sorted((keys[i], i) for i, remainder in enumerate(remainders) if remainder == cut)
+        for i in above + [i for _, i in tied[: left - len(above)]]:
+            parts[i] += 1
+    return dict(zip(keys, parts, strict=True))
 
 
 def allocate_interest(interest_fen: int, balances: Mapping[str, int]) -> dict[str, int]:
@@ -220,14 +218,11 @@ def first_deposit_fen(area_cm2: int, cost_fen_per_m2: int, rate: Fraction) -> in
     return round_half_up(rate * cost_fen_per_m2 * area_cm2 / CM2_PER_M2)
 
 
-def top_up_threshold_fen(first_deposit: int, rules: FundRules) -> Fraction:
-    return rules.top_up_below * first_deposit
-
-
 def needs_top_up(balance_fen: int, first_deposit: int, rules: FundRules) -> bool:
     """Below the threshold share of the first deposit (at it is enough). A unit that made no
     first deposit yet has nothing to top up."""
-    return first_deposit > 0 and balance_fen < top_up_threshold_fen(first_deposit, rules)
+    share = rules.top_up_below
+    return first_deposit > 0 and balance_fen * share.denominator < share.numerator * first_deposit
 
 
 # ---------------------------------------------------------------- the ledger
@@ -297,6 +292,21 @@ class UnitAccount:
     def ledger_account(self) -> LedgerAccount:
         return LedgerAccount(AccountKind.UNIT, self.project_id, self.unit_id)
 
+    def charged(self, debited_fen: int, owed_fen: int) -> UnitAccount:
+        """The account after a share: `debited_fen` paid from the balance, `owed_fen` owed.
+        Built directly: a payment charges tens of thousands of accounts, and
+        dataclasses.replace costs several times more."""
+        return UnitAccount(
+            self.unit_id,
+            self.project_id,
+            self.district_code,
+            self.unit_number,
+            self.area_cm2,
+            self.balance_fen - debited_fen,
+            self.first_deposit_fen,
+            self.owed_fen + owed_fen,
+        )
+
 
 def _credit_units(
     entry_id: str, kind: EntryKind, amounts: Mapping[str, int], accounts: Mapping[str, UnitAccount]
@@ -314,7 +324,7 @@ def _credit_units(
 
 def record_deposit(
     account: UnitAccount,
-    kind: DepositKind,
+    kind: DepositKind | None,
     entry_id: str,
     rules: FundRules,
     amount_fen: int = 0,
@@ -323,6 +333,7 @@ def record_deposit(
     """A deposit into a unit's account: the account after it, its entry and its amount. A first
     deposit is computed from the construction cost when one is given."""
     v = Violations()
+    v.check(kind is not None, "kind", "is FIRST or TOP_UP")
     if kind is DepositKind.FIRST and cost_fen_per_m2:
         v.check(amount_fen == 0, "amount_fen", "give the construction cost or the amount, not both")
         v.check(cost_fen_per_m2 > 0, "construction_cost_fen_per_m2", "must be positive")
@@ -1025,11 +1036,7 @@ def apportion_payment(
         )
         if not part:
             continue
-        after = replace(
-            account,
-            balance_fen=account.balance_fen - debited,
-            owed_fen=account.owed_fen + part - debited,
-        )
+        after = account.charged(debited, part - debited)
         changed.append(after)
         if debited:
             postings.append(Posting(account.ledger_account, debited))

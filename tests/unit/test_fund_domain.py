@@ -196,6 +196,9 @@ def test_a_second_first_deposit_and_bad_amounts_are_refused():
             account(), DepositKind.FIRST, "e", RULES, amount_fen=5, cost_fen_per_m2=100
         )
     assert [v.field for v in invalid.value.violations] == ["amount_fen"]
+    with pytest.raises(InvalidArgument) as invalid:
+        domain.record_deposit(paid, None, "e", RULES, amount_fen=5)
+    assert [v.field for v in invalid.value.violations] == ["kind"]
     top_up, _, _ = domain.record_deposit(paid, DepositKind.TOP_UP, "e", RULES, amount_fen=5)
     assert (top_up.balance_fen, top_up.first_deposit_fen) == (15, 10)
 
