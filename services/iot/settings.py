@@ -31,8 +31,6 @@ class IotSettings(Settings):
     # (they mostly wait, outside the GIL); calls beyond these are refused, not queued.
     grpc_workers: int = Field(default=1000, ge=1)
     grpc_max_concurrent_rpcs: int = Field(default=1000, ge=1)
-    # Alarm events wait for the relay's next look at the outbox: it looks often.
-    relay_poll_seconds: float = Field(default=0.005, gt=0)
 
     # The key every gateway's secret is derived from, and the one being rotated out.
     iot_gateway_key: SecretStr = SecretStr("")
