@@ -18,6 +18,12 @@ sub-account (owners' money held) credits - debits. Entries are never edited: a c
 entry with every posting negated. Hence the invariant reconcile() checks: for every project,
 and so for the city, the sum of its unit balances equals its bank account's book balance, to
 the fen; and the book balance equals the bank's statement when one is given.
+
+A use of the fund is opened by the owners' decision (a passed USE_FUND matter) or requested as
+an emergency (no vote; the owners notified first, approval due within working days); it moves
+only along USE_TRANSITIONS, and transition() returns the events each move causes. Payments
+charge the benefiting units by exclusive area: an account pays its share as far as its balance
+goes and owes the rest.
 """
 
 from __future__ import annotations
@@ -276,7 +282,8 @@ def balance_change(posting: Posting) -> int:
 
 @dataclass(frozen=True)
 class UnitAccount:
-    """A unit's sub-account (分户账). Its balance never goes below zero: what it could not pay of
+    """A unit's sub-account (分户账), kept by unit and not by owner: when the unit is sold the
+    balance stays with it (Art. 28). Its balance never goes below zero: what it could not pay of
     a share is `owed_fen`."""
 
     unit_id: str
@@ -709,6 +716,17 @@ def transition(
 ) -> tuple[Use, tuple[UseEvent, ...]]:
     """The one way a use changes state: `action` must be allowed from its state; the use with
     `changes` applied and the events the change causes."""
+    after = replace(use, state=allowed(use, action), **changes)
+    events: list[UseEvent] = []
+    if payment is not None:
+        events.append(UseEvent(UseEventType.WORKS_PAID, after, at, payment))
+    if action is not UseAction.PAY:
+        events.append(UseEvent(_event_of(action, use), after, at))
+    return after, tuple(events)
+
+
+def allowed(use: Use, action: UseAction) -> UseState:
+    """The state `action` leads `use` to; refused if its state does not allow it."""
     to = USE_TRANSITIONS.get((use.state, action))
     if to is None:
         raise FailedPrecondition(
@@ -716,13 +734,7 @@ def transition(
             f"use {use.use_id} is {_words(use.state)}: it cannot {_words(action)}",
             use_id=use.use_id,
         )
-    after = replace(use, state=to, **changes)
-    events: list[UseEvent] = []
-    if payment is not None:
-        events.append(UseEvent(UseEventType.WORKS_PAID, after, at, payment))
-    if action is not UseAction.PAY:
-        events.append(UseEvent(_event_of(action, use), after, at))
-    return after, tuple(events)
+    return to
 
 
 def _event_of(action: UseAction, before: Use) -> UseEventType:
@@ -877,9 +889,9 @@ def request_emergency(
     add_working_days: AddWorkingDays,
     draft: Use | None = None,
 ) -> UseChange:
-    """An emergency request, or a draft completed into one: the owners are notified at once
-    (EMERGENCY_REQUESTED) and the approval falls due. `requested_on` is the city's day of `at`;
-    `accounts` the project's unit accounts."""
+    """An emergency request, or a draft completed into one (which keeps its own id): the owners
+    are notified at once (EMERGENCY_REQUESTED) and the approval falls due. `requested_on` is the
+    city's day of `at`; `accounts` the project's unit accounts."""
     v = Violations()
     v.check(bool(filing.title.strip()), "title", "must not be empty")
     if v.check(filing.kind is not None, "kind", "name the emergency"):
@@ -976,6 +988,7 @@ def approve(
 ) -> UseChange:
     """The authority's approval, naming the works' kind (never one of Art. 25's) and the budget:
     at most the amount decided or requested; a re-approval's at least the final cost."""
+    allowed(use, UseAction.APPROVE)
     v = Violations()
     check_works_kind(works_kind, v, "works_kind")
     if use.state is UseState.REAPPROVAL_REQUIRED:
@@ -1071,8 +1084,7 @@ def pay_works(
     v = Violations()
     v.check(amount_fen > 0, "amount_fen", "a payment is a positive number of fen")
     v.raise_if_any()
-    if use.state is not UseState.APPROVED:
-        transition(use, UseAction.PAY, at)  # raises: the state forbids paying
+    allowed(use, UseAction.PAY)
     if use.paid_fen + amount_fen > use.budget_fen:
         raise FailedPrecondition(
             "PAYMENT_OVER_BUDGET",
@@ -1139,8 +1151,7 @@ def complete(
         f"at least the {use.paid_fen} fen paid already",
     )
     v.raise_if_any()
-    if use.state is not UseState.APPROVED:
-        transition(use, UseAction.COMPLETE, at)  # raises: the state forbids completing
+    allowed(use, UseAction.COMPLETE)
     if overruns(use.budget_fen, final_cost_fen, rules):
         return UseChange(*transition(use, UseAction.OVERRUN, at, final_cost_fen=final_cost_fen))
     settlement = final_cost_fen - use.paid_fen

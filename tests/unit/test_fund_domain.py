@@ -325,6 +325,15 @@ def test_approval_budget_is_at_most_the_decided_amount():
         )
 
 
+def test_the_state_is_checked_before_the_arguments():
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.approve(use(S.DRAFT, UseOrigin.EMERGENCY, budget_fen=0), None, 0, RULES, AT)
+    assert refused.value.reason == "USE_DRAFT"
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.complete(use(S.COMPLETED), 100_000, "e", PROJECT_ACCOUNTS, RULES, AT)
+    assert refused.value.reason == "USE_COMPLETED"
+
+
 def test_reject_and_cancel_say_why():
     with pytest.raises(InvalidArgument):
         domain.reject(use(S.PENDING_APPROVAL), "  ", AT)
@@ -468,6 +477,15 @@ def test_an_undecided_request_escalates_after_its_deadline_only():
     assert [e.type for e in late.events] == [UseEventType.EMERGENCY_APPROVED]
 
 
+def test_a_draft_of_another_project_is_not_completed_here():
+    drafted = domain.draft_from_alarm(
+        "U3", OTHER_PROJECT, DISTRICT, "A1", "LOW_PRESSURE", ("x1",), RULES, AT
+    )
+    with pytest.raises(FailedPrecondition) as refused:
+        request(filing(kind=EmergencyKind.FIRE_SYSTEM_FAULT), draft=drafted.use)
+    assert refused.value.reason == "NOT_A_DRAFT_OF_PROJECT"
+
+
 def test_a_fire_system_alarm_opens_a_draft_that_a_request_completes():
     assert (
         domain.draft_from_alarm(
@@ -580,6 +598,20 @@ def test_a_final_cost_over_the_tolerance_waits_for_a_new_approval():
 
 
 # ---------------------------------------------------------------- the ledger
+
+
+def test_a_districts_interest_is_one_balanced_entry_per_project():
+    accounts = accounts_of(*PROJECT_ACCOUNTS.values())
+    parts = domain.allocate_interest(1_001, {u: a.balance_fen for u, a in accounts.items()})
+    entries = domain.interest_entries("I2026", "2026", parts, accounts)
+    assert [(e.entry_id, e.project_id) for e in entries] == [
+        (f"I2026-{PROJECT}", PROJECT),
+        (f"I2026-{OTHER_PROJECT}", OTHER_PROJECT),
+    ]
+    assert all(e.balanced and e.period == "2026" for e in entries)
+    credited = domain.ledger_balances(entries)
+    assert sum(credited[domain.bank(p)] for p in (PROJECT, OTHER_PROJECT)) == 1_001
+    assert credited[accounts["x1"].ledger_account] == parts["x1"]
 
 
 def test_a_reversal_negates_its_entry_once_and_never_overdraws():
