@@ -46,3 +46,10 @@ def test_the_trace_id_travels_only_when_there_is_one() -> None:
 def test_header_values_that_are_not_utf8_do_not_break_reading() -> None:
     assert header_map([("x", b"\xff")]) == {"x": "\ufffd"}
     assert header_map(None) == {}
+
+
+def test_a_version_travels_as_a_sequence_that_sorts_as_text_as_it_does_as_a_number() -> None:
+    assert "ce_sequence" not in headers()
+    sequences = [headers(sequence=version)["ce_sequence"] for version in (1, 9, 10, 2**63 - 1)]
+    assert sorted(sequences) == sequences
+    assert [int(s) for s in sequences] == [1, 9, 10, 2**63 - 1]
