@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from bench.deployment import fresh_deployment
-from bench.events import enterprise_filed
+from bench.events import ENTERPRISES, enterprise_filed
 from bench.processes import PYTHON, Children, wait_until
 from bench.stats import (
     child_pids,
@@ -36,6 +36,7 @@ from wuye.core.db import create_service_engine
 from wuye.core.devbroker import DevBroker, free_port
 from wuye.core.events import add_events, outbox
 from wuye.core.kafka import OutboxProducer, cloudevent_headers
+from wuye.core.relay import EPOCH_HEADER
 from wuye.registry.commands import ENTERPRISE_TOPIC
 from wuye.registry.service import SPEC
 from wuye.registry.settings import RegistrySettings
@@ -196,17 +197,21 @@ def _measure_bare_produce(settings: RegistrySettings, count: int) -> dict[str, A
         records.append(
             (
                 event.topic,
-                event.message.SerializeToString(),
                 event.key.encode(),
-                cloudevent_headers(
-                    event_id=str(uuid.uuid4()),
-                    event_type=event.message.DESCRIPTOR.full_name,
-                    source=f"/wuye/{SPEC.name}",
-                    subject=event.subject,
-                    time=now,
-                    district=event.district,
-                    trace_id="",
-                ),
+                event.message.SerializeToString(),
+                [
+                    *cloudevent_headers(
+                        event_id=str(uuid.uuid4()),
+                        event_type=event.message.DESCRIPTOR.full_name,
+                        source=f"/wuye/{SPEC.name}",
+                        subject=event.subject,
+                        time=now,
+                        district=event.district,
+                        trace_id="",
+                        sequence=number // ENTERPRISES + 1,
+                    ),
+                    (EPOCH_HEADER, b"1"),
+                ],
             )
         )
     producer = OutboxProducer(settings)
