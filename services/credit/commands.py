@@ -43,15 +43,15 @@ from wuye.registry.v1 import events_pb2 as registry_events
 from wuye.registry.v1 import registry_service_pb2 as registry
 
 GRADE_TOPIC = "wuye.credit.grade.v1"
+TOPICS = (GRADE_TOPIC,)
+FEED_VERSION = 1
+EXPIRY_TIMER = "record-expiry"
 # What an approved filing of each kind means for the credit file.
 _FILING_OUTCOMES = {
     registry.FILING_KIND_INITIAL: FilingOutcome.FILED,
     registry.FILING_KIND_CHANGE: FilingOutcome.CHANGED,
     registry.FILING_KIND_EXIT: FilingOutcome.EXITED,
 }
-TOPICS = (GRADE_TOPIC,)
-FEED_VERSION = 1
-EXPIRY_TIMER = "record-expiry"
 
 
 def grade_number(grade: Grade) -> int:
@@ -97,8 +97,8 @@ def record_message(r: Record, standing: Standing | None) -> pb.CreditRecord:
     )
 
 
-# What made a standing to be recomputed, as the events to announce before the standing: built
-# from the standing, which tells whether a record counts.
+# What caused a recomputation, as the events to announce before the standing; built from the
+# new standing, which tells whether a record still counts.
 Causes = Callable[[Standing], Iterable[Message]]
 
 
