@@ -1,7 +1,7 @@
 """Rules of the maintenance fund (DOMAIN.md sections 4 and 4b; 住宅专项维修资金管理办法, 2007).
 Pure: no IO, no wire types. Money is integer fen, areas integer cm², rates Fractions.
 
-Apportionment (version 1), so that anyone can recompute a published share. To split T fen
+Apportionment, written out so that anyone can recompute a published share. To split T fen
 (T >= 0) among keys k with integer weights w_k >= 0 (a payment: exclusive areas in cm²;
 interest: balances in fen), W = sum of w_k > 0:
 1. each key's exact share is T * w_k / W; write T * w_k = q_k * W + r_k with 0 <= r_k < W;
@@ -37,7 +37,6 @@ from types import MappingProxyType
 
 from wuye.core.errors import FailedPrecondition, Violations
 
-APPORTIONMENT_VERSION = 1
 CM2_PER_M2 = 10_000
 
 # The days after which something is due, counted in the city's working days: the core
@@ -151,11 +150,8 @@ class FundRules:
         for name in ("top_up_below", "emergency_first_payment_limit", "overrun_tolerance"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
-        if (
-            not 0
-            <= self.extremely_urgent_approval_working_days
-            <= (self.emergency_approval_working_days)
-        ):
+        urgent = self.extremely_urgent_approval_working_days
+        if not 0 <= urgent <= self.emergency_approval_working_days:
             raise ValueError("an extremely urgent request cannot have longer than a plain one")
         frozen = MappingProxyType(dict(self.district_deposit_rates))
         object.__setattr__(self, "district_deposit_rates", frozen)
@@ -209,8 +205,7 @@ def allocate_interest(interest_fen: int, balances: Mapping[str, int]) -> dict[st
 
 
 def round_half_up(value: Fraction) -> int:
-    """To the nearest integer, halves away from zero for the non-negative values money takes
-    here (四舍五入)."""
+    """To the nearest integer, halves up (四舍五入); amounts of money here are never negative."""
     if value < 0:
         raise ValueError("only non-negative amounts are rounded here")
     return (2 * value.numerator + value.denominator) // (2 * value.denominator)
@@ -717,12 +712,13 @@ def transition(
     """The one way a use changes state: `action` must be allowed from its state; the use with
     `changes` applied and the events the change causes."""
     after = replace(use, state=allowed(use, action), **changes)
-    events: list[UseEvent] = []
-    if payment is not None:
-        events.append(UseEvent(UseEventType.WORKS_PAID, after, at, payment))
-    if action is not UseAction.PAY:
-        events.append(UseEvent(_event_of(action, use), after, at))
-    return after, tuple(events)
+    if action is UseAction.PAY or payment is None:
+        return after, (UseEvent(_event_of(action, use), after, at, payment),)
+    # A completion's settlement is a payment too, announced before the completion.
+    return after, (
+        UseEvent(UseEventType.WORKS_PAID, after, at, payment),
+        UseEvent(_event_of(action, use), after, at),
+    )
 
 
 def allowed(use: Use, action: UseAction) -> UseState:

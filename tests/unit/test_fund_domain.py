@@ -244,6 +244,7 @@ EVENTS = {
     A.ESCALATE: UseEventType.EMERGENCY_ESCALATED,
     A.REJECT: UseEventType.USE_REJECTED,
     A.CANCEL: UseEventType.USE_CANCELLED,
+    A.PAY: UseEventType.WORKS_PAID,
     A.COMPLETE: UseEventType.USE_COMPLETED,
     A.OVERRUN: UseEventType.REAPPROVAL_REQUIRED,
 }
@@ -268,8 +269,7 @@ def test_every_transition_is_allowed_or_refused_as_the_table_says(state, action)
     if (state, action) in ALLOWED:
         after, events = domain.transition(before, action, AT)
         assert after.state is ALLOWED[state, action]
-        expected = [] if action is A.PAY else [EVENTS.get(action, UseEventType.USE_APPROVED)]
-        assert [e.type for e in events] == expected
+        assert [e.type for e in events] == [EVENTS.get(action, UseEventType.USE_APPROVED)]
         assert all(e.use == after and e.occur_time == AT for e in events)
     else:
         with pytest.raises(FailedPrecondition) as refused:
@@ -521,7 +521,7 @@ def test_a_payment_is_apportioned_by_area_and_debited():
     balances = {a.unit_id: (a.balance_fen, a.owed_fen) for a in paid.accounts}
     assert balances == {"u1": (40_000, 0), "u2": (30_000, 0), "u3": (0, 10_000)}
     assert (paid.use.paid_fen, paid.use.owed_fen, paid.use.payments) == (60_000, 10_000, 1)
-    assert [e.type for e in paid.events] == [UseEventType.WORKS_PAID]
+    assert [(e.type, e.payment) for e in paid.events] == [(UseEventType.WORKS_PAID, paid.payment)]
     assert paid.payment.entry.balanced
     assert domain.post(paid.payment.entry, balances_of()) == {
         LedgerAccount(AccountKind.BANK, PROJECT): 120_000 - 50_000,
