@@ -135,6 +135,13 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # `wuye` is the copy's services/, ahead of the editable install of this checkout.
     (tree / "path").mkdir()
     (tree / "path" / "wuye").symlink_to(tree / "services")
+    stale = subprocess.run(
+        [sys.executable, GENERATOR, "--check"], cwd=tree, env=_env(tree), capture_output=True
+    )
+    # Until the generator runs, the check names what lacks the new service and how to fix it.
+    assert stale.returncode == 1
+    assert b"charts/wuye/values.yaml differs" in stale.stdout
+    assert b"run `python tools/gendeploy.py`" in stale.stdout
     generated = subprocess.run(
         [sys.executable, GENERATOR], cwd=tree, env=_env(tree), capture_output=True, text=True
     )
