@@ -665,3 +665,24 @@ def test_an_approved_filing_applies_once_and_an_older_one_changes_nothing():
     assert domain.apply_filing(exited, FilingOutcome.FILED, "东胜物业", "150602", filed_at) is None
     refiled = domain.apply_filing(exited, FilingOutcome.FILED, "东胜物业", "150602", NOW)
     assert refiled is not None and refiled.filed(NOW)
+
+
+# ---------------------------------------------------------------- what is announced
+
+
+def test_a_standing_is_news_when_its_grade_score_or_listing_changes():
+    standing = evaluate([record(points="5")])
+    same = standing.announced
+
+    assert standing.differs_from(None)
+    assert not standing.differs_from(same)
+    assert standing.differs_from(replace(same, score=same.score + 1))
+    assert standing.differs_from(replace(same, blacklisted=True))
+
+
+def test_an_unfiled_subjects_score_alone_is_no_news_but_its_listing_is():
+    standing = evaluate([record(points="5")], who=subject(filed_at=None))
+    before = replace(standing.announced, score=Decimal(0))
+
+    assert not standing.differs_from(before)
+    assert evaluate([serious("5")], who=subject(filed_at=None)).differs_from(before)
