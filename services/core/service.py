@@ -200,6 +200,12 @@ def run_worker(spec: ServiceSpec, settings: Settings, engine: Engine, stop: thre
         )
     if spec.timers:
         parts["timers"] = lambda: run_timers(spec.timers, settings, engine, stop)
+    return run_together(parts, stop)
+
+
+def run_together(parts: dict[str, Callable[[], None]], stop: threading.Event) -> int:
+    """Each part in a thread until `stop` is set; a part that fails or returns before then sets
+    it. 0 when every part ended because of `stop`, else 1."""
     failed: list[str] = []
 
     def run_part(name: str, part: Callable[[], None]) -> None:
