@@ -47,6 +47,9 @@ logger = logging.getLogger("wuye.relay")
 
 EPOCH_HEADER = "wuye_relay_epoch"
 _LEASE_ID = 1
+# After a failed round the relay waits this long, doubling up to the most.
+_RETRY_FIRST_SECONDS = 0.05
+_RETRY_MOST_SECONDS = 5.0
 
 _SELECT = sa.select(
     outbox.c.id,
@@ -256,7 +259,7 @@ class Relay:
         metrics.OUTBOX_OLDEST_AGE.set(time.time() - oldest if oldest else 0.0)
 
     def run(self, stop: threading.Event) -> None:
-        backoff = self._poll_seconds
+        backoff = _RETRY_FIRST_SECONDS
         while not stop.is_set():
             try:
                 # The holder of the lease reports the backlog, also while publishing fails.
@@ -266,7 +269,7 @@ class Relay:
                     self.update_gauges()
                     self._gauges_at = time.monotonic()
                 published = self.publish_batch()
-                backoff = self._poll_seconds
+                backoff = _RETRY_FIRST_SECONDS
                 if self._epoch is None:
                     # A standby reports nothing waiting.
                     metrics.OUTBOX_BACKLOG.set(0)
@@ -287,7 +290,7 @@ class Relay:
                 if isinstance(e, KafkaError):
                     self._discard_producer()
                 stop.wait(backoff)
-                backoff = min(backoff * 2 + 0.1, 5.0)
+                backoff = min(backoff * 2, _RETRY_MOST_SECONDS)
         self.close()
 
     def close(self) -> None:
