@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from fractions import Fraction
 from types import MappingProxyType
+from typing import NamedTuple
 
 from wuye.core.errors import FailedPrecondition, Violations
 
@@ -229,16 +230,16 @@ def needs_top_up(balance_fen: int, first_deposit: int, rules: FundRules) -> bool
 # ---------------------------------------------------------------- the ledger
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerAccount:
+# Accounts and postings are named tuples: immutable values like the dataclasses here, and an
+# interest allocation makes two of them for each of a million accounts, several times faster.
+class LedgerAccount(NamedTuple):
     kind: AccountKind
     project_id: str
     # UNIT accounts only.
     unit_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Posting:
+class Posting(NamedTuple):
     account: LedgerAccount
     # Debits positive, credits negative.
     amount_fen: int
@@ -310,18 +311,17 @@ class UnitAccount:
         )
 
 
-def _credit_units(
-    entry_id: str, kind: EntryKind, amounts: Mapping[str, int], accounts: Mapping[str, UnitAccount]
+def _money_in(
+    entry_id: str,
+    kind: EntryKind,
+    project_id: str,
+    district_code: str,
+    credits: Sequence[Posting],
+    period: str = "",
 ) -> Entry:
-    """Money in: the bank's account debited, the units' credited, in one project."""
-    first = accounts[next(iter(amounts))]
-    postings = [Posting(bank(first.project_id), sum(amounts.values()))]
-    postings += [
-        Posting(accounts[unit_id].ledger_account, -amount)
-        for unit_id, amount in amounts.items()
-        if amount
-    ]
-    return Entry(entry_id, kind, first.project_id, first.district_code, tuple(postings))
+    """Money into one project's units (`credits`): the bank's account debited with their sum."""
+    debit = Posting(bank(project_id), -sum(p.amount_fen for p in credits))
+    return Entry(entry_id, kind, project_id, district_code, (debit, *credits), period=period)
 
 
 def record_deposit(
@@ -351,8 +351,9 @@ def record_deposit(
             f"unit {account.unit_number} made its first deposit already: record a top-up",
             unit_id=account.unit_id,
         )
-    entry = _credit_units(
-        entry_id, EntryKind.DEPOSIT, {account.unit_id: amount_fen}, {account.unit_id: account}
+    credit = Posting(account.ledger_account, -amount_fen)
+    entry = _money_in(
+        entry_id, EntryKind.DEPOSIT, account.project_id, account.district_code, [credit]
     )
     after = replace(account, balance_fen=account.balance_fen + amount_fen)
     if kind is DepositKind.FIRST:
@@ -364,16 +365,18 @@ def interest_entries(
     entry_id_prefix: str, period: str, parts: Mapping[str, int], accounts: Mapping[str, UnitAccount]
 ) -> tuple[Entry, ...]:
     """The entries crediting allocated interest: one per project, `<prefix>-<project_id>`."""
-    by_project: dict[str, dict[str, int]] = {}
+    credits: dict[tuple[str, str], list[Posting]] = {}
     for unit_id, part in parts.items():
         if part:
-            by_project.setdefault(accounts[unit_id].project_id, {})[unit_id] = part
+            account = accounts[unit_id]
+            unit = LedgerAccount(AccountKind.UNIT, account.project_id, unit_id)
+            project = (account.project_id, account.district_code)
+            credits.setdefault(project, []).append(Posting(unit, -part))
     return tuple(
-        replace(
-            _credit_units(f"{entry_id_prefix}-{project_id}", EntryKind.INTEREST, amounts, accounts),
-            period=period,
+        _money_in(
+            f"{entry_id_prefix}-{project_id}", EntryKind.INTEREST, project_id, district, cs, period
         )
-        for project_id, amounts in sorted(by_project.items())
+        for (project_id, district), cs in sorted(credits.items())
     )
 
 
