@@ -1128,6 +1128,34 @@ def _paid(
     return UseChange(after, events, payment, changed, top_ups)
 
 
+def settle_owed(
+    account: UnitAccount, use: Use, owed_on_use: int, entry_id: str
+) -> tuple[UnitAccount, Use, Entry | None]:
+    """A unit pays what it owes of `use`'s shares (`owed_on_use`, from the use's payments) out of
+    its balance, as far as the balance goes, to the use's works: after a top-up, say. The
+    account and the use after it, and the entry (None when nothing could be paid)."""
+    if account.project_id != use.project_id or account.unit_id not in use.unit_ids:
+        raise FailedPrecondition(
+            "UNIT_NOT_CHARGED_BY_USE",
+            f"unit {account.unit_id} shares no cost of use {use.use_id}",
+            unit_id=account.unit_id,
+        )
+    if not 0 <= owed_on_use <= min(account.owed_fen, use.owed_fen):
+        raise ValueError(f"unit {account.unit_id} cannot owe {owed_on_use} fen of {use.use_id}")
+    paid = min(owed_on_use, account.balance_fen)
+    if not paid:
+        return account, use, None
+    entry = Entry(
+        entry_id=entry_id,
+        kind=EntryKind.WORKS_PAYMENT,
+        project_id=use.project_id,
+        district_code=use.district_code,
+        postings=(Posting(bank(use.project_id), -paid), Posting(account.ledger_account, paid)),
+        use_id=use.use_id,
+    )
+    return account.charged(paid, -paid), replace(use, owed_fen=use.owed_fen - paid), entry
+
+
 def overruns(budget_fen: int, final_cost_fen: int, rules: FundRules) -> bool:
     """The final cost exceeds the budget by more than the tolerance (exactly at it does not)."""
     return final_cost_fen > budget_fen * (1 + rules.overrun_tolerance)

@@ -533,6 +533,23 @@ def test_a_payment_is_apportioned_by_area_and_debited():
     assert [a.unit_id for a in paid.top_up_requested] == ["u3"]
 
 
+def test_what_a_unit_owes_is_paid_from_a_later_balance_as_far_as_it_goes():
+    paid = domain.pay_works(use(), 60_000, "e1", PROJECT_ACCOUNTS, RULES, AT)
+    owing = accounts_of(*paid.accounts)["u3"]
+    topped_up = replace(owing, balance_fen=4_000)
+    partly, after_use, entry = domain.settle_owed(topped_up, paid.use, 10_000, "e2")
+    assert (partly.balance_fen, partly.owed_fen, after_use.owed_fen) == (0, 6_000, 6_000)
+    assert entry.balanced and entry.use_id == "U1"
+    assert domain.post(entry, {domain.bank(PROJECT): 4_000, topped_up.ledger_account: 4_000}) == {
+        domain.bank(PROJECT): 0,
+        topped_up.ledger_account: 0,
+    }
+    assert domain.settle_owed(partly, after_use, 6_000, "e3") == (partly, after_use, None)
+    with pytest.raises(FailedPrecondition) as refused:
+        domain.settle_owed(PROJECT_ACCOUNTS["x1"], paid.use, 0, "e4")
+    assert refused.value.reason == "UNIT_NOT_CHARGED_BY_USE"
+
+
 def balances_of() -> dict[LedgerAccount, int]:
     units = [a for a in PROJECT_ACCOUNTS.values() if a.project_id == PROJECT]
     return {domain.bank(PROJECT): sum(a.balance_fen for a in units)} | {
