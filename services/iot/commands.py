@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from google.protobuf.message import Message
 from sqlalchemy import Connection, Engine
 
 from wuye.core import context
@@ -37,7 +38,14 @@ from wuye.registry.v1 import events_pb2 as registry
 
 DEVICE_TOPIC = "wuye.iot.device.v1"
 TOPICS = (ALARM_TOPIC, DEVICE_TOPIC, READING_TOPIC)
+
 REGISTRY_TOPICS = ("wuye.registry.project.v1",)
+
+
+def device_event(gateway_id: str, subject: str, district: str, message: Message) -> Event:
+    """An event of the device topic, keyed by gateway: one gateway's events, its devices'
+    included, stay in order."""
+    return Event(DEVICE_TOPIC, gateway_id, subject, district, message)
 
 
 def gateway_message(row) -> pb.Gateway:
@@ -114,8 +122,7 @@ class Iot:
             add_events(
                 connection,
                 [
-                    Event(
-                        DEVICE_TOPIC,
+                    device_event(
                         gateway.id,
                         gateway.id,
                         gateway.district_code,
@@ -169,8 +176,7 @@ class Iot:
             add_events(
                 connection,
                 [
-                    Event(
-                        DEVICE_TOPIC,
+                    device_event(
                         gateway_id,
                         gateway_id,
                         row.district_code,
@@ -201,8 +207,7 @@ class Iot:
             add_events(
                 connection,
                 [
-                    Event(
-                        DEVICE_TOPIC,
+                    device_event(
                         gateway_id,
                         gateway_id,
                         row.district_code,
@@ -261,8 +266,7 @@ class Iot:
             add_events(
                 connection,
                 [
-                    Event(
-                        DEVICE_TOPIC,
+                    device_event(
                         gateway.gateway_id,
                         device.id,
                         device.district_code,
@@ -400,8 +404,7 @@ class Iot:
         if not domain.false_alarms_exceeded(count, limit):
             return []
         return [
-            Event(
-                DEVICE_TOPIC,
+            device_event(
                 row.gateway_id,
                 row.device_id,
                 row.district_code,
