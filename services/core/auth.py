@@ -43,6 +43,8 @@ class Role(StrEnum):
     EXPERT = "expert"
     # A member unit of a joint meeting (联席会议): utilities, urban management, police...
     MEMBER_UNIT = "member_unit"
+    # A residents' committee (居委会): raises cases and sits on joint meetings.
+    RESIDENTS_COMMITTEE = "residents_committee"
 
 
 class Reach(StrEnum):
@@ -74,6 +76,7 @@ ROLE_RULES: dict[Role, RoleRule] = {
     Role.OWNER: RoleRule(Reach.DISTRICTS, "the owner key (from the owner's ID number)"),
     Role.OWNERS_COMMITTEE: RoleRule(Reach.DISTRICTS, "the committee's id"),
     Role.MEMBER_UNIT: RoleRule(Reach.DISTRICTS, "the member unit's name"),
+    Role.RESIDENTS_COMMITTEE: RoleRule(Reach.DISTRICTS, "the residents' committee's name"),
 }
 
 AUTHORITIES = frozenset({Role.CITY_AUTHORITY, Role.DISTRICT_AUTHORITY})
