@@ -62,3 +62,12 @@ def mask_phone(phone: str) -> str:
     if len(digits) <= 7:
         return "*" * len(digits)
     return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def mask_name(name: str) -> str:
+    """王*明: the first and, for names of three or more characters, the last character stay."""
+    if len(name) <= 1:
+        return "*" * len(name)
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
