@@ -44,6 +44,7 @@ DEFAULT_RECORD_TYPES: dict[str, RecordType] = {
     "FALSE_ALARMS_EXCEEDED": RecordType(direction="BAD", points=Decimal(2)),
     "INSPECTION_FAILED": RecordType(direction="BAD", points=Decimal(5)),
     "RECTIFICATION_OVERDUE": RecordType(direction="BAD", points=Decimal(5)),
+    "MEETING_TASK_OVERDUE": RecordType(direction="BAD", points=Decimal(5)),
     "COMPLAINT_VERIFIED": RecordType(direction="BAD", points=Decimal(3), manual=True),
     "CONTRACT_BREACH": RecordType(direction="BAD", points=Decimal(10), manual=True),
     "ADMINISTRATIVE_PENALTY": RecordType(
@@ -78,6 +79,13 @@ DEFAULT_EVENT_RULES: tuple[EventRule, ...] = (
         event="wuye.inspections.v1.RectificationOverdue",
         topic="wuye.inspections.rectification.v1",
         record_type="RECTIFICATION_OVERDUE",
+    ),
+    # A joint meeting's task assigned to the enterprise, past its deadline.
+    EventRule(
+        event="wuye.meetings.v1.TaskOverdue",
+        topic="wuye.meetings.task.v1",
+        record_type="MEETING_TASK_OVERDUE",
+        when={"assigned_to_enterprise": True},
     ),
 )
 
