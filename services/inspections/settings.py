@@ -53,6 +53,8 @@ class InspectionsSettings(Settings):
             topic="wuye.iot.alarm.v1",
             project_field="alarm.project_id",
         ),
+        # A dispute raised to the joint meeting about a project.
+        TriggerRule(event="wuye.meetings.v1.CaseRaised", topic="wuye.meetings.case.v1"),
     )
     # Complaints counted by a round: those of this many days before its creation.
     complaint_window_days: int = Field(default=183, ge=1)
