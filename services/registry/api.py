@@ -30,6 +30,7 @@ from wuye.registry.domain import (
     HandoverItem,
     OwnerKind,
     ProjectType,
+    TransferReason,
 )
 from wuye.registry.v1 import registry_service_pb2 as pb
 from wuye.registry.v1 import registry_service_pb2_grpc as pb_grpc
@@ -53,6 +54,9 @@ ROUTES: dict[str, Route] = {
     "ListProjects": Route(allow(*_READERS), "district_code"),
     "RegisterUnits": Route(allow(*_AUTHORITY, Role.SUB_DISTRICT), "project_id"),
     "ListUnits": Route(allow(*_AUTHORITY, Role.SUB_DISTRICT, Role.SERVICE), "project_id"),
+    # The register of property rights is the housing authority's: no office or committee moves
+    # a unit to another owner.
+    "TransferUnitOwnership": Route(allow(*_AUTHORITY), "unit_id"),
     "AssignEnterprise": Route(allow(*_AUTHORITY), "project_id"),
     "ExitProject": Route(allow(*_AUTHORITY, Role.ENTERPRISE), "project_id"),
     "GetDisclosure": Route(public(), "project_id"),
@@ -384,6 +388,41 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
         return pb.ListUnitsResponse(
             units=[_unit(u) for u in found[: page.size]],
             next_page_token=next_token(page, [u.unit_id for u in found]),
+        )
+
+    def TransferUnitOwnership(self, request: pb.TransferUnitOwnershipRequest, context):
+        v = Violations()
+        check_request_id(v, request.request_id)
+        v.check(bool(request.unit_id), "unit_id", "is required")
+        today = self._settings.local_date(self._registry.now())
+        owner = self._owner(v, "new_owner", request.new_owner, today)
+        v.check(
+            owner is None or owner.kind is not OwnerKind.DEVELOPER_UNSOLD,
+            "new_owner.kind",
+            "a unit passes to a buyer, heir or donee, not back into unsold stock",
+        )
+        reason = _from_enum(
+            v, "reason", pb.TransferReason, "TRANSFER_REASON", request.reason, TransferReason
+        )
+        register_date = date_of(
+            v, "register_date", request.register_date, request.HasField("register_date")
+        )
+        v.check(
+            register_date is None or register_date <= today,
+            "register_date",
+            "the register cannot have recorded the transfer in the future",
+        )
+        self._text(v, "register_reference", request.register_reference)
+        v.raise_if_any()
+
+        def build(connection):
+            unit = self._registry.transfer_ownership(
+                connection, request.unit_id, owner, reason, register_date
+            )
+            return pb.TransferUnitOwnershipResponse(unit=_unit(unit))
+
+        return self._idempotent(
+            "TransferUnitOwnership", request, pb.TransferUnitOwnershipResponse, build
         )
 
     def AssignEnterprise(self, request: pb.AssignEnterpriseRequest, context):

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
 from wuye.core.context import current
 from wuye.core.db import KeyLookup, reader
-from wuye.core.errors import AlreadyExists, NotFound, PermissionDenied
+from wuye.core.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
 from wuye.core.pii import OwnerKeys, Pseudonymizer, mask_id_number, mask_phone
@@ -38,6 +38,7 @@ from wuye.registry.domain import (
     Practitioner,
     Project,
     ProjectType,
+    TransferReason,
     Unit,
 )
 from wuye.registry.settings import RegistrySettings
@@ -446,13 +447,7 @@ class Registry:
                 project_id=project_id,
                 number=u.number,
                 exclusive_area_cm2=u.exclusive_area_cm2,
-                owner=domain.Owner(
-                    kind=u.owner.kind,
-                    name=u.owner.name,
-                    id_masked=mask_id_number(u.owner.id_number),
-                    owner_key=self._owners.key_of(u.owner.kind, u.owner.id_number, project_id),
-                    phone_masked=mask_phone(u.owner.phone) if u.owner.phone else "",
-                ),
+                owner=self._owner(u.owner, project_id),
             )
             for u in given
         ]
@@ -478,6 +473,57 @@ class Registry:
             ),
         )
         return new_units
+
+    def transfer_ownership(
+        self,
+        connection: Connection,
+        unit_id: str,
+        new_owner: OwnerInput,
+        reason: TransferReason,
+        register_date: dt.date,
+    ) -> Unit:
+        """The unit's new owner replaces the old one; the event carries only the owner key, so
+        that votes opening later count the unit for its new owner."""
+        unit = store.get_unit(connection, unit_id, lock=True)
+        if unit is None:
+            raise NotFound("UNIT_NOT_FOUND", f"no unit {unit_id}", unit_id=unit_id)
+        project = self._project(connection, unit.project_id)
+        owner = self._owner(new_owner, unit.project_id)
+        if owner.owner_key == unit.owner.owner_key:
+            raise FailedPrecondition(
+                "ALREADY_THE_OWNER",
+                f"unit {unit_id} already belongs to that owner",
+                unit_id=unit_id,
+            )
+        store.set_unit_owner(connection, unit_id, owner)
+        now = self.now()
+        store.touch_project(connection, unit.project_id, now)
+        self._emit_project(
+            connection,
+            project,
+            ev.UnitOwnershipTransferred(
+                unit_id=unit_id,
+                project_id=unit.project_id,
+                district_code=project.district_code,
+                owner_kind=_enum(pb.OwnerKind, "OWNER_KIND", owner.kind.value),
+                owner_key=owner.owner_key,
+                exclusive_area_cm2=unit.exclusive_area_cm2,
+                reason=_enum(pb.TransferReason, "TRANSFER_REASON", reason.value),
+                register_date=to_date(register_date),
+                occur_time=timestamp(now),
+            ),
+        )
+        return replace(unit, owner=owner)
+
+    def _owner(self, given: OwnerInput, project_id: str) -> domain.Owner:
+        """An owner as stored: the identity as a keyed hash and a masked form, never whole."""
+        return domain.Owner(
+            kind=given.kind,
+            name=given.name,
+            id_masked=mask_id_number(given.id_number),
+            owner_key=self._owners.key_of(given.kind, given.id_number, project_id),
+            phone_masked=mask_phone(given.phone) if given.phone else "",
+        )
 
     def assign_enterprise(
         self, connection: Connection, project_id: str, assignment: Assignment

@@ -53,6 +53,12 @@ class OwnerKind(StrEnum):
     DEVELOPER_UNSOLD = "DEVELOPER_UNSOLD"
 
 
+class TransferReason(StrEnum):
+    SALE = "SALE"
+    INHERITANCE = "INHERITANCE"
+    GIFT = "GIFT"
+
+
 class FeeMethod(StrEnum):
     LUMP_SUM = "LUMP_SUM"
     COMMISSION = "COMMISSION"

@@ -565,6 +565,27 @@ def insert_units(connection: Connection, new_units: list[Unit], now: dt.datetime
     )
 
 
+def get_unit(connection: Connection, unit_id: str, *, lock: bool = False) -> Unit | None:
+    """The unit; with `lock`, its row held until the transaction ends."""
+    query = sa.select(units).where(units.c.unit_id == unit_id)
+    row = connection.execute(query.with_for_update() if lock else query).first()
+    return _unit(row) if row is not None else None
+
+
+def set_unit_owner(connection: Connection, unit_id: str, owner: Owner) -> None:
+    connection.execute(
+        units.update()
+        .where(units.c.unit_id == unit_id)
+        .values(
+            owner_kind=owner.kind.value,
+            owner_name=owner.name,
+            owner_id_masked=owner.id_masked,
+            owner_key=owner.owner_key,
+            owner_phone_masked=owner.phone_masked,
+        )
+    )
+
+
 def list_units(
     connection: Connection, project_id: str, after: str | None, limit: int
 ) -> list[Unit]:

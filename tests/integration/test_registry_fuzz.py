@@ -33,7 +33,7 @@ def _seed(registry) -> tuple[list[str], str]:
     project = registry.register_project().project_id
     registry.assign(project, code)
     person = registry.new_resident_id()
-    registry.admin.RegisterUnits(
+    [unit] = registry.admin.RegisterUnits(
         pb.RegisterUnitsRequest(
             request_id=request_id(),
             project_id=project,
@@ -45,7 +45,7 @@ def _seed(registry) -> tuple[list[str], str]:
                 )
             ],
         )
-    )
+    ).units
     registry.admin.UpdateDisclosure(
         pb.UpdateDisclosureRequest(
             disclosure=pb.Disclosure(
@@ -73,6 +73,7 @@ def _seed(registry) -> tuple[list[str], str]:
         pending.enterprise.credit_code,
         pending.filing.filing_id,
         project,
+        unit.unit_id,
         practitioner,
         person,
         registry.new_credit_code(),
