@@ -43,6 +43,8 @@ class Role(StrEnum):
     EXPERT = "expert"
     # A member unit of a joint meeting (联席会议): utilities, urban management, police...
     MEMBER_UNIT = "member_unit"
+    # A real-estate developer: tenders a project's first property service (前期物业).
+    DEVELOPER = "developer"
     # A residents' committee (居委会): raises cases and sits on joint meetings.
     RESIDENTS_COMMITTEE = "residents_committee"
 
@@ -77,6 +79,7 @@ ROLE_RULES: dict[Role, RoleRule] = {
     Role.OWNERS_COMMITTEE: RoleRule(Reach.DISTRICTS, "the committee's id"),
     Role.MEMBER_UNIT: RoleRule(Reach.DISTRICTS, "the member unit's name"),
     Role.RESIDENTS_COMMITTEE: RoleRule(Reach.DISTRICTS, "the residents' committee's name"),
+    Role.DEVELOPER: RoleRule(Reach.DISTRICTS, "the developer's unified social credit code"),
 }
 
 AUTHORITIES = frozenset({Role.CITY_AUTHORITY, Role.DISTRICT_AUTHORITY})
