@@ -5,7 +5,6 @@ state it changes."""
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
@@ -19,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from wuye.core.consumer import EventMeta, Handler, configured_handlers
 from wuye.core.context import current
 from wuye.core.db import reader
+from wuye.core.draw import new_seed
 from wuye.core.errors import AlreadyExists, NotFound
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
@@ -199,7 +199,7 @@ class Inspections:
             drawn_earlier=tuple(store.drawn_this_year(connection, districts, period[:4])),
             complaint_weights=self.settings.complaint_weights,
         )
-        seed = secrets.token_bytes(32)
+        seed = new_seed()
         commitment = domain.commitment(seed, spec)
         store.insert_round(connection, spec, seed.hex(), commitment, now)
         add_events(

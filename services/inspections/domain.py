@@ -4,7 +4,9 @@ The draw is a pure function of a seed and the lists published when the round was
 anyone can recompute it, and another process (a tender's expert committee) can reuse it.
 Algorithm version 2, written out so it can be reimplemented:
 
-* key(label) = HMAC-SHA256(seed, label) read as a big-endian integer; u(label) = key / 2^256.
+* key(label) and u(label), the lists digest and the commitment are the core's
+  (wuye.core.draw): key(label) = HMAC-SHA256(seed, label) read as a big-endian integer;
+  u(label) = key / 2^256.
 * A project's weight w comes from its complaints in the window before the round's creation:
   the weight of the largest threshold of `complaint_weights` ([complaints, weight] pairs) that
   its count reaches, else 1. Its key is the smallest of w tickets: key("entity:" + project_id)
@@ -32,9 +34,6 @@ Algorithm version 2, written out so it can be reimplemented:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -43,12 +42,12 @@ from enum import StrEnum
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
+from wuye.core import draw as public_draw
 from wuye.core.errors import FailedPrecondition, PermissionDenied, Violations
 from wuye.core.standards import Checklist, score_against
 
 ALGORITHM_VERSION = 2
 UNSERVED = "UNSERVED"
-_SCALE = 2**256
 
 
 class RoundState(StrEnum):
@@ -154,19 +153,14 @@ def canonical(spec: RoundSpec) -> dict:
 
 
 def lists_digest(spec: RoundSpec) -> bytes:
-    text = json.dumps(canonical(spec), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).digest()
+    return public_draw.lists_digest(canonical(spec))
 
 
 def commitment(seed: bytes, spec: RoundSpec) -> str:
-    return hashlib.sha256(seed + lists_digest(spec)).hexdigest()
+    return public_draw.commitment(seed, lists_digest(spec))
 
 
 # ---------------------------------------------------------------- the draw
-
-
-def _key(seed: bytes, label: str) -> int:
-    return int.from_bytes(hmac.new(seed, label.encode(), hashlib.sha256).digest(), "big")
 
 
 def weight(complaints: int, complaint_weights: Iterable[tuple[int, int]]) -> int:
@@ -178,7 +172,7 @@ def weight(complaints: int, complaint_weights: Iterable[tuple[int, int]]) -> int
 def _entity_key(seed: bytes, entity: Entity, complaint_weights) -> int:
     tickets = weight(entity.complaints, complaint_weights)
     label = f"entity:{entity.project_id}"
-    return min(_key(seed, label if j == 0 else f"{label}:{j}") for j in range(tickets))
+    return min(public_draw.key(seed, label if j == 0 else f"{label}:{j}") for j in range(tickets))
 
 
 def closes_year(period: str) -> bool:
@@ -198,7 +192,9 @@ def draw(seed: bytes, spec: RoundSpec) -> list[Selection]:
         members = sorted(strata[grade], key=lambda e: keys[e.project_id])
         share = Fraction(spec.rates.get(grade, Decimal(0))) * len(members)
         count = math.floor(share)
-        if share - count > Fraction(_key(seed, f"stratum:{grade}"), _SCALE):
+        if share - count > Fraction(
+            public_draw.key(seed, f"stratum:{grade}"), public_draw.KEY_SCALE
+        ):
             count += 1
         for entity in members[:count]:
             chosen[entity.project_id] = "sampled"
@@ -233,7 +229,9 @@ def draw(seed: bytes, spec: RoundSpec) -> list[Selection]:
                 f"{spec.inspectors_per_check}",
                 project_id=project_id,
             )
-        eligible.sort(key=lambda i: _key(seed, f"inspector:{project_id}:{i.inspector_id}"))
+        eligible.sort(
+            key=lambda i: public_draw.key(seed, f"inspector:{project_id}:{i.inspector_id}")
+        )
         selections.append(
             Selection(
                 project_id=project_id,
@@ -254,14 +252,9 @@ def verify(
     """Every way a published draw departs from what its seed and lists give, first what matters
     most; empty if none. `published_commitment`: the commitment as published when the round
     was created; without it only the export's agreement with itself can be checked."""
-    problems = []
-    if published_commitment is not None and published_commitment != seed_commitment:
-        problems.append(
-            f"the export's commitment {seed_commitment[:64]!r} is not the one published when "
-            f"the round was created ({published_commitment})"
-        )
-    if commitment(seed, spec) != seed_commitment:
-        problems.append("the seed and lists do not match the export's commitment")
+    problems = public_draw.commitment_problems(
+        seed, seed_commitment, lists_digest(spec), published_commitment, "round"
+    )
     try:
         expected = draw(seed, spec)
     except FailedPrecondition as e:

@@ -15,21 +15,16 @@ Exit status: 0 VERIFIED, 1 REFUSED (with the first reason, then the others), 2 u
 
 from __future__ import annotations
 
-import argparse
-import re
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 from google.protobuf import json_format
 
+from wuye.core.draw import Unreadable, Verifier, read_seed
 from wuye.inspections import domain
 from wuye.inspections.domain import Entity, Inspector, RoundSpec, Selection
 from wuye.inspections.v1 import inspections_service_pb2 as pb
 
-VERIFIED, REFUSED, UNREADABLE = 0, 1, 2
-MAX_LISTED_PROBLEMS = 20
-_COMMITMENT = re.compile(r"[0-9a-f]{64}")
+__all__ = ["Unreadable", "main", "problems_of"]
 
 
 def _decimal(text: str) -> Decimal:
@@ -73,10 +68,6 @@ def spec_of(message: pb.Round) -> RoundSpec:
     )
 
 
-class Unreadable(ValueError):
-    """The input is not a GetRound export at all: nothing to verify or refuse."""
-
-
 def read_export(text: str) -> pb.Round:
     if not text.lstrip().startswith("{"):
         # protobuf's parser takes "[]" for an empty message.
@@ -96,9 +87,7 @@ def problems_of(text: str, published_commitment: str | None = None) -> list[str]
     if message.algorithm_version != domain.ALGORITHM_VERSION:
         return [f"draw algorithm version {message.algorithm_version} is not known here"]
     try:
-        seed = bytes.fromhex(message.seed)
-        if seed.hex() != message.seed:
-            raise ValueError("the seed is not lowercase hex as published")
+        seed = read_seed(message.seed)
         spec = spec_of(message)
     except (ValueError, ArithmeticError) as e:
         return [f"the export is malformed: {e}"]
@@ -108,63 +97,20 @@ def problems_of(text: str, published_commitment: str | None = None) -> list[str]
     return domain.verify(seed, message.seed_commitment, spec, published, published_commitment)
 
 
-def _arguments() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m wuye.inspections verify-draw",
-        description="Check a published inspection draw: the export must carry the commitment "
-        "published when the round was created, its seed and lists must match that commitment, "
-        "and every selection must recompute. Exit status: 0 VERIFIED, 1 REFUSED, 2 unreadable "
-        "input.",
-    )
-    parser.add_argument("export", type=Path, help="GetRound's answer as JSON")
-    parser.add_argument(
-        "--commitment",
-        metavar="HEX",
-        help="the round's commitment as published at its creation (64 hex digits); without it "
-        "only the export's agreement with itself is checked",
-    )
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    parser = _arguments()
-    try:
-        options = parser.parse_args(argv)
-    except SystemExit as e:  # --help (0) or a usage error (2)
-        return UNREADABLE if e.code else VERIFIED
-    commitment = options.commitment
-    if commitment is not None and not _COMMITMENT.fullmatch(commitment.lower()):
-        print("--commitment must be 64 hexadecimal digits (SHA-256)", file=sys.stderr)
-        return UNREADABLE
-    if commitment is not None:
-        commitment = commitment.lower()
-    try:
-        text = options.export.read_bytes().decode()
-        problems = problems_of(text, commitment)
-    except OSError as e:
-        print(f"UNREADABLE: cannot read {options.export}: {e.strerror or e}", file=sys.stderr)
-        return UNREADABLE
-    except UnicodeDecodeError as e:
-        print(f"UNREADABLE: not UTF-8 ({e.reason} at byte {e.start})", file=sys.stderr)
-        return UNREADABLE
-    except Unreadable as e:
-        print(f"UNREADABLE: {e}", file=sys.stderr)
-        return UNREADABLE
-    if problems:
-        first, *others = problems
-        print(f"REFUSED: {first}")
-        for problem in others[:MAX_LISTED_PROBLEMS]:
-            print(f"  - {problem}")
-        return REFUSED
-    if commitment is None:
-        print(
-            "VERIFIED (self-consistency only): the seed matches the export's own commitment and "
-            "every selection recomputes; without --commitment (the commitment published when the "
-            "round was created) a forged export would verify too"
-        )
-    else:
-        print(
-            "VERIFIED: the export carries the published commitment, the seed and lists match it, "
-            "and every selection recomputes"
-        )
-    return VERIFIED
+VERIFY_DRAW = Verifier(
+    prog="python -m wuye.inspections verify-draw",
+    description="Check a published inspection draw: the export must carry the commitment "
+    "published when the round was created, its seed and lists must match that commitment, "
+    "and every selection must recompute. Exit status: 0 VERIFIED, 1 REFUSED, 2 unreadable "
+    "input.",
+    export_help="GetRound's answer as JSON",
+    commitment_help="the round's commitment as published at its creation (64 hex digits); "
+    "without it only the export's agreement with itself is checked",
+    problems_of=problems_of,
+    verified="VERIFIED: the export carries the published commitment, the seed and lists match "
+    "it, and every selection recomputes",
+    self_consistent_only="VERIFIED (self-consistency only): the seed matches the export's own "
+    "commitment and every selection recomputes; without --commitment (the commitment published "
+    "when the round was created) a forged export would verify too",
+)
+main = VERIFY_DRAW.main
