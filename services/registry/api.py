@@ -14,6 +14,7 @@ from wuye.core.errors import Violations
 from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.paging import next_token, read_page
+from wuye.core.pii import mask_id_number
 from wuye.core.wire import check_request_id, check_text, date_of, timestamp, to_date
 from wuye.registry import domain
 from wuye.registry.commands import MemberInput, OwnerInput, ParticularsInput, Registry, UnitInput
@@ -68,6 +69,9 @@ ROUTES: dict[str, Route] = {
     "ListPractitioners": Route(allow(*_AUTHORITY, Role.ENTERPRISE, Role.INSPECTOR, Role.SERVICE)),
     "FormOwnersCommittee": Route(allow(*_AUTHORITY, Role.SUB_DISTRICT), "committee.project_id"),
     "GetOwnersCommittee": Route(allow(*_READERS), "project_id"),
+    # The caller has no token yet: the code proves who they are.
+    "StartOwnerSignIn": Route(public()),
+    "CompleteOwnerSignIn": Route(public()),
 }
 
 E = TypeVar("E", bound=StrEnum)
@@ -654,8 +658,49 @@ class RegistryApi(pb_grpc.RegistryServiceServicer):
         committee = self._registry.acting_committee(request.project_id)
         return pb.GetOwnersCommitteeResponse(committee=_committee(committee))
 
+    # ---------------------------------------------------------------- domain -> wire
 
-# ---------------------------------------------------------------- domain -> wire
+    def _sign_in_id_number(self, v: Violations, id_number: str) -> str:
+        # Cards print the check character X; people type it in either case.
+        number = id_number.upper()
+        today = self._settings.local_date(self._registry.now())
+        domain.check_resident_id(v, "id_number", number, today)
+        return number
+
+    def StartOwnerSignIn(self, request: pb.StartOwnerSignInRequest, context):
+        v = Violations()
+        number = self._sign_in_id_number(v, request.id_number)
+        v.raise_if_any()
+        expires = self._registry.start_owner_sign_in(number)
+        return pb.StartOwnerSignInResponse(
+            expire_time=timestamp(expires), id_number_masked=mask_id_number(number)
+        )
+
+    def CompleteOwnerSignIn(self, request: pb.CompleteOwnerSignInRequest, context):
+        v = Violations()
+        number = self._sign_in_id_number(v, request.id_number)
+        v.check(
+            len(request.code) == self._settings.owner_sign_in_code_digits
+            and request.code.isascii()
+            and request.code.isdigit(),
+            "code",
+            f"is the {self._settings.owner_sign_in_code_digits} digits the code has",
+        )
+        v.raise_if_any()
+        token, expires, owned = self._registry.complete_owner_sign_in(number, request.code)
+        return pb.CompleteOwnerSignInResponse(
+            token=token,
+            expire_time=timestamp(expires),
+            units=[
+                pb.OwnedUnit(
+                    project_id=o.unit.project_id,
+                    project_name=o.project_name,
+                    district_code=o.district_code,
+                    unit=_unit(o.unit),
+                )
+                for o in owned
+            ],
+        )
 
 
 def _enterprise(e: domain.Enterprise) -> pb.Enterprise:

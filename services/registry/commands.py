@@ -5,15 +5,25 @@ transaction: the caller's (Create-like calls run inside the idempotency wrapper)
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import secrets
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from threading import Lock
 
 from sqlalchemy import Connection, Engine
 
-from wuye.core.auth import Role
+from wuye.core.auth import Role, issue_token
 from wuye.core.context import current
 from wuye.core.db import KeyLookup, reader
-from wuye.core.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from wuye.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
 from wuye.core.pii import OwnerKeys, Pseudonymizer, mask_id_number, mask_phone
@@ -33,11 +43,13 @@ from wuye.registry.domain import (
     Filing,
     FilingKind,
     FilingState,
+    OwnedUnit,
     OwnerKind,
     Particulars,
     Practitioner,
     Project,
     ProjectType,
+    SignInCode,
     TransferReason,
     Unit,
 )
@@ -49,6 +61,8 @@ ENTERPRISE_TOPIC = "wuye.registry.enterprise.v1"
 PROJECT_TOPIC = "wuye.registry.project.v1"
 PRACTITIONER_TOPIC = "wuye.registry.practitioner.v1"
 TOPICS = (ENTERPRISE_TOPIC, PROJECT_TOPIC, PRACTITIONER_TOPIC)
+
+logger = logging.getLogger("wuye.registry")
 
 
 def _enum(enum_type, prefix: str, value: str) -> int:
@@ -129,6 +143,9 @@ class Registry:
         self._owners = OwnerKeys(key)
         self._practitioners = Pseudonymizer(key, purpose="practitioner")
         self._phones = Pseudonymizer(key, purpose="phone")
+        self._sign_in_codes: dict[str, SignInCode] = {}
+        self._sign_in_hash = Pseudonymizer(key, purpose="owner-sign-in")
+        self._sign_in_lock = Lock()
 
     def now(self) -> dt.datetime:
         return self._clock()
@@ -796,6 +813,80 @@ class Registry:
         with self.reader.connect() as connection:
             self._project(connection, project_id)
             return store.list_units(connection, project_id, after, limit)
+
+    # -- owners' sign-in, development's stand-in for the city's real-name service
+
+    def _require_sign_in_by_logged_code(self) -> None:
+        if not self.settings.owner_sign_in_by_logged_code:
+            raise FailedPrecondition(
+                "OWNER_SIGN_IN_DISABLED",
+                "owners sign in through the city's real-name service; codes in the log are "
+                "for development only",
+            )
+
+    def start_owner_sign_in(self, id_number: str) -> dt.datetime:
+        """Logs a one-time code for the owner of `id_number` (masked in the log); answers when
+        it expires. Says nothing of whether the number owns a unit."""
+        self._require_sign_in_by_logged_code()
+        owner_key = self._owners.of_person(id_number)
+        code = "".join(
+            secrets.choice(string.digits) for _ in range(self.settings.owner_sign_in_code_digits)
+        )
+        now = self.now()
+        expires = now + dt.timedelta(seconds=self.settings.owner_sign_in_code_seconds)
+        pending = SignInCode(
+            self._sign_in_hash.digest(f"{owner_key}:{code}".encode()),
+            expires,
+            self.settings.owner_sign_in_attempts,
+        )
+        with self._sign_in_lock:
+            expired = [key for key, held in self._sign_in_codes.items() if held.expires <= now]
+            for key in expired:
+                del self._sign_in_codes[key]
+            self._sign_in_codes[owner_key] = pending
+        logger.info(
+            "owner sign-in code id_number=%s code=%s expires=%s",
+            mask_id_number(id_number),
+            code,
+            expires.isoformat(),
+        )
+        return expires
+
+    def complete_owner_sign_in(
+        self, id_number: str, code: str
+    ) -> tuple[str, dt.datetime, list[OwnedUnit]]:
+        """An owner token for the owner of `id_number`, its expiry and the owner's units."""
+        self._require_sign_in_by_logged_code()
+        owner_key = self._owners.of_person(id_number)
+        digest = self._sign_in_hash.digest(f"{owner_key}:{code}".encode())
+        now = self.now()
+        with self._sign_in_lock:
+            left = domain.redeem_sign_in_code(self._sign_in_codes.pop(owner_key, None), digest, now)
+            if left is not None:
+                self._sign_in_codes[owner_key] = left
+        if left is not None:
+            raise Unauthenticated(
+                "SIGN_IN_CODE_WRONG", f"the code is wrong: {left.attempts_left} attempts left"
+            )
+        with self.reader.connect() as connection:
+            owned = store.units_of_owner(
+                connection, owner_key, self.settings.owner_sign_in_max_units
+            )
+        if not owned:
+            raise FailedPrecondition(
+                "OWNER_HAS_NO_UNITS", "the register holds no unit of this ID number's owner"
+            )
+        lifetime = round(self.settings.owner_token_hours * 3600)
+        token = issue_token(
+            self.settings.token_secret.get_secret_value(),
+            subject=owner_key,
+            role=Role.OWNER,
+            districts=sorted({u.district_code for u in owned}),
+            issuer=self.settings.token_issuer,
+            ttl_seconds=lifetime,
+            now=now.timestamp(),
+        )
+        return token, now + dt.timedelta(seconds=lifetime), owned
 
     def acting_committee(self, project_id: str) -> Committee:
         with self.reader.connect() as connection:

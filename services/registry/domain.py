@@ -7,6 +7,7 @@ enterprise at a time, taken over with a handover inspection and left by a filed 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -365,6 +366,48 @@ class Unit:
     number: str
     exclusive_area_cm2: int
     owner: Owner
+
+
+@dataclass(frozen=True)
+class OwnedUnit:
+    """A unit as its owner sees it at sign-in: with its project's name and district."""
+
+    unit: Unit
+    project_name: str
+    district_code: str
+
+
+# ---------------------------------------------------------------- owners' sign-in (development)
+
+
+@dataclass(frozen=True)
+class SignInCode:
+    """A one-time code pending for an owner key: its keyed hash, expiry and attempts left."""
+
+    digest: str
+    expires: dt.datetime
+    attempts_left: int
+
+
+def redeem_sign_in_code(
+    pending: SignInCode | None, digest: str, now: dt.datetime
+) -> SignInCode | None:
+    """What remains pending after a code whose keyed hash is `digest` is offered: None once the
+    right code is redeemed (and returns). A wrong code costs an attempt; an expired, spent or
+    never-issued one is refused (raises), so that a code is guessed at most a few times."""
+    if pending is None:
+        raise FailedPrecondition(
+            "SIGN_IN_NOT_STARTED", "no code is pending for this ID number: ask for a new one"
+        )
+    if now >= pending.expires:
+        raise FailedPrecondition("SIGN_IN_CODE_EXPIRED", "the code has expired: ask for a new one")
+    if hmac.compare_digest(pending.digest, digest):
+        return None
+    if pending.attempts_left <= 1:
+        raise FailedPrecondition(
+            "SIGN_IN_ATTEMPTS_EXHAUSTED", "the code was mistyped too often: ask for a new one"
+        )
+    return replace(pending, attempts_left=pending.attempts_left - 1)
 
 
 # ---------------------------------------------------------------- disclosure

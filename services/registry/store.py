@@ -24,6 +24,7 @@ from wuye.registry.domain import (
     FilingState,
     Handover,
     HandoverItem,
+    OwnedUnit,
     Owner,
     OwnerKind,
     Particulars,
@@ -593,6 +594,21 @@ def list_units(
     if after is not None:
         query = query.where(units.c.unit_id > after)
     return [_unit(row) for row in connection.execute(query.order_by(units.c.unit_id).limit(limit))]
+
+
+def units_of_owner(connection: Connection, owner_key: str, limit: int) -> list[OwnedUnit]:
+    """An owner's units with their projects' names and districts, by project and number."""
+    query = (
+        sa.select(units, projects.c.name.label("project_name"), projects.c.district_code)
+        .select_from(units.join(projects, projects.c.project_id == units.c.project_id))
+        .where(units.c.owner_key == owner_key)
+        .order_by(units.c.project_id, units.c.number)
+        .limit(limit)
+    )
+    return [
+        OwnedUnit(_unit(row), row.project_name, row.district_code)
+        for row in connection.execute(query)
+    ]
 
 
 # ---------------------------------------------------------------- disclosure
