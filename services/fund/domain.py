@@ -380,6 +380,21 @@ def interest_entries(
     )
 
 
+# What ReverseEntry corrects: a works payment belongs to its use, whose published payments and
+# shares a reversal of the entry alone would contradict.
+CORRECTABLE_KINDS = frozenset({EntryKind.DEPOSIT, EntryKind.INTEREST})
+
+
+def check_correctable(entry: Entry) -> None:
+    if entry.kind not in CORRECTABLE_KINDS and entry.kind is not EntryKind.REVERSAL:
+        raise FailedPrecondition(
+            "ENTRY_NOT_CORRECTABLE",
+            f"entry {entry.entry_id} pays use {entry.use_id}'s works: a payment stays with its "
+            "use and is not reversed on its own",
+            entry_id=entry.entry_id,
+        )
+
+
 def reversal(original: Entry, entry_id: str, reason: str, reversed_ids: Iterable[str]) -> Entry:
     """The correction of `original`: every posting negated. An entry is reversed at most once,
     and a reversal is corrected by a new entry, not reversed."""

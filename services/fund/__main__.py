@@ -1,0 +1,5 @@
+"""python -m wuye.fund serve | relay | consume events | timers | worker | migrate"""
+
+from wuye.core.service import run_module
+
+run_module(__package__)
