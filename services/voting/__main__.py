@@ -1,13 +1,11 @@
-"""python -m wuye.voting verify-tally LOG.json [--roll-digest D] [--receipt R]"""
+"""python -m wuye.voting serve | relay | consume events | timers | worker | migrate |
+verify-tally LOG.json [--roll-digest D] [--receipt R]"""
 
 import sys
 
+from wuye.core.service import run_module
 from wuye.voting.verify import main as verify_tally
 
 if sys.argv[1:2] == ["verify-tally"]:
     sys.exit(verify_tally(sys.argv[2:]))
-print(
-    "usage: python -m wuye.voting verify-tally LOG.json [--roll-digest D] [--receipt R]",
-    file=sys.stderr,
-)
-sys.exit(2)
+run_module(__package__)
