@@ -58,6 +58,12 @@ OUTBOX_LATENCY = Histogram(
     "Time from an event's commit to Kafka acknowledging it.",
     buckets=LATENCY_BUCKETS,
 )
+RELAY_WAKEUPS = Counter(
+    "wuye_relay_wakeups",
+    "Times the active relay woke to look at its outbox: a commit it was told of, or its safety"
+    " poll (rising with events published means commits go unnoticed).",
+    ["reason"],
+)
 
 CONSUMED = Counter(
     "wuye_consumer_events",
