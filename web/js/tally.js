@@ -610,7 +610,7 @@ export async function verifyExport(text, { rollDigest: anchorDigest = null, rece
     throw e;
   }
   const result = count(spec, exported.roll, entries);
-  const outcome = { status: "VERIFIED", spec, result, anchored: anchorDigest != null };
+  const outcome = { status: "VERIFIED", spec, result, entries, anchored: anchorDigest != null };
   if (receipt != null) {
     const status = checkReceipt(entries, receipt);
     outcome.receiptStatus = status;
