@@ -263,6 +263,9 @@ class Launcher:
         else:
             self._check_kafka(self.settings.kafka_bootstrap)
         self.base_env = {
+            # Owners sign in with a code printed in this log, standing in for the city's
+            # real-name service (the registry's setting; the environment may turn it off).
+            "WUYE_OWNER_SIGN_IN_BY_LOGGED_CODE": "true",
             **os.environ,
             **secret_env,
             "WUYE_STATE_DIR": str(self.state_dir),
