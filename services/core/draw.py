@@ -60,15 +60,16 @@ def commitment_problems(
     seed_commitment: str,
     digest: bytes,
     published_commitment: str | None,
-    what: str,
+    published_when: str,
 ) -> list[str]:
-    """How a revealed seed and its lists fail the commitment: the one published when `what`
-    (the round, the tender) was created, if given, first; then the export's own."""
+    """How a revealed seed and its lists fail the commitment: the one published before the
+    outcome (`published_when`: "when the round was created"), if given, first; then the
+    export's own."""
     problems = []
     if published_commitment is not None and published_commitment != seed_commitment:
         problems.append(
-            f"the export's commitment {seed_commitment[:64]!r} is not the one published when "
-            f"the {what} was created ({published_commitment})"
+            f"the export's commitment {seed_commitment[:64]!r} is not the one published "
+            f"{published_when} ({published_commitment})"
         )
     if commitment(seed, digest) != seed_commitment:
         problems.append("the seed and lists do not match the export's commitment")

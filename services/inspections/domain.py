@@ -253,7 +253,11 @@ def verify(
     most; empty if none. `published_commitment`: the commitment as published when the round
     was created; without it only the export's agreement with itself can be checked."""
     problems = public_draw.commitment_problems(
-        seed, seed_commitment, lists_digest(spec), published_commitment, "round"
+        seed,
+        seed_commitment,
+        lists_digest(spec),
+        published_commitment,
+        "when the round was created",
     )
     try:
         expected = draw(seed, spec)
