@@ -13,21 +13,26 @@ published under (`wuye_relay_epoch`). A publish is given half the lease, so the 
 the publishes of its holder unless its process is frozen for longer than that.
 
 The relay sleeps while nothing is committed. On PostgreSQL a commit that adds events notifies
-(add_events) and the relay listens on a connection of its own; on SQLite it watches the
-database files' change stamps. Either way it also looks every `poll_seconds`.
+(add_events) and the relay listens on a connection of its own; on SQLite the kernel tells it
+(inotify) when the database's files are written. Either way it also looks every `poll_seconds`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import select
 import socket
+import struct
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 import sqlalchemy as sa
@@ -64,6 +69,13 @@ _SELECT = sa.select(
     outbox.c.created_at,
     outbox.c.version,
 ).order_by(outbox.c.id)
+
+
+# A stop request is noticed within this long while the relay waits for a commit.
+_SLICE_SECONDS = 0.25
+
+# Why a wait for commits ended.
+Wakeup = Literal["commit", "poll", "stop"]
 
 
 class LeaseLost(Exception):
@@ -139,7 +151,6 @@ class Relay:
         batch_size: int,
         poll_seconds: float,
         lease_seconds: float,
-        watch_seconds: float,
         gauge_seconds: float = 1.0,
         on_published: Callable[[list, float], None] | None = None,
     ) -> None:
@@ -154,11 +165,11 @@ class Relay:
         self._gauge_seconds = gauge_seconds
         self._lease = OutboxLease(engine, lease_seconds)
         self._epoch: int | None = None
-        self._commits: Notifications | FileChanges = (
-            Notifications(engine)
-            if is_postgres(engine)
-            else FileChanges(engine.url.database or "", watch_seconds)
+        self._commits: Notifications | FileWrites = (
+            Notifications(engine) if is_postgres(engine) else FileWrites(engine)
         )
+        # Why the active relay woke each time it waited: "commit" or "poll".
+        self.wakeups: Counter[str] = Counter()
         # PostgreSQL takes the batch's ids as one array: an IN list of thousands of bound values
         # costs more to compile than the delete itself.
         self._delete = (
@@ -207,8 +218,9 @@ class Relay:
     def _publish(self, epoch: int) -> int:
         # Listening starts before the outbox is read: a commit after the read wakes the relay.
         self._commits.start()
-        with self._reader.connect() as connection:
-            rows = connection.execute(self._select).all()
+        rows = self._look()
+        if not rows and self._commits.settle():
+            rows = self._look()
         if not rows:
             return 0
         epoch_header = (EPOCH_HEADER, str(epoch).encode())
@@ -250,6 +262,10 @@ class Relay:
             self._on_published(rows, acknowledged)
         return len(rows)
 
+    def _look(self) -> list:
+        with self._reader.connect() as connection:
+            return connection.execute(self._select).all()
+
     def update_gauges(self) -> None:
         with self._reader.connect() as connection:
             count, oldest = connection.execute(
@@ -277,7 +293,12 @@ class Relay:
                     stop.wait(self._poll_seconds)
                     continue
                 if published < self._batch_size:
-                    self._commits.wait(stop, min(self._poll_seconds, self._lease.seconds / 3))
+                    woken = self._commits.wait(
+                        stop, min(self._poll_seconds, self._lease.seconds / 3)
+                    )
+                    if woken != "stop":
+                        self.wakeups[woken] += 1
+                        metrics.RELAY_WAKEUPS.labels(woken).inc()
             except (KafkaError, DBAPIError) as e:
                 metrics.OUTBOX_PUBLISH_FAILURES.inc()
                 log(
@@ -328,9 +349,6 @@ class Notifications:
     """PostgreSQL: the notifications add_events raises at commit, on a connection kept for
     them (LISTEN belongs to a session)."""
 
-    # A stop request is noticed within this long.
-    _SLICE_SECONDS = 0.25
-
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._connection: sa.Connection | None = None
@@ -348,25 +366,30 @@ class Notifications:
             raise
         self._connection = connection
 
-    def wait(self, stop: threading.Event, timeout: float) -> None:
+    def settle(self) -> bool:
+        """A notification arrives after its commit: nothing is ever half-visible."""
+        return False
+
+    def wait(self, stop: threading.Event, timeout: float) -> Wakeup:
         """Until a commit notifies, `stop` is set, or `timeout` seconds have passed."""
         if self._connection is None:
-            stop.wait(timeout)
-            return
+            return "stop" if stop.wait(timeout) else "poll"
         driver = self._connection.connection.driver_connection
         deadline = time.monotonic() + timeout
         try:
             while not stop.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return
-                if list(driver.notifies(timeout=min(left, self._SLICE_SECONDS), stop_after=1)):
+                    return "poll"
+                if list(driver.notifies(timeout=min(left, _SLICE_SECONDS), stop_after=1)):
                     # Several commits may have notified: one look at the outbox serves them all.
                     list(driver.notifies(timeout=0))
-                    return
+                    return "commit"
         except psycopg.Error as e:
             log(logger, "lost the notifications' connection", logging.WARNING, error=repr(e)[:300])
             self.close()
+            return "poll"
+        return "stop"
 
     def close(self) -> None:
         if self._connection is not None:
@@ -378,34 +401,117 @@ class Notifications:
             self._connection = None
 
 
-class FileChanges:
-    """SQLite: a commit changes the database's write-ahead log (or the file itself); its change
-    stamps are looked at every `watch_seconds`, a stat call instead of a query."""
+# inotify(7): the events the watch asks for, the flags of its descriptor, and the fixed part of
+# each event read from it (wd, mask, cookie, name length; the name follows).
+_IN_MODIFY = 0x2
+_IN_MOVED_TO = 0x80
+_IN_CREATE = 0x100
+_IN_Q_OVERFLOW = 0x4000
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+_INOTIFY_EVENT = struct.Struct("iIII")
 
-    def __init__(self, database: str, watch_seconds: float) -> None:
-        self._files = [Path(database), Path(f"{database}-wal")]
-        self._watch_seconds = watch_seconds
-        self._seen: tuple = ()
 
-    def _stamp(self) -> tuple:
-        stamps = []
-        for file in self._files:
-            try:
-                status = file.stat()
-            except FileNotFoundError:
-                stamps.append(None)
-                continue
-            stamps.append((status.st_ino, status.st_size, status.st_mtime_ns))
-        return tuple(stamps)
+def _watch_folder(folder: Path, mask: int) -> int:
+    """A non-blocking inotify descriptor reporting the `mask` events of `folder`'s files."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    descriptor = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    if descriptor < 0:
+        raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+    if libc.inotify_add_watch(descriptor, os.fsencode(folder), mask) < 0:
+        error = ctypes.get_errno()
+        os.close(descriptor)
+        raise OSError(error, f"cannot watch {folder}")
+    return descriptor
+
+
+class FileWrites:
+    """SQLite: a commit appends to the database's write-ahead log (or, checkpointed, writes the
+    file itself), and the kernel reports each write (inotify) to a descriptor the relay waits
+    on: no look at the outbox and no timer while nothing is written. The watch is on the
+    database's folder, so a log that is deleted and made again is still seen; writes to other
+    files there (other services' databases) are read and passed over.
+
+    A write is seen before its commit is visible: SQLite updates the log's index after the
+    log. A look after a write that finds nothing therefore waits for the writer's lock once
+    (`settle`) and looks again, so that no commit is left to the safety poll."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        database = Path(engine.url.database or "")
+        self._folder = database.parent
+        self._names = {database.name.encode(), f"{database.name}-wal".encode()}
+        self._descriptor: int | None = None
+        self._unwatchable = False
+        self._written = False
 
     def start(self) -> None:
-        self._seen = self._stamp()
+        """Called before each look at the outbox, which sees every commit reported so far: those
+        reports are read now. Otherwise the relay's own writes (the lease it renews before the
+        look, the rows it deletes after) would wake it again at once, and again."""
+        if self._descriptor is not None:
+            self._written = self._database_written() or self._written
+            return
+        if self._unwatchable:
+            return
+        try:
+            self._descriptor = _watch_folder(self._folder, _IN_MODIFY | _IN_CREATE | _IN_MOVED_TO)
+            # A commit may have been under way, unseen, as the watch began.
+            self._written = True
+        except (AttributeError, OSError) as e:  # no inotify here, or no instance left
+            log(
+                logger,
+                "cannot watch the database for commits; the relay polls",
+                logging.WARNING,
+                error=repr(e)[:300],
+            )
+            self._unwatchable = True
 
-    def wait(self, stop: threading.Event, timeout: float) -> None:
+    def settle(self) -> bool:
+        """If a write woke the relay: waits until no transaction is writing (SQLite's write
+        lock, taken and given back), after which whatever it committed is visible."""
+        if not self._written:
+            return False
+        self._written = False
+        with self._engine.begin():
+            pass
+        return True
+
+    def wait(self, stop: threading.Event, timeout: float) -> Wakeup:
+        """Until the database's files are written, `stop` is set, or `timeout` seconds have
+        passed."""
+        if self._descriptor is None:
+            return "stop" if stop.wait(timeout) else "poll"
+        waiting = select.poll()
+        waiting.register(self._descriptor, select.POLLIN)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not stop.wait(self._watch_seconds):
-            if self._stamp() != self._seen:
-                return
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "poll"
+            if waiting.poll(min(left, _SLICE_SECONDS) * 1000) and self._database_written():
+                self._written = True
+                return "commit"
+        return "stop"
+
+    def _database_written(self) -> bool:
+        """Reads every event queued; whether one was a write to the database's files."""
+        written = False
+        while True:
+            try:
+                chunk = os.read(self._descriptor, 64 * 1024)
+            except BlockingIOError:
+                return written
+            offset = 0
+            while offset < len(chunk):
+                _, mask, _, length = _INOTIFY_EVENT.unpack_from(chunk, offset)
+                start = offset + _INOTIFY_EVENT.size
+                name = chunk[start : start + length].rstrip(b"\0")
+                written = written or name in self._names or bool(mask & _IN_Q_OVERFLOW)
+                offset = start + length
 
     def close(self) -> None:
-        self._seen = ()
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+        self._written = False

@@ -135,7 +135,6 @@ def build_relay(spec: ServiceSpec, settings: Settings, engine: Engine) -> Relay:
         batch_size=settings.relay_batch_size,
         poll_seconds=settings.relay_poll_seconds,
         lease_seconds=settings.relay_lease_seconds,
-        watch_seconds=settings.relay_watch_seconds,
         on_published=spec.on_published,
     )
 

@@ -96,8 +96,6 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=2000, ge=1)
     # The relay wakes when a command commits; it also looks at the outbox at least this often.
     relay_poll_seconds: float = Field(default=1.0, gt=0)
-    # SQLite has no notifications: how often the relay looks for a change of the database files.
-    relay_watch_seconds: float = Field(default=0.01, gt=0)
     # How long the active relay's lease runs unless renewed; a dead relay's standby takes over
     # after it. The relay gives each publish half of it.
     relay_lease_seconds: float = Field(default=10.0, gt=0)

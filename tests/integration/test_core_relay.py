@@ -248,7 +248,6 @@ def test_events_committed_while_the_broker_is_down_wait_and_arrive_once_it_is_ba
         batch_size=100,
         poll_seconds=0.01,
         lease_seconds=10.0,
-        watch_seconds=0.01,
         gauge_seconds=0.05,
     )
     start_loop(relay.run, "relay", after=[relay.close])
@@ -339,7 +338,6 @@ def test_of_two_relays_on_one_schema_only_one_publishes_until_it_stops(
             batch_size=100,
             poll_seconds=0.01,
             lease_seconds=10.0,
-            watch_seconds=0.01,
         )
         return start_loop(relay.run, name, after=[relay.close])
 
@@ -394,7 +392,6 @@ def sleepy_relay(engine: sa.Engine, settings: Settings) -> Relay:
         batch_size=100,
         poll_seconds=3600,
         lease_seconds=3600,
-        watch_seconds=0.01,
     )
 
 
@@ -408,24 +405,38 @@ def test_on_postgresql_a_commit_wakes_the_relay(
     assert values_of(read_topic(topic, 1)) == ["first"]
     commit(engine, topic, ["second"])
     assert values_of(read_topic(topic, 2)) == ["first", "second"]
+    # Only commits notify (the relay's own deletes do not): one wake-up each, no poll.
+    assert relay.wakeups == {"commit": 2}
 
 
-def test_on_sqlite_a_commit_wakes_the_relay(
+def test_on_sqlite_a_commit_wakes_the_relay_and_writes_to_other_databases_do_not(
     make_settings, tmp_path, topic, start_loop, read_topic, wait_until
 ) -> None:
     settings = make_settings(service=SOURCE_SERVICE, database_url=f"sqlite:///{tmp_path}/x.db")
     engine = create_service_engine(settings)
     event_metadata.create_all(engine)
+    # Another service's database in the same folder, as make run keeps them.
+    neighbour = sa.create_engine(f"sqlite:///{tmp_path}/neighbour.db")
+    effects_metadata.create_all(neighbour)
+    commits = 3
     try:
         relay = sleepy_relay(engine, settings)
         start_loop(relay.run, "relay", after=[relay.close])
         wait_until(lambda: relay.epoch is not None, what="the relay holding the lease")
-        commit(engine, topic, ["first"])
-        assert values_of(read_topic(topic, 1)) == ["first"]
-        commit(engine, topic, ["second"])
-        assert values_of(read_topic(topic, 2)) == ["first", "second"]
+        woken = relay.wakeups["commit"]
+        for number in range(1, commits + 1):
+            for _ in range(20):
+                with neighbour.begin() as connection:
+                    connection.execute(effects.insert().values(event_id="e", value="v"))
+            commit(engine, topic, [f"event {number}"])
+            assert values_of(read_topic(topic, number))[-1] == f"event {number}"
+        # Commits woke the relay (a commit, and the delete of what it published, at most once
+        # each); the neighbour's sixty commits did not, and the safety poll had no part in it.
+        assert 1 <= relay.wakeups["commit"] - woken <= 2 * commits
+        assert relay.wakeups["poll"] == 0
     finally:
         engine.dispose()
+        neighbour.dispose()
 
 
 # -- one leader at a time, order per key
@@ -442,7 +453,6 @@ def test_a_relay_whose_lease_was_taken_while_it_published_keeps_its_batch_and_st
             batch_size=100,
             poll_seconds=0.01,
             lease_seconds=60,
-            watch_seconds=0.01,
         )
 
     successor = relay(lambda: OutboxProducer(settings))
@@ -571,7 +581,6 @@ def test_concurrent_writers_and_a_failed_publish_lose_nothing_and_keep_each_keys
         batch_size=16,
         poll_seconds=0.01,
         lease_seconds=60,
-        watch_seconds=0.01,
     )
     start_loop(relay.run, "relay", after=[relay.close])
     threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
