@@ -1,6 +1,14 @@
 """The platform as `make run` starts it: `python -m wuye run` in a subprocess, with a temporary
 state dir, free ports and its own Tansu, reached only over sockets.
 
+One platform serves every test module that uses `platform` (a start of every service costs tens
+of seconds): those modules run first, and the platform is stopped after the last of them. Tests
+make their own records (fresh credit codes, ids) and look only at those, so modules can share it.
+A module that must have a platform of its own (it stops or breaks it, or needs other settings)
+is marked `pytestmark = pytest.mark.own_platform` (or `own_platform(env={...})`); a test that
+starts, restarts or kills platforms uses `launch`. Settings every platform needs for the tests,
+e.g. no notice periods in a test city, go in PLATFORM_ENV.
+
 Every platform a test starts is stopped with a signal at the end, and the stop must leave no
 process behind: the launcher and every process it started (found in /proc while it ran) are gone.
 """
@@ -28,6 +36,16 @@ from wuye.registry.v1 import registry_service_pb2_grpc as pb_grpc
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
+
+# The environment of every platform the tests start (the shared one, a module's own, `launch`'s;
+# a test's own `env` wins): a test city in which nothing waits for the calendar. A service whose
+# e2e tests need a setting adds it here rather than starting a platform of its own.
+PLATFORM_ENV: dict[str, str] = {
+    # Owners' votes open at once instead of after the 15 days' notice.
+    "WUYE_VOTE_NOTICE_DAYS": "0",
+    # ... and are closed when the test has voted, not after their week.
+    "WUYE_VOTE_ALLOW_EARLY_CLOSE": "true",
+}
 
 
 @dataclass(frozen=True)
@@ -111,7 +129,7 @@ class RunningPlatform:
                     "0",
                     *extra_args,
                 ],
-                env={**launcher_env, **(env or {})},
+                env={**launcher_env, **PLATFORM_ENV, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -207,10 +225,85 @@ class RunningPlatform:
         return self.launcher.returncode
 
 
+def _own_platform_marker(item: pytest.Item) -> pytest.Mark | None:
+    return item.get_closest_marker("own_platform")
+
+
+def _uses_shared_platform(item: pytest.Item) -> bool:
+    return "platform" in getattr(item, "fixturenames", ()) and not _own_platform_marker(item)
+
+
+class _SharedPlatform:
+    """The platform of every module not marked own_platform, started on first use and stopped
+    (and checked) after the last test that uses it."""
+
+    running: RunningPlatform | None = None
+
+    @classmethod
+    def get(cls, tmp_path_factory: pytest.TempPathFactory) -> RunningPlatform:
+        if cls.running is None:
+            state_dir = tmp_path_factory.mktemp("shared-platform") / "state"
+            cls.running = RunningPlatform(state_dir).wait_until_ready()
+        return cls.running
+
+    @classmethod
+    def stop(cls) -> None:
+        running, cls.running = cls.running, None
+        if running is not None:
+            running.stop(signal.SIGTERM)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "own_platform(env=None): the module's `platform` is its own, started with `env` added",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of the shared platform first, so that it is stopped before the tests that start
+    platforms of their own (and before the other folders' tests run on the same cores)."""
+    here = Path(__file__).parent
+    slots = [i for i, item in enumerate(items) if here in item.path.parents]
+    ordered = sorted((items[i] for i in slots), key=lambda item: not _uses_shared_platform(item))
+    for slot, item in zip(slots, ordered, strict=True):
+        items[slot] = item
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    result = yield
+    if _SharedPlatform.running is not None and (
+        nextitem is None or not _uses_shared_platform(nextitem)
+    ):
+        _SharedPlatform.stop()  # a failed check fails the teardown of the last test that used it
+    return result
+
+
+def pytest_sessionfinish() -> None:
+    """A run that ended early (-x, Ctrl-C) leaves no platform behind."""
+    running, _SharedPlatform.running = _SharedPlatform.running, None
+    if running is not None:
+        running.stop(signal.SIGTERM, check=False)
+
+
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    """One platform for a whole test module; its teardown checks that SIGTERM stops it all."""
-    running = RunningPlatform(tmp_path_factory.mktemp("platform") / "state").wait_until_ready()
+def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPlatform]:
+    """The shared platform; in a module marked own_platform, one for the module alone. Either
+    one's stop checks that SIGTERM stops it all."""
+    marker = _own_platform_marker(request.node)
+    if marker is None:
+        shared = _SharedPlatform.get(tmp_path_factory)
+        yield shared
+        assert shared.launcher.poll() is None, (
+            f"{request.node.name} stopped the shared platform: mark it own_platform\n"
+            f"{shared.output}"
+        )
+        return
+    state_dir = tmp_path_factory.mktemp("platform") / "state"
+    running = RunningPlatform(state_dir, env=marker.kwargs.get("env")).wait_until_ready()
     yield running
     running.stop(signal.SIGTERM)
 
