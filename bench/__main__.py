@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import credit, idle, inspections, iot, relay, rpc
+from bench import credit, edge, idle, inspections, iot, relay, rpc
 from bench.deployment import DEFAULT_DATABASE_URL
 from bench.report import render
 from bench.stats import machine_busy_seconds
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (~1 minute)")
     parser.add_argument(
         "--only",
-        choices=["rpc", "relay", "credit", "inspections", "iot", "idle"],
+        choices=["rpc", "relay", "credit", "inspections", "iot", "idle", "edge"],
         help="run one suite",
     )
     parser.add_argument(
@@ -139,6 +139,17 @@ def main(argv: list[str] | None = None) -> int:
             _say("idle: make run's whole platform at rest, grouped and apart ...")
             results["idle"] = idle.run(
                 idle.IdleOptions(measure_seconds=10.0 if args.quick else 20.0), log_dir
+            )
+        if args.only in (None, "edge"):
+            _say("edge: GetEnterprise by gRPC directly, by gRPC and by JSON through Envoy ...")
+            results["edge"] = edge.run(
+                edge.EdgeOptions(
+                    database_url=args.database_url,
+                    enterprises=50,
+                    warmup_calls=100,
+                    calls=1000 if args.quick else 3000,
+                ),
+                log_dir,
             )
     except KeyboardInterrupt:
         _say("interrupted: everything the run started is stopped, its schemas dropped")

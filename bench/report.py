@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench import idle, inspections, iot
+from bench import edge, idle, inspections, iot
 
 PASS = "PASS"
 BELOW = "BELOW TARGET"
@@ -224,4 +224,6 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", iot.section(results["iot"])]
     if "idle" in results:
         lines += ["", idle.section(results["idle"])]
+    if "edge" in results:
+        lines += ["", edge.section(results["edge"])]
     return "\n".join(lines)
