@@ -84,6 +84,8 @@ def credit_over_grpc(settings: TendersSettings) -> CreditLookup:
         try:
             report = stub.GetCreditReport(request).report
         except grpc.RpcError as e:
+            if e.code() is grpc.StatusCode.NOT_FOUND:
+                return domain.NO_CREDIT_FILE
             raise Unavailable(
                 "CREDIT_UNAVAILABLE",
                 f"the credit service did not answer ({e.code().name}); try again shortly",

@@ -380,6 +380,17 @@ class CreditStanding:
     explanation: str
 
 
+# Credit has never heard of the enterprise: it was never filed (DOMAIN.md: "C (unfiled)").
+NO_CREDIT_FILE = CreditStanding(
+    grade="C_UNFILED",
+    score=Decimal(0),
+    filed=False,
+    blacklisted=True,
+    serious_records=0,
+    explanation="no credit file: the enterprise was never filed",
+)
+
+
 def bid_refusal(credit_code: str, standing: CreditStanding) -> str | None:
     """Why a bidder may not bid (joint punishment of the blacklisted), or None."""
     if not standing.filed:
