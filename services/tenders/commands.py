@@ -32,7 +32,7 @@ from wuye.core.errors import (
     Violations,
 )
 from wuye.core.events import Event, add_events
-from wuye.core.ids import new_id
+from wuye.core.ids import credit_code_problem, new_id
 from wuye.core.pii import Pseudonymizer
 from wuye.core.wire import timestamp, to_date
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
@@ -284,6 +284,10 @@ class Tenders:
         """Seals the caller's bid; returns its receipt, when it was taken, and whether it
         replaced an earlier one."""
         credit_code = current().principal.subject
+        if credit_code_problem(credit_code) is not None:
+            raise PermissionDenied(
+                "NOT_AN_ENTERPRISE", "a bid is made by an enterprise, under its credit code"
+            )
         with self.reader.connect() as connection:
             tender = self._tender(connection, tender_id)
         current().require_district(tender.district_code)
