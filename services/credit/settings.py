@@ -47,6 +47,8 @@ DEFAULT_RECORD_TYPES: dict[str, RecordType] = {
     "MEETING_TASK_OVERDUE": RecordType(direction="BAD", points=Decimal(5)),
     "COMPLAINT_VERIFIED": RecordType(direction="BAD", points=Decimal(3), manual=True),
     "CONTRACT_BREACH": RecordType(direction="BAD", points=Decimal(10), manual=True),
+    # A winner refusing to sign, false documents found on a complaint (招投标失信).
+    "TENDER_MISCONDUCT": RecordType(direction="BAD", points=Decimal(10)),
     "ADMINISTRATIVE_PENALTY": RecordType(
         direction="BAD", points=Decimal(15), severity="SERIOUS", manual=True
     ),
@@ -86,6 +88,12 @@ DEFAULT_EVENT_RULES: tuple[EventRule, ...] = (
         topic="wuye.meetings.task.v1",
         record_type="MEETING_TASK_OVERDUE",
         when={"assigned_to_enterprise": True},
+    ),
+    # Misconduct in a tender, as the tenders service records it.
+    EventRule(
+        event="wuye.tenders.v1.MisconductFound",
+        topic="wuye.tenders.tender.v1",
+        record_type="TENDER_MISCONDUCT",
     ),
 )
 
