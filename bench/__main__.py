@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import credit, edge, idle, inspections, iot, relay, rpc
+from bench import credit, edge, fund, idle, inspections, iot, relay, rpc
 from bench.deployment import DEFAULT_DATABASE_URL
 from bench.report import render
 from bench.stats import machine_busy_seconds
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (~1 minute)")
     parser.add_argument(
         "--only",
-        choices=["rpc", "relay", "credit", "inspections", "iot", "idle", "edge"],
+        choices=["rpc", "relay", "credit", "inspections", "fund", "iot", "idle", "edge"],
         help="run one suite",
     )
     parser.add_argument(
@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "inspections"):
             _say("inspections: the draw, then a year's district report ...")
             results["inspections"] = inspections.run(inspections_options, log_dir)
+        if args.only in (None, "fund"):
+            _say("fund: interest across a million accounts, a payment across 20,000 units ...")
+            results["fund"] = fund.run(
+                fund.FundOptions(interest_repeats=1 if args.quick else 2), log_dir
+            )
         if args.only in (None, "iot"):
             _say("iot: intake at full load, bare pipelines, alarm latency at half load ...")
             results["iot"] = iot.run(iot_options, log_dir)
