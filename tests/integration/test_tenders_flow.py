@@ -24,6 +24,7 @@ from test_tenders_support import (
 
 from wuye.core.auth import Role
 from wuye.tenders import verify
+from wuye.tenders.commands import TENDER_TOPIC
 from wuye.tenders.v1 import events_pb2 as ev
 from wuye.tenders.v1 import tenders_service_pb2 as pb
 
@@ -224,6 +225,21 @@ def test_too_few_bids_are_not_opened_and_the_district_may_appoint_directly(serve
     assert appointed.state == pb.TENDER_STATE_COMPLETE and appointed.winner == good
     again = developer.fails("ReTender", pb.ReTenderRequest(tender_id=tender_id))
     assert again.reason == "TENDER_COMPLETE"
+
+    # The appointee refuses to sign: credit's rule makes it a bad record.
+    authority.RecordMisconduct(
+        pb.RecordMisconductRequest(
+            tender_id=tender_id,
+            credit_code=good,
+            kind=pb.MISCONDUCT_KIND_REFUSED_TO_SIGN,
+            reason="中标后拒签合同",
+        )
+    )
+    [misconduct] = tenders.outbox_events(ev.MisconductFound)
+    credit.clock.offset = tenders.clock.offset  # credit reads the record when it happened
+    credit.deliver(misconduct, topic=TENDER_TOPIC)
+    records = credit.admin.report(good).records
+    assert [(r.record_type, r.reason) for r in records] == [("TENDER_MISCONDUCT", "中标后拒签合同")]
     # The contract is never signed: the timer flags it once.
     tenders.tick(days=31)
     tenders.tick(days=1)
