@@ -15,6 +15,7 @@ from threading import Lock
 from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role, issue_token
+from wuye.core.consumer import EventMeta, Handler
 from wuye.core.context import current
 from wuye.core.db import KeyLookup, reader
 from wuye.core.errors import (
@@ -43,6 +44,7 @@ from wuye.registry.domain import (
     Filing,
     FilingKind,
     FilingState,
+    Handover,
     OwnedUnit,
     OwnerKind,
     Particulars,
@@ -56,11 +58,14 @@ from wuye.registry.domain import (
 from wuye.registry.settings import RegistrySettings
 from wuye.registry.v1 import events_pb2 as ev
 from wuye.registry.v1 import registry_service_pb2 as pb
+from wuye.tenders.v1 import events_pb2 as tender_events
 
 ENTERPRISE_TOPIC = "wuye.registry.enterprise.v1"
 PROJECT_TOPIC = "wuye.registry.project.v1"
 PRACTITIONER_TOPIC = "wuye.registry.practitioner.v1"
 TOPICS = (ENTERPRISE_TOPIC, PROJECT_TOPIC, PRACTITIONER_TOPIC)
+# Other services' events the registry records.
+READ_TOPICS = ("wuye.tenders.tender.v1",)
 
 logger = logging.getLogger("wuye.registry")
 
@@ -899,3 +904,30 @@ class Registry:
                 project_id=project_id,
             )
         return committee
+
+    # ------------------------------------------------------------ other services' events
+
+    def on_contract_signed(self, connection: Connection, message, meta: EventMeta) -> None:
+        """A tender's contract: the enterprise is assigned to the project as AssignEnterprise
+        assigns it. A replay finds it assigned already and changes nothing."""
+        project = self._project(connection, message.project_id, lock=True)
+        if project.assignment is not None and project.assignment.credit_code == message.credit_code:
+            return
+        start = dt.date(
+            message.contract_start.year, message.contract_start.month, message.contract_start.day
+        )
+        end = dt.date(
+            message.contract_end.year, message.contract_end.month, message.contract_end.day
+        )
+        # The handover inspection (承接查验) is recorded when the enterprise takes the project.
+        handover = Handover(start, (), f"tender {message.tender_id}")
+        self.assign_enterprise(
+            connection, message.project_id, Assignment(message.credit_code, start, end, handover)
+        )
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "wuye.tenders.v1.ContractSigned": Handler(
+                tender_events.ContractSigned, self.on_contract_signed
+            ),
+        }

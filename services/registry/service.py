@@ -1,14 +1,25 @@
-"""The registry service as the platform runs it: settings, migrations, servicer, topics."""
+"""The registry service as the platform runs it: settings, migrations, servicer, topics, and
+the consumer of the tenders' contracts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from wuye.core.service import ServiceSpec, one_servicer
+from sqlalchemy import Engine
+
+from wuye.core.consumer import Handler
+from wuye.core.service import ConsumerSpec, ServiceSpec, one_servicer
 from wuye.registry.api import ROUTES, SERVICE_NAME, RegistryApi
-from wuye.registry.commands import TOPICS, Registry
+from wuye.registry.commands import READ_TOPICS, TOPICS, Registry
 from wuye.registry.settings import RegistrySettings
 from wuye.registry.v1 import registry_service_pb2_grpc as pb_grpc
+
+
+def events(
+    settings: RegistrySettings, engine: Engine
+) -> tuple[tuple[str, ...], dict[str, Handler]]:
+    return READ_TOPICS, Registry(engine, settings).handlers()
+
 
 SPEC = ServiceSpec(
     name="registry",
@@ -21,4 +32,5 @@ SPEC = ServiceSpec(
         lambda settings, engine: RegistryApi(Registry(engine, settings)),
     ),
     topics=TOPICS,
+    consumers=(ConsumerSpec(name="events", build=events),),
 )
