@@ -165,6 +165,8 @@ class Relay:
         self._gauge_seconds = gauge_seconds
         self._lease = OutboxLease(engine, lease_seconds)
         self._epoch: int | None = None
+        # When the lease held is renewed even with nothing to publish (monotonic clock).
+        self._renew_at = 0.0
         self._commits: Notifications | FileWrites = (
             Notifications(engine) if is_postgres(engine) else FileWrites(engine)
         )
@@ -200,29 +202,54 @@ class Relay:
                     self._lease.renew(connection, self._epoch)
                 except LeaseLost as e:
                     self._lose_lease(e)
+        self._renewed()
         return self._epoch is not None
+
+    def _renewed(self) -> None:
+        self._renew_at = time.monotonic() + self._lease.seconds / 3
 
     def publish_batch(self) -> int:
         """Publish up to one batch if this relay holds the lease (taking it if it is free);
         returns how many events Kafka acknowledged and this relay deleted. If the lease passed
         to another relay meanwhile, the batch stays for the new holder and this relay stands
-        by."""
-        if not self.hold_lease():
+        by.
+
+        The lease is renewed before each batch; with nothing to publish, only once a third of it
+        has passed (on SQLite each renewal is a write, which the relay then looks at again)."""
+        renew_first = self._epoch is None or time.monotonic() >= self._renew_at
+        if renew_first and not self.hold_lease():
             return 0
         try:
-            return self._publish(self._epoch)
+            rows = self._look()
+            # A batch goes out under a lease renewed just before.
+            if not rows or (not renew_first and not self.hold_lease()):
+                return 0
+            return self._publish(rows, self._epoch)
         except LeaseLost as e:
             self._lose_lease(e)
             return 0
 
-    def _publish(self, epoch: int) -> int:
+    def _look(self) -> list:
+        """The outbox's first batch; reports the backlog."""
         # Listening starts before the outbox is read: a commit after the read wakes the relay.
         self._commits.start()
-        rows = self._look()
+        rows = self._first_batch()
         if not rows and self._commits.settle():
-            rows = self._look()
-        if not rows:
-            return 0
+            rows = self._first_batch()
+        if len(rows) < self._batch_size:
+            metrics.OUTBOX_BACKLOG.set(len(rows))
+            oldest = min((row.created_at for row in rows), default=None)
+            metrics.OUTBOX_OLDEST_AGE.set(time.time() - oldest if oldest else 0.0)
+        elif time.monotonic() - self._gauges_at >= self._gauge_seconds:
+            self.update_gauges()  # more wait than a batch holds: counted, at most this often
+            self._gauges_at = time.monotonic()
+        return rows
+
+    def _first_batch(self) -> list:
+        with self._reader.connect() as connection:
+            return connection.execute(self._select).all()
+
+    def _publish(self, rows: list, epoch: int) -> int:
         epoch_header = (EPOCH_HEADER, str(epoch).encode())
         self._ready_producer().publish(
             (
@@ -252,6 +279,7 @@ class Relay:
         with self._engine.begin() as connection:
             self._lease.renew(connection, epoch)
             connection.execute(self._delete, {"ids": [row.id for row in rows]})
+        self._renewed()
         by_topic: dict[str, int] = {}
         for row in rows:
             by_topic[row.topic] = by_topic.get(row.topic, 0) + 1
@@ -261,10 +289,6 @@ class Relay:
         if self._on_published is not None:
             self._on_published(rows, acknowledged)
         return len(rows)
-
-    def _look(self) -> list:
-        with self._reader.connect() as connection:
-            return connection.execute(self._select).all()
 
     def update_gauges(self) -> None:
         with self._reader.connect() as connection:
@@ -278,12 +302,8 @@ class Relay:
         backoff = _RETRY_FIRST_SECONDS
         while not stop.is_set():
             try:
-                # The holder of the lease reports the backlog, also while publishing fails.
-                if self._epoch is not None and (
-                    time.monotonic() - self._gauges_at >= self._gauge_seconds
-                ):
-                    self.update_gauges()
-                    self._gauges_at = time.monotonic()
+                # The holder of the lease reports the backlog as it looks, before it publishes:
+                # also while publishing fails.
                 published = self.publish_batch()
                 backoff = _RETRY_FIRST_SECONDS
                 if self._epoch is None:
