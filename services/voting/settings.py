@@ -54,6 +54,9 @@ class VotingSettings(Settings):
     vote_log_part_entries: int = Field(default=2_000, ge=1)
     # CastBallot appends ballots in batches: at most this many per transaction.
     vote_append_batch: int = Field(default=256, ge=1)
+    # A casting call waits (outside the GIL) while its batch commits; the batch can only hold
+    # as many ballots as there are threads waiting, and with the core's 4 it held 4 at most.
+    grpc_workers: int = Field(default=64, ge=1)
 
     @field_validator("vote_quorum", "vote_special_majority", "vote_ordinary_majority")
     @classmethod
