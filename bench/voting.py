@@ -31,7 +31,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bench import echo_server
 from bench.deployment import migrated_schema, process_env
 from bench.processes import PYTHON, Children, wait_serving
-from bench.report import BELOW, PASS, table
 from bench.stats import latency_summary_ms
 from wuye.core.auth import Role, issue_token
 from wuye.core.devbroker import free_port
@@ -335,6 +334,8 @@ def run(options: VotingOptions, log_dir: Path) -> dict[str, Any]:
 
 def section(figures: dict[str, Any]) -> str:
     """The suite's part of the printed report."""
+    from bench.report import BELOW, PASS, table  # here: bench.report imports this module
+
     cast, echo, setup = figures["cast"], figures["echo"], figures["setup"]
     passed = figures["passed"]
     close, verify, export = figures["close"], figures["verify"], figures["export"]
