@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import credit, edge, fund, idle, inspections, iot, relay, rpc
+from bench import credit, edge, fund, idle, inspections, iot, relay, rpc, voting
 from bench.deployment import DEFAULT_DATABASE_URL
 from bench.report import render
 from bench.stats import machine_busy_seconds
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (~1 minute)")
     parser.add_argument(
         "--only",
-        choices=["rpc", "relay", "credit", "inspections", "fund", "iot", "idle", "edge"],
+        choices=["rpc", "relay", "credit", "inspections", "fund", "voting", "iot", "idle", "edge"],
         help="run one suite",
     )
     parser.add_argument(
@@ -136,6 +136,17 @@ def main(argv: list[str] | None = None) -> int:
             _say("fund: interest across a million accounts, a payment across 20,000 units ...")
             results["fund"] = fund.run(
                 fund.FundOptions(interest_repeats=1 if args.quick else 2), log_dir
+            )
+        if args.only in (None, "voting"):
+            _say("voting: ballots into one vote, the count, the verifier ...")
+            results["voting"] = voting.run(
+                voting.VotingOptions(
+                    database_url=args.database_url,
+                    units=2_000 if args.quick else 20_000,
+                    ballots=6_000 if args.quick else 60_000,
+                    echo_calls=3_000 if args.quick else 20_000,
+                ),
+                log_dir,
             )
         if args.only in (None, "iot"):
             _say("iot: intake at full load, bare pipelines, alarm latency at half load ...")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench import edge, fund, idle, inspections, iot
+from bench import edge, fund, idle, inspections, iot, voting
 
 PASS = "PASS"
 BELOW = "BELOW TARGET"
@@ -222,6 +222,8 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", inspections.section(results["inspections"])]
     if "fund" in results:
         lines += ["", fund.section(results["fund"])]
+    if "voting" in results:
+        lines += ["", voting.section(results["voting"])]
     if "iot" in results:
         lines += ["", iot.section(results["iot"])]
     if "idle" in results:
