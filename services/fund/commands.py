@@ -729,6 +729,7 @@ class Fund:
             message = ev.UseCancelled(**ids, reason=use.reason)
         elif event.type is t.WORKS_PAID:
             payment = event.payment
+            listed = len(payment.shares) <= self.settings.fund_max_event_shares
             message = ev.WorksPaid(
                 **ids,
                 payment=payment_message(
@@ -737,9 +738,11 @@ class Fund:
                     event.occur_time,
                     payment.debited_fen,
                     payment.owed_fen,
+                    with_shares=listed,
                 ),
                 paid_fen=use.paid_fen,
                 budget_fen=use.budget_fen,
+                shares_omitted=not listed,
             )
         elif event.type is t.REAPPROVAL_REQUIRED:
             message = ev.ReapprovalRequired(

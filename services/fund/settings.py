@@ -57,6 +57,10 @@ class FundSettings(Settings):
     fund_escalation_check_seconds: float = Field(default=300.0, gt=0)
     fund_top_up_check_seconds: float = Field(default=3600.0, gt=0)
 
+    # A WorksPaid event lists every unit's share up to this many units; beyond, its totals only
+    # (a Kafka record is at most about 1 MB, and a share takes some 55 bytes).
+    fund_max_event_shares: int = Field(default=5000, ge=0, le=15_000)
+
     # Request limits.
     fund_max_use_units: int = Field(default=50_000, ge=1)
     fund_max_evidence: int = Field(default=20, ge=1)
