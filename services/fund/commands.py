@@ -7,8 +7,10 @@ idempotent by its own keys as well as by the inbox, and the two timers."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -125,6 +127,21 @@ def payment_message(
         else [],
         pay_time=timestamp(at),
     )
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """For the work over every account of a district: its millions of small tuples (parts,
+    postings) cannot form cycles, yet they make the cyclic collector scan the heap again and
+    again (measured: more than half the CPU of an allocation across a million accounts). Safe
+    with other threads: whoever found it enabled enables it again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -436,8 +453,9 @@ class Fund:
                 f"the interest of {period} is allocated to {scope} already",
                 period=period,
             )
-        parts = domain.allocate_interest(fen, {u: a.balance_fen for u, a in locked.items()})
-        posted = domain.interest_entries(new_id(district, "I"), period, parts, locked)
+        with cyclic_gc_paused():
+            parts = domain.allocate_interest(fen, {u: a.balance_fen for u, a in locked.items()})
+            posted = domain.interest_entries(new_id(district, "I"), period, parts, locked)
         store.insert_entries(connection, posted, now)
         changes = []
         for unit_id, part in parts.items():

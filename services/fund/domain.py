@@ -365,18 +365,32 @@ def interest_entries(
     entry_id_prefix: str, period: str, parts: Mapping[str, int], accounts: Mapping[str, UnitAccount]
 ) -> tuple[Entry, ...]:
     """The entries crediting allocated interest: one per project, `<prefix>-<project_id>`."""
-    credits: dict[tuple[str, str], list[Posting]] = {}
+    # A million accounts make two million tuples: built with tuple.__new__, as NamedTuple's own
+    # _make does, rather than through the generated __new__ (a Python call each), and the enum
+    # member looked up once.
+    unit, make = AccountKind.UNIT, tuple.__new__
+    credits: dict[str, list[Posting]] = {}
+    districts: dict[str, str] = {}
     for unit_id, part in parts.items():
         if part:
             account = accounts[unit_id]
-            unit = LedgerAccount(AccountKind.UNIT, account.project_id, unit_id)
-            project = (account.project_id, account.district_code)
-            credits.setdefault(project, []).append(Posting(unit, -part))
+            project_id = account.project_id
+            postings = credits.get(project_id)
+            if postings is None:
+                postings = credits[project_id] = []
+                districts[project_id] = account.district_code
+            ledger_account = make(LedgerAccount, (unit, project_id, unit_id))
+            postings.append(make(Posting, (ledger_account, -part)))
     return tuple(
         _money_in(
-            f"{entry_id_prefix}-{project_id}", EntryKind.INTEREST, project_id, district, cs, period
+            f"{entry_id_prefix}-{project_id}",
+            EntryKind.INTEREST,
+            project_id,
+            districts[project_id],
+            credits[project_id],
+            period,
         )
-        for (project_id, district), cs in sorted(credits.items())
+        for project_id in sorted(credits)
     )
 
 
