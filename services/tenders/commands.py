@@ -144,8 +144,10 @@ class Tenders:
 
     # ------------------------------------------------------------ access
 
-    def _tender(self, connection: Connection, tender_id: str, *, lock: bool = False) -> Tender:
-        tender = store.get_tender(connection, tender_id, lock=lock)
+    def _tender(
+        self, connection: Connection, tender_id: str, *, lock: bool = False, share: bool = False
+    ) -> Tender:
+        tender = store.get_tender(connection, tender_id, lock=lock, share=share)
         if tender is None:
             raise NotFound("TENDER_NOT_FOUND", f"no tender {tender_id}", tender_id=tender_id)
         return tender
@@ -303,7 +305,8 @@ class Tenders:
         receipt = domain.receipt_of(text)
         nonce, sealed = self._seal.close(tender_id, credit_code, text)
         with self.engine.begin() as connection:
-            tender = self._tender(connection, tender_id, lock=True)
+            # Bids are taken side by side; the opening waits for those in progress.
+            tender = self._tender(connection, tender_id, lock=True, share=True)
             now = self.now()
             domain.check_bid_window(tender, now)
             replaced = store.put_bid(

@@ -154,10 +154,14 @@ def save_tender(connection: Connection, tender: Tender) -> None:
     )
 
 
-def get_tender(connection: Connection, tender_id: str, *, lock: bool = False) -> Tender | None:
+def get_tender(
+    connection: Connection, tender_id: str, *, lock: bool = False, share: bool = False
+) -> Tender | None:
+    """With `lock`, the row is held until the transaction ends; with `share` as well, other
+    sharers (bids, taken side by side) are let in and only a writer of the tender waits."""
     query = sa.select(tenders.c.doc).where(tenders.c.tender_id == tender_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(read=share)
     doc = connection.execute(query).scalar_one_or_none()
     return None if doc is None else _tender(doc)
 
