@@ -23,6 +23,7 @@ import base64
 import importlib
 import json
 import pkgutil
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wuye.core.catalog import load_specs
-from wuye.core.settings import ORDOS_DISTRICTS
+from wuye.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART_CONFIG = Path("charts/wuye/files/envoy.json")
@@ -44,8 +45,6 @@ CHART_CONFIG = Path("charts/wuye/files/envoy.json")
 DISTRICT_HEADER = "x-wuye-district"
 # The gRPC port of every service's pods in the chart (templates/_helpers.tpl).
 CHART_GRPC_PORT = 50051
-# Helm placeholders the chart's ConfigMap fills in with `tpl` (templates/edge-configmap.yaml).
-CHART_SERVICE_HOST = '{{ include "wuye.fullname" $ }}-%s.{{ $.Release.Namespace }}.svc'
 
 
 class EdgeSettings(BaseSettings):
@@ -176,7 +175,10 @@ class Listen:
     # Where the pages' static files are served (web/ in the repository): every GET the JSON
     # routes do not take.
     static_host: str
-    static_port: int
+    static_port: int | str
+    # The admin listens on `host`; with a metrics port, the admin is on the loopback only and
+    # a listener on `host` offers its /stats/prometheus as /metrics, like every other pod.
+    metrics_port: int | None = None
 
 
 # gRPC codes (google.rpc.Code) of the edge's own refusals, by HTTP status, for their Status body.
@@ -395,28 +397,63 @@ def envoy_config(
     )
     clusters = [_cluster(u.cluster, u.host, u.port, settings, grpc=True) for u in upstreams]
     clusters.append(_cluster("pages", listen.static_host, listen.static_port, settings, grpc=False))
+    listeners = [_listener("edge", listen.host, listen.port, connection_manager)]
+    admin_host = listen.host
+    if listen.metrics_port is not None:
+        admin_host = "127.0.0.1"
+        clusters.append(_cluster("admin", admin_host, listen.admin_port, settings, grpc=False))
+        listeners.append(_listener("metrics", listen.host, listen.metrics_port, _metrics_manager()))
     return {
-        "admin": {"address": _socket(listen.host, listen.admin_port)},
-        "static_resources": {
-            "listeners": [
+        "admin": {"address": _socket(admin_host, listen.admin_port)},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    }
+
+
+def _listener(name: str, host: str, port: int, connection_manager: dict) -> dict:
+    return {
+        "name": name,
+        "address": _socket(host, port),
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": connection_manager,
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def _metrics_manager() -> dict:
+    """GET /metrics: the admin's /stats/prometheus; /ready; nothing else of the admin."""
+    return _typed(
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        stat_prefix="metrics",
+        route_config={
+            "virtual_hosts": [
                 {
-                    "name": "edge",
-                    "address": _socket(listen.host, listen.port),
-                    "filter_chains": [
+                    "name": "metrics",
+                    "domains": ["*"],
+                    "routes": [
                         {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.http_connection_manager",
-                                    "typed_config": connection_manager,
-                                }
-                            ]
-                        }
+                            "match": {"path": "/metrics"},
+                            "route": {"cluster": "admin", "prefix_rewrite": "/stats/prometheus"},
+                        },
+                        # For the kubelet's probes: LIVE once the upstreams' first checks ran.
+                        {"match": {"path": "/ready"}, "route": {"cluster": "admin"}},
                     ],
                 }
-            ],
-            "clusters": clusters,
+            ]
         },
-    }
+        http_filters=[
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router"),
+            }
+        ],
+    )
 
 
 def _status_mapper(http_status: int, code: int) -> dict:
@@ -440,27 +477,78 @@ def _origins(text: str) -> list[str]:
 
 
 def platform_config(
-    upstreams: list[Upstream], listen: Listen, settings: EdgeSettings | None = None
+    upstreams: list[Upstream],
+    listen: Listen,
+    settings: EdgeSettings | None = None,
+    cors_origins: list[str] | None = None,
 ) -> dict:
     """The edge of the declared services, reaching them at `upstreams`."""
-    names = [spec.name for spec in load_specs()]
-    services, files = offered(names)
+    services, files = offered(spec.name for spec in load_specs())
     return envoy_config(
-        services, descriptor_set(files), upstreams, listen, settings or EdgeSettings()
+        services,
+        descriptor_set(files),
+        upstreams,
+        listen,
+        settings or EdgeSettings(),
+        cors_origins,
     )
 
 
-def chart_config() -> dict:
-    """The chart's: each service at its city-wide Service, and at its district Services for
-    requests naming a district; the edge's settings as the chart's values."""
-    names = [spec.name for spec in load_specs()]
+def chart_text() -> str:
+    """The chart's configuration, a template for Helm's `tpl` (templates/edge-configmap.yaml):
+    each service at the address `hosts` names for requests naming no district (its city-wide
+    Service, or where every district has an instance of its own, the first district's), and at
+    its district Services for requests naming one; the edge's settings from values.edge."""
+    districts = sorted(Settings().city_districts)
     upstreams = [
-        Upstream(name, CHART_SERVICE_HOST % suffix, CHART_GRPC_PORT, district)
-        for name in names
-        for suffix, district in [(name, None)]
-        + [(f"{name}-{code}", code) for code in ORDOS_DISTRICTS]
+        Upstream(spec.name, _chart_host(cluster), CHART_GRPC_PORT, district)
+        for spec in load_specs()
+        for cluster, district in [
+            (spec.name, None),
+            *((f"{spec.name}-{code}", code) for code in districts),
+        ]
     ]
-    return platform_config(upstreams, Listen("0.0.0.0", 8080, 9901, "127.0.0.1", 8081))
+    placeholders = {name: f"@@{name}@@" for name in _CHART_VALUES}
+    settings = EdgeSettings.model_construct(**placeholders)
+    listen = Listen(
+        "0.0.0.0",
+        CHART_PORTS["http"],
+        CHART_PORTS["admin"],
+        _chart_value("pages_host"),
+        _chart_value("pages_port"),
+        metrics_port=CHART_PORTS["metrics"],
+    )
+    config = platform_config(upstreams, listen, settings, [_chart_value("cors_origins")])
+    text = json.dumps(config, ensure_ascii=False)
+    for name, helm in _CHART_VALUES.items():
+        text = text.replace(json.dumps(_chart_value(name)), helm)
+    text = text.replace(json.dumps([{"exact": _chart_value("cors_origins")}]), _CHART_ORIGINS)
+    return _HOST.sub(lambda m: '{{ index $.hosts "' + m.group(1) + '" }}', text)
+
+
+# The edge's ports in the chart (templates/edge-deployment.yaml).
+CHART_PORTS = {"http": 8080, "admin": 9901, "metrics": 9464}
+# What values.edge sets in the chart's configuration, as Helm writes it.
+_CHART_VALUES = {
+    "public_burst": "{{ int $.Values.edge.publicBurst }}",
+    "public_per_second": "{{ int $.Values.edge.publicPerSecond }}",
+    "max_request_bytes": "{{ int $.Values.edge.maxRequestBytes }}",
+    "pages_host": "{{ $.Values.edge.pages.host | toJson }}",
+    "pages_port": "{{ int $.Values.edge.pages.port }}",
+}
+_CHART_ORIGINS = (
+    "{{ $origins := list }}{{ range $.Values.edge.corsOrigins }}"
+    '{{ $origins = append $origins (dict "exact" .) }}{{ end }}{{ toJson $origins }}'
+)
+_HOST = re.compile(r"@@host:([a-z0-9-]+)@@")
+
+
+def _chart_value(name: str) -> str:
+    return f"@@{name}@@"
+
+
+def _chart_host(cluster: str) -> str:
+    return f"@@host:{cluster}@@"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,15 +567,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write the configuration (JSON)")
     args = parser.parse_args(argv)
     if args.chart:
-        out, config = ROOT / CHART_CONFIG, chart_config()
-    else:
-        if args.out is None:
-            parser.error("--out is required (or --chart)")
-        host, port = _address(args.listen)
-        pages_host, pages_port = _address(args.pages)
-        listen = Listen(host, port, args.admin_port, pages_host, pages_port)
-        out, config = args.out, platform_config([_upstream(u) for u in args.upstream], listen)
-    out.write_text(json.dumps(config, ensure_ascii=False, indent=1))
+        (ROOT / CHART_CONFIG).write_text(chart_text())
+        return 0
+    if args.out is None:
+        parser.error("--out is required (or --chart)")
+    host, port = _address(args.listen)
+    pages_host, pages_port = _address(args.pages)
+    listen = Listen(host, port, args.admin_port, pages_host, pages_port)
+    config = platform_config([_upstream(u) for u in args.upstream], listen)
+    args.out.write_text(json.dumps(config, ensure_ascii=False, indent=1))
     return 0
 
 

@@ -324,3 +324,13 @@ spec:
     - name: tmp
       emptyDir: {sizeLimit: 64Mi}
 {{- end -}}
+
+{{/* The edge's pods (Envoy). */}}
+{{- define "wuye.edgeSelector" -}}
+app.kubernetes.io/name: wuye
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: edge
+wuye/service: edge
+wuye/part: edge
+wuye/district: city
+{{- end -}}
