@@ -3,9 +3,12 @@ verify-minutes"""
 
 import sys
 
-from wuye.core.service import run_module
-from wuye.meetings.verify import main as verify_minutes
-
+# The verifier is anyone's tool: it starts without the service's runtime.
 if sys.argv[1:2] == ["verify-minutes"]:
+    from wuye.meetings.verify import main as verify_minutes
+
     sys.exit(verify_minutes(sys.argv[2:]))
-run_module(__package__)
+else:
+    from wuye.core.service import run_module
+
+    run_module(__package__)
