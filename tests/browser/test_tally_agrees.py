@@ -25,6 +25,7 @@ from wuye.voting.domain import (
     Threshold,
     VoteSpec,
 )
+from wuye.voting.v1 import voting_service_pb2 as pb
 
 OPEN = dt.datetime(2026, 6, 1, 1, 0, tzinfo=dt.UTC)
 THRESHOLDS = [
@@ -353,3 +354,22 @@ def test_the_browser_and_the_python_verifier_agree_on_honest_and_tampered_logs(
         if verdict != "VERIFIED":
             assert reason, "a refusal names its reason"
     assert seen == {"VERIFIED", "REFUSED", "UNREADABLE"}
+
+
+def test_the_browser_reads_every_field_of_the_export_as_the_protos_define_it(browser, static_pages):
+    """The page's reader is written by hand: a field the protos gain must be added to it, or
+    the page would call every export unreadable."""
+    browser.get(f"{static_pages}/index.html")
+    schema = browser.execute_async_script(
+        """const done = arguments[0];
+        import("/js/tally.js").then((tally) => done({
+          messages: Object.fromEntries(Object.entries(tally.SCHEMA.messages).map(
+            ([name, fields]) => [name, Object.keys(fields)])),
+          enums: tally.SCHEMA.enums}));"""
+    )
+    for name, fields in schema["messages"].items():
+        assert fields == [f.name for f in pb.DESCRIPTOR.message_types_by_name[name].fields], name
+    for name, values in schema["enums"].items():
+        descriptor = pb.DESCRIPTOR.enum_types_by_name[name]
+        assert values == [descriptor.values_by_number[n].name for n in range(len(values))], name
+        assert len(values) == len(descriptor.values), name

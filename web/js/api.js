@@ -52,7 +52,7 @@ export function el(tag, attributes = {}, ...children) {
     if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : String(child));
   }
@@ -60,7 +60,7 @@ export function el(tag, attributes = {}, ...children) {
 }
 
 export function show(target, ...children) {
-  target.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+  target.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
 }
 
 // What went wrong and what to do next, in plain words.

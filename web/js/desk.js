@@ -68,12 +68,17 @@ async function watch(code, token) {
   while (!control.signal.aborted) {
     alarms.clear();
     const started = Date.now();
-    setStatus(true, `${DISTRICTS[code]} 值班中`);
+    const live = () => setStatus(true, `${DISTRICTS[code]} 值班中`);
+    setStatus(false, "正在连接…");
+    render(token);
     try {
+      // The server may answer only with the first alarm: either one means the desk is live.
       await serverStream(WATCH, encodeStrings({ 1: [code] }), {
         token,
         signal: control.signal,
+        onOpen: live,
         onMessage: (bytes) => {
+          live();
           const alarm = fromStream(decode(bytes, ALARM));
           // A stream's first second is the snapshot of open alarms: only later ones ring.
           receive(alarm, Date.now() - started > 1000, token);

@@ -113,9 +113,10 @@ function statusOf(found) {
   return code === 0 ? null : new GrpcError(code, message);
 }
 
-// Calls a server-streaming method; `onMessage(bytes)` for each message. Resolves when the
-// server ends the stream cleanly, rejects with a GrpcError otherwise.
-export async function serverStream(path, request, { token, onMessage, signal }) {
+// Calls a server-streaming method; `onOpen()` once the server answered, `onMessage(bytes)` for
+// each message. Resolves when the server ends the stream cleanly, rejects with a GrpcError
+// otherwise.
+export async function serverStream(path, request, { token, onOpen, onMessage, signal }) {
   const headers = { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" };
   if (token) headers.authorization = `Bearer ${token}`;
   const response = await fetch(path, { method: "POST", headers, body: frame(request), signal });
@@ -125,6 +126,7 @@ export async function serverStream(path, request, { token, onMessage, signal }) 
     if (early) throw early;
     return;
   }
+  onOpen?.();
   const reader = response.body.getReader();
   let buffer = new Uint8Array(0);
   for (;;) {

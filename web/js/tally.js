@@ -62,7 +62,7 @@ const VOTE = {
   state: enumOf(VOTE_STATES), rules: { kind: "message", fields: COUNTING_RULES },
   roll_digest: str, roll_owners: int32, roll_area_cm2: int64,
   result: { kind: "message", fields: VOTE_RESULT }, algorithm_version: int32,
-  create_time: time, cancel_time: time, cancel_reason: str,
+  create_time: time, cancel_time: time, cancel_reason: str, log_head: str,
 };
 const MATTER_CHOICE = { matter_id: str, choice: enumOf(CHOICES) };
 const ROLL_ENTRY = { pseudonym: str, area_cm2: int64 };
@@ -75,6 +75,19 @@ const EXPORT_PART = {
   vote: { kind: "message", fields: VOTE },
   roll: repeated({ kind: "message", fields: ROLL_ENTRY }),
   entries: repeated({ kind: "message", fields: LOG_ENTRY }),
+};
+
+// The messages and enumerations as this reader knows them, to be held to the protos.
+export const SCHEMA = {
+  messages: {
+    GetBallotLogResponse: EXPORT_PART, Vote: VOTE, Matter: MATTER, CountingRules: COUNTING_RULES,
+    Threshold: THRESHOLD, VoteResult: VOTE_RESULT, MatterResult: MATTER_RESULT,
+    RollEntry: ROLL_ENTRY, LogEntry: LOG_ENTRY, MatterChoice: MATTER_CHOICE,
+  },
+  enums: {
+    VoteState: VOTE_STATES, MatterType: MATTER_TYPES, MatterClass: MATTER_CLASSES,
+    Choice: CHOICES, BallotChannel: CHANNELS,
+  },
 };
 
 const jsonName = (name) => name.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
