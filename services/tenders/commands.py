@@ -414,6 +414,7 @@ class Tenders:
                 seed_commitment=domain.commitment(seed, lists),
                 committed_at=now,
                 lists=lists,
+                valid_bids=sum(not b.rejection for b in opened),
             )
             store.record_opened(connection, tender_id, opened)
             store.save_tender(connection, committed)
@@ -561,19 +562,19 @@ class Tenders:
             current().require_district(tender.district_code)
             domain.require_state(tender, State.EVALUATION, doing="a score")
             domain.check_member(tender, member)
-            bids = store.opened_bids(connection, tender_id)
-            if not any(b.credit_code == credit_code and not b.rejection for b in bids):
+            bid = store.opened_bid(connection, tender_id, credit_code)
+            if bid is None or bid.rejection:
                 raise NotFound(
                     "BID_NOT_FOUND",
                     f"tender {tender_id} has no valid bid of {credit_code}",
                     credit_code=credit_code,
                 )
-            before = domain.evaluation_complete(
-                self._rank(connection, tender, bids), tender.committee_size
-            )
-            store.put_score(connection, tender_id, credit_code, member, score)
-            ranked = self._rank(connection, tender, bids)
-            if not before and domain.evaluation_complete(ranked, tender.committee_size):
+            new = store.put_score(connection, tender_id, credit_code, member, score)
+            # Scores only grow in number: the one that completes the evaluation announces it.
+            if new and store.count_scores(connection, tender_id) == (
+                tender.committee_size * tender.valid_bids
+            ):
+                ranked = self._rank(connection, tender, store.opened_bids(connection, tender_id))
                 add_events(
                     connection,
                     [

@@ -137,6 +137,8 @@ class Tender:
     # The frozen lists of the committee draw (canonical JSON values), from the deadline on.
     lists: Mapping | None = None
     experts: tuple[str, ...] = ()
+    # Opened bids that count (not rejected at the deadline).
+    valid_bids: int = 0
     winner: str = ""
     awarded_at: dt.datetime | None = None
     standstill_end: dt.datetime | None = None

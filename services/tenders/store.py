@@ -270,24 +270,39 @@ def record_opened(connection: Connection, tender_id: str, opened: list[Bid]) -> 
         )
 
 
+_OPENED = (bids.c.credit_code, bids.c.receipt, bids.c.submitted_at, bids.c.opened)
+
+
+def _opened(row) -> Bid:
+    return Bid(
+        credit_code=row.credit_code,
+        receipt=row.receipt,
+        submitted_at=_moment(row.submitted_at),
+        content=BidContent.from_text(row.opened["content"].encode()),
+        standing=_standing(row.opened["standing"]),
+        rejection=row.opened["rejection"],
+        abnormally_low=row.opened["abnormally_low"],
+    )
+
+
 def opened_bids(connection: Connection, tender_id: str) -> list[Bid]:
     rows = connection.execute(
-        sa.select(bids.c.credit_code, bids.c.receipt, bids.c.submitted_at, bids.c.opened)
+        sa.select(*_OPENED)
         .where((bids.c.tender_id == tender_id) & bids.c.opened.is_not(None))
         .order_by(bids.c.credit_code)
     )
-    return [
-        Bid(
-            credit_code=row.credit_code,
-            receipt=row.receipt,
-            submitted_at=_moment(row.submitted_at),
-            content=BidContent.from_text(row.opened["content"].encode()),
-            standing=_standing(row.opened["standing"]),
-            rejection=row.opened["rejection"],
-            abnormally_low=row.opened["abnormally_low"],
+    return [_opened(row) for row in rows]
+
+
+def opened_bid(connection: Connection, tender_id: str, credit_code: str) -> Bid | None:
+    row = connection.execute(
+        sa.select(*_OPENED).where(
+            (bids.c.tender_id == tender_id)
+            & (bids.c.credit_code == credit_code)
+            & bids.c.opened.is_not(None)
         )
-        for row in rows
-    ]
+    ).first()
+    return _opened(row) if row else None
 
 
 # ---------------------------------------------------------------- experts
@@ -368,18 +383,27 @@ def questions_of(connection: Connection, tender_id: str) -> list[Question]:
 
 def put_score(
     connection: Connection, tender_id: str, credit_code: str, member: str, score: Decimal
-) -> None:
+) -> bool:
+    """Records the member's score of the bid, replacing an earlier one; True if it is new."""
     where = (
         (scores.c.tender_id == tender_id)
         & (scores.c.credit_code == credit_code)
         & (scores.c.member == member)
     )
-    if not connection.execute(scores.update().where(where).values(score=str(score))).rowcount:
-        connection.execute(
-            scores.insert().values(
-                tender_id=tender_id, credit_code=credit_code, member=member, score=str(score)
-            )
+    if connection.execute(scores.update().where(where).values(score=str(score))).rowcount:
+        return False
+    connection.execute(
+        scores.insert().values(
+            tender_id=tender_id, credit_code=credit_code, member=member, score=str(score)
         )
+    )
+    return True
+
+
+def count_scores(connection: Connection, tender_id: str) -> int:
+    return connection.execute(
+        sa.select(sa.func.count()).select_from(scores).where(scores.c.tender_id == tender_id)
+    ).scalar_one()
 
 
 def scores_of(connection: Connection, tender_id: str) -> dict[str, dict[str, Decimal]]:
