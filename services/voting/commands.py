@@ -364,6 +364,13 @@ class Voting:
                 project_id=draft.project_id,
             )
         self._require_organiser(connection, draft.project_id)
+        if not store.has_units(connection, draft.project_id):
+            raise FailedPrecondition(
+                "NO_UNITS_KNOWN",
+                f"no unit of project {draft.project_id} is known here, so nobody could vote "
+                "(registered units arrive as events: try again shortly)",
+                project_id=draft.project_id,
+            )
         now = self.now()
         # No opening time named: the vote opens when the notice period ends (at once where the
         # city gives none).
@@ -484,11 +491,6 @@ class Voting:
         vote = self._vote(connection, vote_id)
         spec = vote.spec
         units = store.project_units(connection, spec.project_id)
-        if not units:
-            reason = "the project has no registered units: there is nobody to vote"
-            store.cancel_vote(connection, vote_id, now, reason)
-            self._emit_cancelled(connection, vote, reason, now)
-            return
         pseudonym_of = domain.pseudonymizer(self._key, vote_id).key_of
         voters = domain.build_roll(units, pseudonym_of)
         members = [

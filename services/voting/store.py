@@ -191,6 +191,15 @@ def put_units(connection: Connection, project_id: str, given: Iterable[RollUnit]
         )
 
 
+def has_units(connection: Connection, project_id: str) -> bool:
+    return (
+        connection.execute(
+            sa.select(units.c.unit_id).where(units.c.project_id == project_id).limit(1)
+        ).first()
+        is not None
+    )
+
+
 def project_units(connection: Connection, project_id: str) -> list[RollUnit]:
     rows = connection.execute(
         sa.select(units).where(units.c.project_id == project_id).order_by(units.c.unit_id)

@@ -190,6 +190,10 @@ def test_who_may_call_run_and_cancel_a_vote(voting):
     with pytest.raises(grpc.RpcError) as denied:
         voting.create_vote(project, client=stranger)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    nobody = voting.project([])
+    with pytest.raises(grpc.RpcError) as no_units:
+        voting.create_vote(nobody)
+    assert no_units.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     owner_creates = a.client.fails(
         "CreateVote", pb.CreateVoteRequest(request_id=request_id(), vote=pb.Vote())
     )
