@@ -164,6 +164,8 @@ def test_owners_vote_and_anyone_verifies_the_count_from_the_published_log(
     assert vote.state == pb.VOTE_STATE_OPEN
     assert (vote.roll_owners, vote.roll_area_cm2) == (4, 5_010_000)
 
+    tokens = {number: owner_auth(platform, number) for number in (a, b, c)}
+
     def ballot(id_number: str, *choices: int) -> pb.CastBallotResponse:
         return voting.CastBallot(
             pb.CastBallotRequest(
@@ -174,7 +176,7 @@ def test_owners_vote_and_anyone_verifies_the_count_from_the_published_log(
                     for n, choice in enumerate(choices)
                 ],
             ),
-            metadata=owner_auth(platform, id_number),
+            metadata=tokens[id_number],
             timeout=CALL_TIMEOUT_SECONDS,
         )
 
