@@ -386,6 +386,7 @@ class FundApi(pb_grpc.FundServiceServicer):
         v = Violations()
         settings = self._settings
         check_request_id(v, request.request_id)
+        v.check(bool(request.project_id), "project_id", "is required")
         self._text(v, "title", request.title)
         self._amount(v, "budget_fen", request.budget_fen)
         units = settings.fund_max_use_units

@@ -231,6 +231,14 @@ def test_a_decided_use_through_kafka_is_approved_paid_in_two_stages_completed_an
         assert account.used_fen == debited
         assert account.balance_fen == account.deposited_fen - debited
 
+    # The unit that owed tops up: what it owes is paid from the new balance, to the use's works.
+    owed = fund.admin.GetAccount(pb.GetAccountRequest(unit_id=ids[4])).account
+    topped = fund.deposit(ids[4], owed.owed_fen + 1_000, kind=pb.DEPOSIT_KIND_TOP_UP).account
+    assert (topped.owed_fen, topped.balance_fen) == (0, 1_000)
+    assert topped.used_fen == owed.used_fen + owed.owed_fen
+    settled = authority.GetUse(pb.GetUseRequest(use_id=use.use_id)).use
+    assert settled.owed_fen == 0
+
     project = authority.ReconcileFund(pb.ReconcileFundRequest(project_id=project_id))
     city = fund.admin.ReconcileFund(pb.ReconcileFundRequest())
     for result in (project, city):
