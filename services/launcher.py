@@ -266,6 +266,9 @@ class Launcher:
             # Owners sign in with a code printed in this log, standing in for the city's
             # real-name service (the registry's setting; the environment may turn it off).
             "WUYE_OWNER_SIGN_IN_BY_LOGGED_CODE": "true",
+            # One consumer per group here: one partition a topic is as good as six, and Tansu
+            # reads every partition a consumer fetches several times over each fetch's wait.
+            **({"WUYE_KAFKA_TOPIC_PARTITIONS": "1"} if use_dev_broker else {}),
             **os.environ,
             **secret_env,
             "WUYE_STATE_DIR": str(self.state_dir),
