@@ -341,6 +341,7 @@ def test_after_the_close_the_owners_page_recounts_the_log_and_shows_verified(
     assert [m.get_attribute("data-matter") for m in matters] == ["M1", "M2"]
     # 3 of 4 owners took part in M1 and all three said yes: an ordinary matter passes.
     assert "通过" in matters[0].text and "参与 3 人" in matters[0].text
+    browser.execute_script("arguments[0].scrollIntoView()", matters[0])
     photograph(browser, screenshots, "owner-result-verified")
 
 
@@ -373,9 +374,7 @@ def test_a_tampered_log_is_refused_and_the_published_one_verifies(
 # ---------------------------------------------------------------- the public pages
 
 
-def test_a_disclosure_and_the_credit_grades_render_without_personal_data(
-    browser, city, screenshots
-):
+def test_the_public_pages_render_without_personal_data(browser, city, screenshots):
     browser.get(f"{city.edge}/public.html#disclosure/{city.project_id}")
     card = until(lambda: found(browser, ".disclosure"))
     assert "鄂尔多斯市天骄物业服务有限公司" in card.text
@@ -398,6 +397,25 @@ def test_a_disclosure_and_the_credit_grades_render_without_personal_data(
     )
     assert "王伟" not in browser.find_element(By.TAG_NAME, "body").text, row
     photograph(browser, screenshots, "public-credit-grades")
+
+    # The fund opens the project's accounts when it learns the units: asked again until then.
+    browser.get(f"{city.edge}/public.html#fund/{city.project_id}")
+
+    def fund() -> str | None:
+        answer = until(lambda: text_of(browser, "#view-fund .answer"))
+        if "分户账" in answer:
+            return answer
+        browser.find_element(By.CSS_SELECTOR, "#view-fund form button").click()
+        return None
+
+    assert "5 个分户账" in until(fund, interval=0.5)
+    browser.get(f"{city.edge}/public.html#tenders")
+    Select(until(lambda: found(browser, "#tender-district"))).select_by_value("150602")
+    browser.find_element(By.CSS_SELECTOR, "#view-tenders form button").click()
+    assert "中标结果" in until(lambda: text_of(browser, "#view-tenders .answer"))
+    page = browser.find_element(By.TAG_NAME, "body").text
+    assert not any(person in page for person in (city.owner_id, OWNER_NAME, OWNER_PHONE))
+    photograph(browser, screenshots, "public-tenders")
 
 
 # ---------------------------------------------------------------- the duty desk

@@ -11,6 +11,8 @@ const TASKS = {
   credit: ["企业信用等级", "物业服务企业的信用分和等级，红名单和黑名单", creditView],
   inspections: ["双随机抽查", "抽查结果，以及每轮抽签的公开核验", inspectionsView],
   votes: ["业主表决结果", "已结束表决的结果，在本机重新计票核验", votesView],
+  fund: ["维修资金", "项目的专项维修资金余额和使用情况", fundView],
+  tenders: ["招投标", "物业服务招标项目和中标结果", tendersView],
 };
 
 function index() {
@@ -167,6 +169,70 @@ function votesView(view) {
     });
   });
   fileVerifier(view);
+}
+
+// ---------------------------------------------------------------- 维修资金
+
+const USE_STATES = {
+  USE_STATE_DRAFT: "草拟", USE_STATE_PENDING_APPROVAL: "待审批", USE_STATE_ESCALATED: "已督办",
+  USE_STATE_APPROVED: "已批准", USE_STATE_REAPPROVAL_REQUIRED: "超预算待重新审批",
+  USE_STATE_COMPLETED: "已完成", USE_STATE_REJECTED: "未批准", USE_STATE_CANCELLED: "已取消",
+};
+
+function fundView(view, [projectId]) {
+  const input = el("input", { type: "text", id: "fund-project-id", value: projectId || "",
+    placeholder: "项目编号" });
+  const form = lookup(view, [el("label", { for: "fund-project-id" }, "项目编号"), input], async () => {
+    const id = encodeURIComponent(input.value.trim());
+    history.replaceState(null, "", `#fund/${id}`);
+    const { fund: f } = await call("GET", `/v1/projects/${id}/fund`);
+    const { uses } = await call("GET", `/v1/projects/${id}/fundUses${query({ page_size: 50 })}`);
+    return [
+      el("div", { class: "card project-fund" },
+        el("p", { class: "muted" }, `截至 ${when(f.asOfTime)}，${f.accounts} 个分户账`),
+        el("table", {},
+          el("tr", {}, el("th", {}, "余额"), el("td", {}, yuan(f.balanceFen))),
+          el("tr", {}, el("th", {}, "累计交存"), el("td", {}, yuan(f.depositedFen))),
+          el("tr", {}, el("th", {}, "累计利息"), el("td", {}, yuan(f.interestFen))),
+          el("tr", {}, el("th", {}, "累计使用"), el("td", {}, yuan(f.usedFen))),
+          el("tr", {}, el("th", {}, "需续交的分户"), el("td", {}, `${f.topUpRequiredAccounts} 户`)))),
+      uses?.length ? el("table", { class: "fund-uses" },
+        el("tr", {}, el("th", {}, "使用事项"), el("th", {}, "预算"), el("th", {}, "状态")),
+        uses.map((u) => el("tr", {}, el("td", {}, u.title, el("div", { class: "muted" }, when(u.openTime))),
+          el("td", {}, yuan(u.budgetFen)), el("td", {}, USE_STATES[u.state] || u.state))))
+        : el("p", { class: "muted" }, "暂无公布的使用事项。"),
+    ];
+  });
+  if (projectId) form.requestSubmit();
+}
+
+// ---------------------------------------------------------------- 招投标
+
+const TENDER_STATES = {
+  TENDER_STATE_ENQUIRIES: "答疑期", TENDER_STATE_TENDERING: "投标中", TENDER_STATE_OPENED: "已开标",
+  TENDER_STATE_EVALUATION: "评标中", TENDER_STATE_AWARDED: "中标公示", TENDER_STATE_COMPLETE: "已完成",
+  TENDER_STATE_CANCELLED: "已取消", TENDER_STATE_UNSUCCESSFUL: "流标",
+};
+
+function tendersView(view) {
+  const district = districtSelect("tender-district");
+  lookup(view, [el("label", { for: "tender-district" }, "旗区"), district], async () => {
+    const code = encodeURIComponent(district.value);
+    const { tenders } = await call("GET", `/v1/districts/${code}/tenders${query({ page_size: 20 })}`);
+    const { awards } = await call("GET", `/v1/districts/${code}/awards${query({ page_size: 20 })}`);
+    return [
+      el("h3", {}, "招标项目"),
+      tenders?.length ? el("table", { class: "tenders" }, tenders.map((t) => el("tr", {},
+        el("td", {}, t.title, el("div", { class: "muted" }, `${t.projectId} · 截标 ${when(t.bidDeadline)}`)),
+        el("td", {}, TENDER_STATES[t.state] || t.state))))
+        : el("p", { class: "muted" }, "暂无招标项目。"),
+      el("h3", {}, "中标结果"),
+      awards?.length ? el("table", { class: "awards" }, awards.map((a) => el("tr", {},
+        el("td", {}, a.winner, el("div", { class: "muted" }, `${a.projectId} · ${when(a.awardTime)}`)),
+        el("td", {}, yuan(a.priceFen)), el("td", {}, a.totalScore))))
+        : el("p", { class: "muted" }, "暂无中标结果。"),
+    ];
+  });
 }
 
 addEventListener("hashchange", route);
