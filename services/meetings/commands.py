@@ -790,15 +790,13 @@ class Meetings:
     def _late_batch(self, lateness: Lateness, before: dt.date) -> int:
         ladder = self.settings.escalation_ladder
         enterprise_kind = self.settings.enterprise_unit_kind
+        step = domain.LATENESS_STEPS[domain.LATENESS_STEPS.index(lateness) + 1]
+        level = domain.escalation_level(ladder, step)
         with self.engine.begin() as connection:
-            due = store.open_tasks_due(connection, lateness, before, TIMER_BATCH)
-            if not due:
+            late = store.mark_late(connection, lateness, before, step, level, TIMER_BATCH)
+            if not late:
                 return 0
             now = timestamp(self.now())
-            step = domain.LATENESS_STEPS[domain.LATENESS_STEPS.index(lateness) + 1]
-            level = domain.escalation_level(ladder, step)
-            late = [replace(t, lateness=step, escalation_level=level) for t in due]
-            store.mark_late(connection, late)
             events = []
             for t in late:
                 due_date = to_date(t.due)
@@ -849,11 +847,10 @@ class Meetings:
 
     def _reminder_batch(self, through: dt.date) -> int:
         with self.engine.begin() as connection:
-            due = store.tasks_to_remind(connection, through, TIMER_BATCH)
+            due = store.mark_reminded(connection, through, TIMER_BATCH)
             if not due:
                 return 0
             now = timestamp(self.now())
-            store.mark_reminded(connection, [t.task_id for t in due])
             add_events(
                 connection,
                 [
@@ -1007,7 +1004,7 @@ class Meetings:
         with self.reader.connect() as connection:
             raised, accepted, resolved = store.case_counts(connection, district, start, end)
             tallies = store.task_tallies(connection, district, first, last)
-            held = store.meetings_held(connection, district, start, end)
+            absences = store.absences(connection, district, start, end)
         enterprise_kind = self.settings.enterprise_unit_kind
         by_kind: dict[str, Counter] = {}
         by_enterprise: dict[str, Counter] = {}
@@ -1016,12 +1013,6 @@ class Meetings:
             by_kind.setdefault(kind, Counter())[late] += count
             if kind == enterprise_kind:
                 by_enterprise.setdefault(unit_id, Counter())[late] += count
-        absences = Counter(
-            i.unit.kind
-            for m in held
-            for i in m.invitations
-            if i.attendance is Attendance.ABSENT_WITHOUT_LEAVE
-        )
         return DistrictReport(
             cases_raised=raised,
             cases_accepted=accepted,

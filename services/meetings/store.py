@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -522,59 +523,60 @@ def list_tasks(
     return [_task(row) for row in rows]
 
 
-def open_tasks_due(
-    connection: Connection, lateness: Lateness, due_before: dt.date, limit: int
+def _open_on_time_or(lateness: Lateness):
+    return sa.and_(tasks.c.state == TaskState.OPEN.value, tasks.c.lateness == lateness.value)
+
+
+def _take(connection: Connection, which, values: dict, limit: int) -> list[Task]:
+    """Sets `values` on up to `limit` tasks `which` selects, taking them in one statement
+    (skipping those another timer holds); returns them as changed."""
+    chosen = (
+        sa.select(tasks.c.task_id)
+        .where(which)
+        .order_by(tasks.c.task_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = connection.execute(
+        tasks.update()
+        .where(tasks.c.task_id.in_(chosen.scalar_subquery()))
+        .values(**values)
+        .returning(*tasks.columns)
+    )
+    return [_task(row) for row in rows]
+
+
+def mark_late(
+    connection: Connection,
+    lateness: Lateness,
+    due_before: dt.date,
+    late: Lateness,
+    level: str,
+    limit: int,
 ) -> list[Task]:
-    """Open tasks of `lateness` due before `due_before`, locked, skipping those another timer
-    holds."""
-    rows = connection.execute(
-        sa.select(tasks)
-        .where(tasks.c.state == TaskState.OPEN.value)
-        .where(tasks.c.lateness == lateness.value)
-        .where(tasks.c.due_date < due_before)
-        .order_by(tasks.c.task_id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    """Open tasks of `lateness` due before `due_before` become `late`, followed up at `level`;
+    returns them."""
+    return _take(
+        connection,
+        sa.and_(_open_on_time_or(lateness), tasks.c.due_date < due_before),
+        {"lateness": late.value, "escalation_level": level},
+        limit,
     )
-    return [_task(row) for row in rows]
 
 
-def tasks_to_remind(connection: Connection, due_through: dt.date, limit: int) -> list[Task]:
-    rows = connection.execute(
-        sa.select(tasks)
-        .where(tasks.c.state == TaskState.OPEN.value)
-        .where(tasks.c.lateness == Lateness.ON_TIME.value)
-        .where(tasks.c.due_date <= due_through)
-        .where(sa.not_(tasks.c.reminded))
-        .order_by(tasks.c.task_id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+def mark_reminded(connection: Connection, due_through: dt.date, limit: int) -> list[Task]:
+    """Open, on-time tasks due by `due_through` not reminded yet are marked reminded; returns
+    them."""
+    return _take(
+        connection,
+        sa.and_(
+            _open_on_time_or(Lateness.ON_TIME),
+            tasks.c.due_date <= due_through,
+            sa.not_(tasks.c.reminded),
+        ),
+        {"reminded": True},
+        limit,
     )
-    return [_task(row) for row in rows]
-
-
-def mark_late(connection: Connection, changed: list[Task]) -> None:
-    if changed:
-        connection.execute(
-            tasks.update()
-            .where(tasks.c.task_id == sa.bindparam("changed_id"))
-            .values(lateness=sa.bindparam("new_lateness"), escalation_level=sa.bindparam("level")),
-            [
-                {
-                    "changed_id": t.task_id,
-                    "new_lateness": t.lateness.value,
-                    "level": t.escalation_level,
-                }
-                for t in changed
-            ],
-        )
-
-
-def mark_reminded(connection: Connection, task_ids: list[str]) -> None:
-    if task_ids:
-        connection.execute(
-            tasks.update().where(tasks.c.task_id.in_(task_ids)).values(reminded=True)
-        )
 
 
 # ---------------------------------------------------------------- minutes
@@ -701,13 +703,15 @@ def task_tallies(
     return [tuple(row) for row in rows]
 
 
-def meetings_held(
+def absences(
     connection: Connection, district: str, start: dt.datetime, end: dt.datetime
-) -> list[Meeting]:
+) -> Counter[str]:
+    """Invited units absent without leave, by kind, at the meetings held in [start, end)."""
     rows = connection.execute(
-        sa.select(meetings)
+        sa.select(meetings.c.invitations)
         .where(meetings.c.district_code == district)
         .where(meetings.c.held_at >= start)
         .where(meetings.c.held_at < end)
     )
-    return [_meeting(row) for row in rows]
+    absent = Attendance.ABSENT_WITHOUT_LEAVE.value
+    return Counter(i["kind"] for (invited,) in rows for i in invited if i["attendance"] == absent)
