@@ -242,6 +242,7 @@ class Launcher:
         self.children: list[Child] = []
         self.base_env: dict[str, str] = {}
         self.edge_ports: tuple[int, int] = (0, 0)
+        self.edge_generator: subprocess.Popen | None = None
         self.edge: subprocess.Popen | None = None
         self.pages: ThreadingHTTPServer | None = None
 
@@ -279,12 +280,12 @@ class Launcher:
             "PYTHONUNBUFFERED": "1",
         }
         # The edge's configuration is generated while the databases migrate.
-        generator = self._generate_edge_config()
+        self.edge_generator = self._generate_edge_config()
         self._migrate(specs, stop)
         for part in self.parts:
             self._start_part(part)
         self._wait_until_ready(stop)
-        self._start_edge(generator, stop)
+        self._start_edge(self.edge_generator, stop)
         _print_step("ready", f"in {time.monotonic() - started:.1f} s")
 
     def _plan(self, specs: list[ServiceSpec], use_dev_broker: bool) -> int:
@@ -661,6 +662,9 @@ class Launcher:
         if running or self.broker is not None:
             _announce("wuye: stopping ...")
         # The edge first: no new calls reach the services while they finish theirs.
+        if self.edge_generator is not None and self.edge_generator.poll() is None:
+            _signal_group(self.edge_generator, signal.SIGKILL)
+            self.edge_generator.wait()
         if self.edge is not None and self.edge.poll() is None:
             _signal_group(self.edge, signal.SIGTERM)
             try:
