@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.processes import wait_until
-from bench.stats import cpu_seconds
+from bench.stats import process_cpu_seconds
 
 # The goals for eight services.
 TARGET_CPU_PERCENT = 3.0
@@ -49,6 +49,31 @@ def _descendants(root: int) -> set[int]:
         children = parents.get(frontier.pop(), [])
         found.update(children)
         frontier.extend(children)
+    return found
+
+
+def _part(pid: int) -> str:
+    """What a process of the platform is: "credit worker", "kafka", "launcher" ..."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "ended"
+    if "-m" in words and words.index("-m") + 1 < len(words):
+        module = words[words.index("-m") + 1]
+        if module == "wuye":
+            return "launcher"
+        rest = words[words.index("-m") + 2 :]
+        return " ".join([module.removeprefix("wuye."), *rest]).strip()
+    return "kafka" if "--listener-url" in words else Path(words[0]).name
+
+
+def _cpu_by_pid(pids: set[int]) -> dict[int, float]:
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = process_cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended while we looked
     return found
 
 
@@ -86,10 +111,15 @@ def measure(options: IdleOptions, log_dir: Path, separate_parts: bool) -> dict[s
             services = len(json.loads(platform_file.read_text())["grpc"])
             time.sleep(options.settle_seconds)
             pids = {launcher.pid, *_descendants(launcher.pid)}
-            before, began = cpu_seconds(pids), time.monotonic()
+            before, began = _cpu_by_pid(pids), time.monotonic()
             time.sleep(options.measure_seconds)
-            busy = cpu_seconds(pids) - before
+            after = _cpu_by_pid(pids)
             elapsed = time.monotonic() - began
+            by_part = {
+                f"{_part(pid)} ({pid})": (after[pid] - before.get(pid, 0.0)) / elapsed * 100
+                for pid in after
+            }
+            busy = sum(after[pid] - before.get(pid, 0.0) for pid in after)
             rss_kb = sum(_memory_kb(pid, "VmRSS", "status") for pid in pids)
             pss_kb = sum(_memory_kb(pid, "Pss", "smaps_rollup") for pid in pids)
         finally:
@@ -105,6 +135,11 @@ def measure(options: IdleOptions, log_dir: Path, separate_parts: bool) -> dict[s
         "cpu_percent_of_one_core": round(busy / elapsed * 100, 2),
         "rss_mb": round(rss_kb / 1024),
         "pss_mb": round(pss_kb / 1024),
+        # Where the CPU went, busiest first: the next thing to make idle.
+        "cpu_percent_by_process": {
+            part: round(percent, 2)
+            for part, percent in sorted(by_part.items(), key=lambda item: -item[1])
+        },
     }
 
 
@@ -121,7 +156,7 @@ def run(options: IdleOptions, log_dir: Path) -> dict[str, Any]:
 def section(idle: dict[str, Any]) -> str:
     from bench.report import BELOW, PASS, table  # here: bench.report imports this module
 
-    rows = []
+    rows, busiest = [], []
     for label, figures in (
         ("make run (worker process per service)", idle["grouped"]),
         ("each part apart (as the chart runs them)", idle["separate"]),
@@ -138,6 +173,11 @@ def section(idle: dict[str, Any]) -> str:
                 PASS if cpu_ok and memory_ok else BELOW,
             ]
         )
+        top = list(figures["cpu_percent_by_process"].items())[:5]
+        busiest.append(
+            f"  busiest, {label.split(' (')[0]}: "
+            + ", ".join(f"{part.rsplit(' (', 1)[0]} {percent:.2f} %" for part, percent in top)
+        )
     return "\n".join(
         [
             f"Idle platform: every process of `python -m wuye run` (Tansu included) over "
@@ -145,5 +185,6 @@ def section(idle: dict[str, Any]) -> str:
             f"under {idle['target_cpu_percent']:.0f} % of one core and "
             f"{idle['target_memory_mb'] / 1024:.1f} GB",
             table(["platform", "services", "processes", "CPU", "RSS / PSS", "verdict"], rows),
+            *busiest,
         ]
     )
