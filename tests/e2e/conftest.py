@@ -34,8 +34,12 @@ from wuye.launcher import PLATFORM_FILE, read_secrets_file
 from wuye.registry.v1 import registry_service_pb2 as pb
 from wuye.registry.v1 import registry_service_pb2_grpc as pb_grpc
 
-STARTUP_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 30.0
+# The launcher's own limits (its migrations, then its health checks) end a slow start sooner
+# than this; on a busy machine, starting every service has taken three minutes.
+STARTUP_TIMEOUT_SECONDS = 240.0
+# The launcher kills what has not stopped after the grace period; busy, eight services and the
+# edge take longer than that to be signalled and reaped.
+STOP_TIMEOUT_SECONDS = 90.0
 
 # The environment of every platform the tests start (the shared one, a module's own, `launch`'s;
 # a test's own `env` wins): a test city in which nothing waits for the calendar. A service whose
@@ -238,12 +242,20 @@ class _SharedPlatform:
     (and checked) after the last test that uses it."""
 
     running: RunningPlatform | None = None
+    # Why it did not start: the modules after the first that tried fail at once.
+    failure: str = ""
 
     @classmethod
     def get(cls, tmp_path_factory: pytest.TempPathFactory) -> RunningPlatform:
+        if cls.failure:
+            pytest.fail(f"the shared platform did not start (see the first error): {cls.failure}")
         if cls.running is None:
             state_dir = tmp_path_factory.mktemp("shared-platform") / "state"
-            cls.running = RunningPlatform(state_dir).wait_until_ready()
+            try:
+                cls.running = RunningPlatform(state_dir).wait_until_ready()
+            except pytest.fail.Exception as e:
+                cls.failure = str(e).splitlines()[0]
+                raise
         return cls.running
 
     @classmethod
