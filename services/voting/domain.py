@@ -62,6 +62,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from fractions import Fraction
+from typing import NamedTuple, TypeVar
 
 from wuye.core.errors import FailedPrecondition, Violations
 from wuye.core.pii import Pseudonymizer
@@ -586,7 +587,19 @@ class VoteResult:
     matters: tuple[MatterResult, ...] = field(default_factory=tuple)
 
 
-def last_ballots(entries: Iterable[LogEntry]) -> dict[str, LogEntry]:
+class CountedBallot(NamedTuple):
+    """What the count reads of a log entry (steps 4 and 5): the service counts 60,000 ballots
+    at a close without rebuilding each whole entry."""
+
+    sequence: int
+    pseudonym: str
+    choices: tuple[tuple[str, Choice], ...]
+
+
+Ballot = TypeVar("Ballot", LogEntry, CountedBallot)
+
+
+def last_ballots(entries: Iterable[Ballot]) -> dict[str, Ballot]:
     """Step 4: each owner's entry with the highest sequence, whatever order entries come in."""
     last: dict[str, LogEntry] = {}
     for entry in entries:
@@ -596,7 +609,9 @@ def last_ballots(entries: Iterable[LogEntry]) -> dict[str, LogEntry]:
     return last
 
 
-def count(spec: VoteSpec, roll: Sequence[RollEntry], entries: Sequence[LogEntry]) -> VoteResult:
+def count(
+    spec: VoteSpec, roll: Sequence[RollEntry], entries: Sequence[LogEntry] | Sequence[CountedBallot]
+) -> VoteResult:
     """Step 5: the result of every matter from the owners' last ballots. Weights come from the
     roll; an entry whose pseudonym is not on it is an error of the caller (ValueError)."""
     areas = {r.pseudonym: r.area_cm2 for r in roll}

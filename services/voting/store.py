@@ -7,7 +7,6 @@ so that what the database returns is exactly what was hashed on every engine."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from wuye.voting import domain
 from wuye.voting.domain import (
     Channel,
     Choice,
+    CountedBallot,
     CountingRules,
     LogEntry,
     Matter,
@@ -270,7 +270,7 @@ def _time_of(micros: int) -> dt.datetime:
 
 
 def _spec(row) -> VoteSpec:
-    s = row.spec if isinstance(row.spec, dict) else json.loads(row.spec)
+    s = row.spec
     rules = s["rules"]
     return VoteSpec(
         vote_id=row.vote_id,
@@ -325,7 +325,7 @@ def _result_row(result: VoteResult) -> dict:
 def _result(value) -> VoteResult | None:
     if value is None:
         return None
-    r = value if isinstance(value, dict) else json.loads(value)
+    r = value
     return VoteResult(
         roll_area_cm2=r["roll_area_cm2"],
         roll_owners=r["roll_owners"],
@@ -529,12 +529,11 @@ _CHOICE_OF = {c.value: c for c in Choice}
 
 
 def _entry(row) -> LogEntry:
-    choices = row.choices if isinstance(row.choices, list) else json.loads(row.choices)
     return LogEntry(
         sequence=row.sequence,
         pseudonym=row.pseudonym,
         area_cm2=row.area_cm2,
-        choices=tuple((m, _CHOICE_OF[c]) for m, c in choices),
+        choices=tuple((m, _CHOICE_OF[c]) for m, c in row.choices),
         cast_time=_time_of(row.cast_micros),
         channel=_CHANNEL_OF[row.channel],
         paper_reference=row.paper_reference,
@@ -623,6 +622,20 @@ def last_sequence_of(connection: Connection, vote_id: str, pseudonym: str) -> in
             (ballots.c.vote_id == vote_id) & (ballots.c.pseudonym == pseudonym)
         )
     ).scalar_one()
+
+
+def counted_ballots(connection: Connection, vote_id: str) -> list[CountedBallot]:
+    """The log as the count reads it: sequence, owner and choices of every entry."""
+    choice_of = _CHOICE_OF
+    rows = connection.execute(
+        sa.select(ballots.c.sequence, ballots.c.pseudonym, ballots.c.choices)
+        .where(ballots.c.vote_id == vote_id)
+        .order_by(ballots.c.sequence)
+    )
+    return [
+        CountedBallot(sequence, pseudonym, tuple((m, choice_of[c]) for m, c in choices))
+        for sequence, pseudonym, choices in rows
+    ]
 
 
 def log_entries(
