@@ -72,6 +72,13 @@ def _event(topic: str, key: str, district: str, message) -> Event:
     )
 
 
+def bid_key(tender_id: str, credit_code: str) -> str:
+    """A bid's events are in order per bid: keyed by the tender alone, every bid's transaction
+    would wait for the one before it to commit (the key's version row), a few dozen bids a
+    second at most."""
+    return f"{tender_id}/{credit_code}"
+
+
 def credit_over_grpc(settings: TendersSettings) -> CreditLookup:
     """Asks the credit service for an enterprise's report (GetCreditReport) now."""
     clients = ServiceClients(settings)
@@ -317,7 +324,7 @@ class Tenders:
                 [
                     _event(
                         TENDER_TOPIC,
-                        tender_id,
+                        bid_key(tender_id, credit_code),
                         tender.district_code,
                         ev.BidSubmitted(
                             tender_id=tender_id,
@@ -350,7 +357,7 @@ class Tenders:
                 [
                     _event(
                         TENDER_TOPIC,
-                        tender_id,
+                        bid_key(tender_id, credit_code),
                         tender.district_code,
                         ev.BidWithdrawn(
                             tender_id=tender_id,
