@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import credit, edge, fund, idle, inspections, iot, relay, rpc, voting
+from bench import credit, edge, fund, idle, inspections, iot, meetings, relay, rpc, voting
 from bench.deployment import DEFAULT_DATABASE_URL
 from bench.report import render
 from bench.stats import machine_busy_seconds
@@ -97,7 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (~1 minute)")
     parser.add_argument(
         "--only",
-        choices=["rpc", "relay", "credit", "inspections", "fund", "voting", "iot", "idle", "edge"],
+        choices=[
+            "rpc",
+            "relay",
+            "credit",
+            "inspections",
+            "meetings",
+            "fund",
+            "voting",
+            "iot",
+            "idle",
+            "edge",
+        ],
         help="run one suite",
     )
     parser.add_argument(
@@ -132,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "inspections"):
             _say("inspections: the draw, then a year's district report ...")
             results["inspections"] = inspections.run(inspections_options, log_dir)
+        if args.only in (None, "meetings"):
+            _say("meetings: the task timer over 100,000 open tasks, a year's district report ...")
+            results["meetings"] = meetings.run(
+                meetings.MeetingsOptions(
+                    database_url=args.database_url, report_repeats=2 if args.quick else 5
+                ),
+                log_dir,
+            )
         if args.only in (None, "fund"):
             _say("fund: interest across a million accounts, a payment across 20,000 units ...")
             results["fund"] = fund.run(

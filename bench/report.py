@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench import edge, fund, idle, inspections, iot, voting
+from bench import edge, fund, idle, inspections, iot, meetings, voting
 
 PASS = "PASS"
 BELOW = "BELOW TARGET"
@@ -220,6 +220,8 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", credit_section(results["credit"])]
     if "inspections" in results:
         lines += ["", inspections.section(results["inspections"])]
+    if "meetings" in results:
+        lines += ["", meetings.section(results["meetings"])]
     if "fund" in results:
         lines += ["", fund.section(results["fund"])]
     if "voting" in results:
