@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import report as printed
 from bench.deployment import migrated_schema
-from bench.report import BELOW, PASS, table
 from wuye.core.db import create_service_engine
 from wuye.core.ids import credit_code_check_char
 from wuye.meetings import store
@@ -284,7 +284,7 @@ def section(figures: dict[str, Any]) -> str:
             f"reminded, {scan['events']:,} events",
             f"{scan['first_seconds']:.3f} s",
             f"< {scan['target_seconds']:.0f} s",
-            PASS if scan["passed"] else BELOW,
+            printed.PASS if scan["passed"] else printed.BELOW,
         ],
         ["  of it, CPU in this process", f"{scan['first_cpu_seconds']:.3f} s", "", ""],
         ["  the next run, nothing due", f"{scan['quiet_seconds']:.3f} s", "", ""],
@@ -295,13 +295,13 @@ def section(figures: dict[str, Any]) -> str:
             f"{report['first_seconds']:.3f} / {report['seconds']['median']:.3f} / "
             f"{report['seconds']['max']:.3f} s",
             f"< {report['target_seconds']:.0f} s",
-            PASS if report["passed"] else BELOW,
+            printed.PASS if report["passed"] else printed.BELOW,
         ],
         ["  of it, CPU in this process (median)", f"{report['cpu_seconds']:.3f} s", "", ""],
     ]
     return "\n".join(
         [
             "Meetings: the task timer and GetDistrictReport's work over PostgreSQL",
-            table(["measure", "value", "target", "verdict"], rows),
+            printed.table(["measure", "value", "target", "verdict"], rows),
         ]
     )
