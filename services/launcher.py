@@ -613,6 +613,8 @@ class Launcher:
         grpcurl = 'grpcurl -plaintext -H "authorization: Bearer $TOKEN"'
         method = "wuye.registry.v1.RegistryService"
         get = json.dumps({"credit_code": EXAMPLE_CREDIT_CODE})
+        curl = 'curl -s -H "authorization: Bearer $TOKEN"'
+        edge = f"http://{self.options.host}:{self.edge_ports[0]}"
         lines = [
             "",
             self._table(),
@@ -623,6 +625,10 @@ class Launcher:
             "Try it:",
             f"  {grpcurl} -d '{filing}' {registry} {method}/FileEnterprise",
             f"  {grpcurl} -d '{get}' {registry} {method}/GetEnterprise",
+            "",
+            "Or as JSON through the edge:",
+            f"  {curl} -H 'content-type: application/json' -d '{filing}' {edge}/v1/enterprises",
+            f"  {curl} {edge}/v1/enterprises/{EXAMPLE_CREDIT_CODE}",
             "",
             f"Logs: {self.logs_dir}/<service>-<part>.log. Ctrl-C stops everything.",
         ]
