@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import credit, edge, fund, idle, inspections, iot, meetings, relay, rpc, voting
+from bench import credit, edge, fund, idle, inspections, iot, meetings, relay, rpc, tenders, voting
 from bench.deployment import DEFAULT_DATABASE_URL
 from bench.report import render
 from bench.stats import machine_busy_seconds
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             "meetings",
             "fund",
             "voting",
+            "tenders",
             "iot",
             "idle",
             "edge",
@@ -166,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                     echo_calls=3_000 if args.quick else 20_000,
                 ),
                 log_dir,
+            )
+        if args.only in (None, "tenders"):
+            _say("tenders: 500 bids in the last minute, each checked with credit; 200 opened ...")
+            results["tenders"] = tenders.run(
+                tenders.TendersOptions(database_url=args.database_url), log_dir
             )
         if args.only in (None, "iot"):
             _say("iot: intake at full load, bare pipelines, alarm latency at half load ...")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench import edge, fund, idle, inspections, iot, meetings, voting
+from bench import edge, fund, idle, inspections, iot, meetings, tenders, voting
 
 PASS = "PASS"
 BELOW = "BELOW TARGET"
@@ -226,6 +226,8 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", fund.section(results["fund"])]
     if "voting" in results:
         lines += ["", voting.section(results["voting"])]
+    if "tenders" in results:
+        lines += ["", tenders.section(results["tenders"])]
     if "iot" in results:
         lines += ["", iot.section(results["iot"])]
     if "idle" in results:
