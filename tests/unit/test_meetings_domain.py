@@ -13,8 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wuye.core.calendar import WorkingCalendar
+from wuye.core.consumer import message_class
 from wuye.core.errors import FailedPrecondition, PermissionDenied
+from wuye.credit.settings import DEFAULT_EVENT_RULES
+from wuye.inspections.settings import InspectionsSettings
 from wuye.meetings import domain
+from wuye.meetings.commands import CASE_TOPIC, TASK_TOPIC
 from wuye.meetings.domain import (
     CASE_TRANSITIONS,
     TASK_TRANSITIONS,
@@ -337,3 +341,22 @@ def test_a_copy_is_refused_if_not_signed_by_all_or_not_the_published_hash():
 )
 def test_the_median_days_to_resolution(durations, median):
     assert domain.median_days(durations) == median
+
+
+# ---------------------------------------------------------------- other services' rules
+
+
+def test_credits_rule_and_inspections_complaint_rule_read_fields_the_events_have():
+    [credit_rule] = [r for r in DEFAULT_EVENT_RULES if r.event.startswith("wuye.meetings.")]
+    overdue = message_class(credit_rule.event)
+    assert credit_rule.topic == TASK_TOPIC
+    fields = overdue.DESCRIPTOR.fields_by_name
+    assert {credit_rule.subject_field, credit_rule.reason_field, *credit_rule.when} <= set(fields)
+    # Only the enterprise's overdue tasks make records.
+    assert credit_rule.when == {"assigned_to_enterprise": True}
+
+    [complaint] = [
+        r for r in InspectionsSettings().complaint_rules if r.event.startswith("wuye.meetings.")
+    ]
+    assert complaint.topic == CASE_TOPIC
+    assert complaint.project_field in message_class(complaint.event).DESCRIPTOR.fields_by_name
