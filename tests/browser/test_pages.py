@@ -39,12 +39,20 @@ pytestmark = pytest.mark.e2e
 CALL_SECONDS = 10.0
 OWNER_NAME = "张三丰"
 OWNER_PHONE = "13912345678"
+# What a public page's form shows while it reads.
+LOADING = "正在读取…"
 
 
 def timestamp(time_: dt.datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(time_)
     return stamp
+
+
+def answered(browser, css: str) -> str | None:
+    """The answer a public page's form shows, once it has read it."""
+    shown = text_of(browser, css)
+    return shown if shown and shown != LOADING else None
 
 
 # ---------------------------------------------------------------- the city the pages show
@@ -389,7 +397,7 @@ def test_the_public_pages_render_without_personal_data(browser, city, screenshot
 
     def graded():
         browser.find_element(By.CSS_SELECTOR, "#view-credit form button").click()
-        table = until(lambda: text_of(browser, "#view-credit .answer"))
+        table = until(lambda: answered(browser, "#view-credit .answer"))
         return table if city.credit_code in table else None
 
     row = next(
@@ -402,17 +410,23 @@ def test_the_public_pages_render_without_personal_data(browser, city, screenshot
     browser.get(f"{city.edge}/public.html#fund/{city.project_id}")
 
     def fund() -> str | None:
-        answer = until(lambda: text_of(browser, "#view-fund .answer"))
+        answer = until(lambda: answered(browser, "#view-fund .answer"))
         if "分户账" in answer:
             return answer
         browser.find_element(By.CSS_SELECTOR, "#view-fund form button").click()
         return None
 
     assert "5 个分户账" in until(fund, interval=0.5)
+    photograph(browser, screenshots, "public-fund")
+    browser.get(f"{city.edge}/public.html#inspections")
+    Select(until(lambda: found(browser, "#inspection-district"))).select_by_value("150602")
+    browser.find_element(By.CSS_SELECTOR, "#view-inspections form button").click()
+    until(lambda: answered(browser, "#view-inspections .answer"))
+    photograph(browser, screenshots, "public-inspections")
     browser.get(f"{city.edge}/public.html#tenders")
     Select(until(lambda: found(browser, "#tender-district"))).select_by_value("150602")
     browser.find_element(By.CSS_SELECTOR, "#view-tenders form button").click()
-    assert "中标结果" in until(lambda: text_of(browser, "#view-tenders .answer"))
+    assert "中标结果" in until(lambda: answered(browser, "#view-tenders .answer"))
     page = browser.find_element(By.TAG_NAME, "body").text
     assert not any(person in page for person in (city.owner_id, OWNER_NAME, OWNER_PHONE))
     photograph(browser, screenshots, "public-tenders")

@@ -46,12 +46,20 @@ function setup() {
     el("div", { class: "row" }, el("button", { type: "submit" }, "开始值班")));
   status = el("p", { id: "status", class: "muted" }, el("span", { class: "live" }), " 未连接");
   list = el("div", { id: "alarms" });
+  // While on duty the alarms take the screen; the form comes back to change district.
+  const change = el("button", { class: "secondary", id: "change", hidden: true,
+    onclick: () => {
+      form.hidden = false;
+      change.hidden = true;
+    } }, "更换旗区或令牌");
   form.onsubmit = (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN, token.value.trim());
+    form.hidden = true;
+    change.hidden = false;
     watch(district.value, token.value.trim());
   };
-  show(page, form, status, list);
+  show(page, form, el("div", { class: "row" }, status, change), list);
 }
 
 function setStatus(live, text) {
