@@ -144,6 +144,18 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _paid(change: UseChange, at: dt.datetime) -> store.PaymentView:
+    """The payment a change made, as the store reads it back (the shares it has)."""
+    payment = change.payment
+    return store.PaymentView(
+        payment,
+        payment.entry.entry_id if payment.entry else "",
+        payment.debited_fen,
+        payment.owed_fen,
+        at,
+    )
+
+
 @dataclass(frozen=True)
 class UseOut:
     """A use as answered: its view and its payments."""
@@ -619,8 +631,7 @@ class Fund:
             now,
         )
         self._commit_change(connection, before, change, now, bank_reference=bank_reference)
-        out = self._use_out(connection, use_id, with_shares=True)
-        return out, out.payments[-1]
+        return self._use_out(connection, use_id, with_shares=False), _paid(change, now)
 
     def complete_use(
         self, connection: Connection, use_id: str, final_cost_fen: int
@@ -638,8 +649,8 @@ class Fund:
         )
         completed = {"completed_at": now} if change.use.state is UseState.COMPLETED else {}
         self._commit_change(connection, before, change, now, **completed)
-        out = self._use_out(connection, use_id, with_shares=True)
-        return out, (out.payments[-1] if change.payment is not None else None)
+        settlement = _paid(change, now) if change.payment is not None else None
+        return self._use_out(connection, use_id, with_shares=False), settlement
 
     def request_emergency(
         self, connection: Connection, project_id: str, draft_use_id: str, filing: EmergencyFiling
