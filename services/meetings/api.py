@@ -128,13 +128,14 @@ class MeetingsApi(pb_grpc.MeetingsServiceServicer):
         return Unit(unit.kind, unit.unit_id, unit.name)
 
     def _task_spec(self, v: Violations, field: str, task: pb.Task) -> TaskSpec:
-        unit = self._unit(v, f"{field}.unit", task.unit)
+        prefix = f"{field}." if field else ""
+        unit = self._unit(v, f"{prefix}unit", task.unit)
         most = self._settings.max_task_working_days
         v.check(
-            1 <= task.working_days <= most, f"{field}.working_days", f"must be from 1 to {most}"
+            1 <= task.working_days <= most, f"{prefix}working_days", f"must be from 1 to {most}"
         )
         self._long_text(
-            v, f"{field}.done_when", task.done_when, self._settings.max_description_length
+            v, f"{prefix}done_when", task.done_when, self._settings.max_description_length
         )
         return TaskSpec(unit, task.working_days, task.done_when)
 

@@ -281,6 +281,24 @@ def test_who_may_do_what_and_a_residents_case_from_raising_to_reopening(meetings
     )
     assert denied.reason == "NOT_YOUR_PROJECT"
 
+    # Bad input is refused field by field, naming no personal data, and stores nothing.
+    bad = meetings.resident("owner-key-of-wang").fails(
+        "RaiseCase",
+        pb.RaiseCaseRequest(
+            request_id=str(uuid.uuid4()),
+            case=pb.Case(
+                project_id=project_id,
+                category="GOSSIP",
+                description="噪声\x00",
+                resident=pb.Resident(name="王小明", phone="138-x"),
+            ),
+        ),
+    )
+    assert bad.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(bad.violations) == {"case.category", "case.description", "case.resident.phone"}
+    assert "138-x" not in bad.message
+    assert meetings.count("cases") == 0
+
     # A resident's name and phone: required, kept masked, never stored whole.
     resident = meetings.resident("owner-key-of-wang")
     case = meetings.raise_case(
