@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
 from wuye.core.calendar import WorkingCalendar
-from wuye.core.consumer import EventMeta, Handler, configured_handlers
+from wuye.core.consumer import EventMeta, Handler
 from wuye.core.context import current
 from wuye.core.db import reader
 from wuye.core.errors import AlreadyExists, DomainError, NotFound, PermissionDenied, Violations
@@ -63,8 +63,6 @@ REGISTRY_PROJECT_TOPIC = "wuye.registry.project.v1"
 VOTING_TOPIC = "wuye.voting.vote.v1"
 ALARM_TOPIC = "wuye.iot.alarm.v1"
 EVENT_TOPICS = (REGISTRY_PROJECT_TOPIC, VOTING_TOPIC, ALARM_TOPIC)
-# The registry announces a sale by this type; its handler takes effect once the type is known.
-OWNERSHIP_TRANSFERRED = "wuye.registry.v1.UnitOwnershipTransferred"
 # How many overdue requests or unflagged accounts one timer round takes.
 TIMER_BATCH = 500
 
@@ -930,9 +928,12 @@ class Fund:
         add_events(connection, [self._use_event(e, change.use) for e in change.events])
 
     def handlers(self) -> dict[str, Handler]:
-        found = {
+        return {
             "wuye.registry.v1.UnitsRegistered": Handler(
                 registry_events.UnitsRegistered, self.on_units_registered
+            ),
+            "wuye.registry.v1.UnitOwnershipTransferred": Handler(
+                registry_events.UnitOwnershipTransferred, self.on_ownership_transferred
             ),
             "wuye.voting.v1.DecisionAdopted": Handler(
                 voting_events.DecisionAdopted, self.on_decision_adopted
@@ -941,5 +942,3 @@ class Fund:
                 iot_events.AlarmEscalated, self.on_alarm_escalated
             ),
         }
-        found.update(configured_handlers([(OWNERSHIP_TRANSFERRED, self.on_ownership_transferred)]))
-        return found

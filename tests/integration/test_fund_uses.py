@@ -32,6 +32,7 @@ from wuye.fund.commands import Fund
 from wuye.fund.service import SPEC
 from wuye.fund.v1 import events_pb2 as ev
 from wuye.fund.v1 import fund_service_pb2 as pb
+from wuye.registry.v1 import events_pb2 as registry_events
 
 pytestmark = pytest.mark.integration
 
@@ -262,8 +263,19 @@ def test_a_decided_use_through_kafka_is_approved_paid_in_two_stages_completed_an
 
     # An owner reads their own unit's account, and no other.
     mine = fund.owner(units.units[1].owner_key)
-    assert mine.GetAccount(pb.GetAccountRequest(unit_id=ids[1])).account.unit_id == ids[1]
+    held = mine.GetAccount(pb.GetAccountRequest(unit_id=ids[1])).account
     assert mine.fails("GetAccount", pb.GetAccountRequest(unit_id=ids[2])).reason == (
+        "NOT_OWNER_OF_UNIT"
+    )
+    # Sold: the balance stays with the unit, and its new owner reads it, the seller no more.
+    fund.deliver(
+        registry_events.UnitOwnershipTransferred(
+            unit_id=ids[1], project_id=project_id, district_code=DONGSHENG, owner_key="buyer-key"
+        )
+    )
+    bought = fund.owner("buyer-key").GetAccount(pb.GetAccountRequest(unit_id=ids[1])).account
+    assert bought.balance_fen == held.balance_fen
+    assert mine.fails("GetAccount", pb.GetAccountRequest(unit_id=ids[1])).reason == (
         "NOT_OWNER_OF_UNIT"
     )
 
