@@ -619,12 +619,14 @@ class Tenders:
     # ------------------------------------------------------------ award and after
 
     def _standstill_end(self, now: dt.datetime) -> dt.datetime:
+        """The end of the standstill's last working day, and at least its shortest length."""
         days = self.periods.standstill_working_days
+        shortest = now + self.periods.standstill_shortest
         if days == 0:
-            return now
+            return shortest
         last = self.calendar.add_working_days(now, days)
         midnight = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), self.city)
-        return midnight.astimezone(dt.UTC)
+        return max(midnight.astimezone(dt.UTC), shortest)
 
     def award(self, tender_id: str) -> Tender:
         def act(connection: Connection, tender: Tender) -> Tender:

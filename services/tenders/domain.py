@@ -104,6 +104,7 @@ class Periods:
     enquiry: dt.timedelta
     change_notice: dt.timedelta
     standstill_working_days: int
+    standstill_shortest: dt.timedelta
     filing: dt.timedelta
     contract: dt.timedelta
 

@@ -25,6 +25,9 @@ class TendersSettings(Settings):
     change_notice_days: int = Field(default=15, ge=0)
     # Candidates are published this many working days for complaints (实施条例 Art. 54).
     standstill_working_days: int = Field(default=3, ge=0)
+    # However few its working days, a standstill lasts at least this long: a test city with
+    # none still leaves a bidder time to complain.
+    standstill_shortest_seconds: float = Field(default=0.0, ge=0)
     # After the award: the result is filed (Art. 47) and the contract signed (Art. 46) within.
     filing_days: int = Field(default=15, ge=0)
     contract_days: int = Field(default=30, ge=0)
@@ -57,6 +60,7 @@ class TendersSettings(Settings):
             enquiry=dt.timedelta(days=self.enquiry_days),
             change_notice=dt.timedelta(days=self.change_notice_days),
             standstill_working_days=self.standstill_working_days,
+            standstill_shortest=dt.timedelta(seconds=self.standstill_shortest_seconds),
             filing=dt.timedelta(days=self.filing_days),
             contract=dt.timedelta(days=self.contract_days),
         )

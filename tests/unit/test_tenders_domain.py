@@ -39,6 +39,7 @@ PERIODS = Periods(
     enquiry=dt.timedelta(days=10),
     change_notice=dt.timedelta(days=15),
     standstill_working_days=3,
+    standstill_shortest=dt.timedelta(0),
     filing=dt.timedelta(days=15),
     contract=dt.timedelta(days=30),
 )
@@ -137,7 +138,7 @@ def test_a_deadline_closer_than_the_minimum_tendering_period_is_refused() -> Non
 
 
 def test_zero_periods_let_a_tender_run_at_once() -> None:
-    zero = Periods(*(dt.timedelta(0),) * 3, 0, dt.timedelta(0), dt.timedelta(0))
+    zero = Periods(*(dt.timedelta(0),) * 3, 0, *(dt.timedelta(0),) * 3)
     v = Violations()
     end = domain.publication_dates(NOW, NOW + dt.timedelta(seconds=5), zero, v, "bid_deadline")
     assert not v and end == NOW
