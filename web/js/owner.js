@@ -146,15 +146,16 @@ function voteCard(vote, projectName, me) {
     show(card, head, el("p", {}, `已取消：${vote.cancelReason}`));
   } else {
     show(card, head, el("p", {}, `尚未开始，${when(vote.openTime)} 开始投票。`),
-      vote.matters.map((m) => matterText(m)));
+      vote.matters.map((m) => matterText(m, vote.rules)));
   }
   return card;
 }
 
-function matterText(matter) {
+function matterText(matter, rules) {
   return [
     el("h3", {}, `${matter.matterId} ${matter.title}`),
-    el("p", { class: "muted" }, `${matterType(matter.type)} · ${matterClass(matter.matterClass)}`,
+    el("p", { class: "muted" }, `${matterType(matter.type)} · ${matterClass(matter.matterClass,
+      matter.matterClass === "MATTER_CLASS_SPECIAL" ? rules.specialMajority : rules.ordinaryMajority)}`,
       BigInt(matter.fundAmountFen || 0) > 0n ? ` · 金额 ${yuan(matter.fundAmountFen)}` : ""),
     el("p", { style: "white-space:pre-wrap" }, matter.text),
   ];
@@ -169,7 +170,7 @@ async function openVote(card, head, vote, me) {
   const problems = el("div");
   const form = el("form", { id: `ballot-${vote.voteId}` },
     vote.matters.map((m) => [
-      ...matterText(m),
+      ...matterText(m, vote.rules),
       el("div", { class: "choices", role: "radiogroup" }, CHOICES.map(([value, word]) =>
         el("label", {}, el("input", { type: "radio", name: m.matterId, value,
           checked: chosen[m.matterId] === value }), word))),

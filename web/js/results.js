@@ -12,8 +12,13 @@ const MATTER_TYPES = {
 };
 
 export const matterType = (name) => MATTER_TYPES[name.replace(/^MATTER_TYPE_/, "")] || name;
-export const matterClass = (name) =>
-  (name.replace(/^MATTER_CLASS_/, "") === "SPECIAL" ? "特别事项（双四分之三）" : "一般事项（双过半）");
+// A matter's class with the majority the vote's own rules set for it: the thresholds are a
+// city's settings, so the page states the vote's, never its own.
+export function matterClass(name, majority) {
+  const special = name.replace(/^MATTER_CLASS_/, "") === "SPECIAL";
+  const fraction = majority.text ?? majority.fraction;
+  return `${special ? "特别事项" : "一般事项"}（同意的面积和人数均须${majority.inclusive ? "达到" : "超过"} ${fraction}）`;
+}
 
 // The verdict, in the words a person acts on.
 export function verdictBox(outcome) {
@@ -24,10 +29,11 @@ export function verdictBox(outcome) {
         ? "名册摘要与表决开始时公布的一致，投票记录链完整。"
         : "未取得表决开始时公布的名册摘要，只核对了记录本身的一致性。"));
   }
-  const word = outcome.status === "UNREADABLE" ? "无法读取" : "拒绝";
+  const word = { UNREADABLE: "无法读取", UNAVAILABLE: "无法核对" }[outcome.status] || "拒绝";
   return el("div", { class: "verdict refused", "data-verdict": outcome.status },
     `${outcome.status} ${word}：${outcome.reason}`,
-    el("p", { class: "muted" }, "公布的结果无法由公开记录重算得出。请保存记录并向街道办事处或住建部门反映。"));
+    outcome.status === "UNAVAILABLE" ? null
+      : el("p", { class: "muted" }, "公布的结果无法由公开记录重算得出。请保存记录并向街道办事处或住建部门反映。"));
 }
 
 function matterCard(matter, counted, rules) {
@@ -37,7 +43,7 @@ function matterCard(matter, counted, rules) {
     el("h3", {}, `${matter.matter_id} ${matter.title} `,
       el("span", { class: `tag ${counted.passed ? "good" : "bad"}` },
         counted.passed ? "通过" : "未通过")),
-    el("p", { class: "muted" }, `${matterType(matter.type)} · ${matterClass(matter.matter_class)}`,
+    el("p", { class: "muted" }, `${matterType(matter.type)} · ${matterClass(matter.matter_class, majority)}`,
       matter.fund_amount_fen > 0n ? ` · 金额 ${yuan(matter.fund_amount_fen)}` : ""),
     el("p", {}, `参与 ${counted.participating_owners} 人，${area(counted.participating_area_cm2)}；` +
       `同意 ${counted.yes_owners} 人，反对 ${counted.no_owners} 人，弃权 ${counted.abstain_owners} 人`),

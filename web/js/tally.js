@@ -4,8 +4,9 @@
 // cross-multiplied fractions are compared exactly, never as floats.
 //
 // verifyExport(text, {rollDigest, receipt}) answers {status, reason, result, receiptStatus}:
-// status "VERIFIED", "REFUSED" (reason: the first way the export departs from the algorithm)
-// or "UNREADABLE" (the text is not a GetBallotLog export in proto3 JSON).
+// status "VERIFIED", "REFUSED" (reason: the first way the export departs from the algorithm),
+// "UNREADABLE" (the text is not a GetBallotLog export in proto3 JSON) or "UNAVAILABLE" (this
+// browser cannot hash here: the page is not on a secure origin).
 
 export const ALGORITHM_VERSION = 1n;
 
@@ -365,9 +366,6 @@ export function canon(value) {
 const encoder = new TextEncoder();
 
 async function hash(value) {
-  if (!globalThis.crypto?.subtle) {
-    throw new Malformed("此浏览器在非安全连接下无法计算 SHA-256：请通过 HTTPS 打开本页");
-  }
   const digest = await crypto.subtle.digest("SHA-256", encoder.encode(canon(value)));
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -592,6 +590,10 @@ async function problemOf(spec, roll, entries, published, statedDigest, anchorDig
 }
 
 export async function verifyExport(text, { rollDigest: anchorDigest = null, receipt = null } = {}) {
+  if (!globalThis.crypto?.subtle) {
+    // Browsers offer SHA-256 only to pages of secure origins (HTTPS, or this machine).
+    return { status: "UNAVAILABLE", reason: "此浏览器只在 HTTPS 连接下计算 SHA-256：请通过 HTTPS 打开本页再核对" };
+  }
   let exported;
   try {
     exported = readExport(text);
