@@ -115,6 +115,9 @@ def make_consumer(
         "heartbeat_interval_ms": 1000,
         "max_poll_records": 500,
         "reconnect_backoff_max_ms": 2000,
+        # A topic created after the consumer subscribed (its producer's relay started later) is
+        # assigned at the next metadata refresh: within 10 s, not kafka-python's 5 minutes.
+        "metadata_max_age_ms": 10_000,
     }
     config.update(overrides)
     consumer = KafkaConsumer(**config)
