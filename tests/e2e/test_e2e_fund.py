@@ -1,37 +1,32 @@
 """The maintenance fund as a new user meets it on the platform `make run` starts: units
-registered in the registry get fund accounts, deposits are recorded, the owners' decision to use
-the fund (DecisionAdopted on voting's topic, produced here as voting announces it) opens a use,
-the authority approves it, it is paid in two stages and completed; each unit's debit is its exact
-area share, the shares add up to each payment, and ReconcileFund balances. Then an emergency
-roof leak is approved without a vote and its first payment over 60% of the budget is refused.
-Only sockets: gRPC and librdkafka."""
+registered in the registry get fund accounts, deposits are recorded, the owners vote in the
+voting service to use the fund and their decision opens a use, the authority approves it, it is
+paid in two stages and completed; each unit's debit is its exact area share, the shares add up
+to each payment, and ReconcileFund balances. Then an emergency roof leak is approved without a
+vote and its first payment over 60% of the budget is refused. Only sockets: gRPC."""
 
 from __future__ import annotations
 
 import datetime as dt
-import time
-import uuid
 from collections.abc import Iterator
 from fractions import Fraction
 
 import grpc
 import pytest
-from confluent_kafka import Producer
 from e2e_support import CALL_TIMEOUT_SECONDS, DONGSHENG, poll
-from sample_data import date, new_resident_id, request_id
+from google.protobuf.timestamp_pb2 import Timestamp
+from sample_data import new_resident_id, request_id
 
 from wuye.core.auth import Role, issue_token
-from wuye.core.kafka import cloudevent_headers
 from wuye.fund.v1 import fund_service_pb2 as pb
 from wuye.fund.v1 import fund_service_pb2_grpc as pb_grpc
 from wuye.launcher import read_secrets_file
 from wuye.registry.v1 import registry_service_pb2 as registry_pb
-from wuye.voting.v1 import events_pb2 as voting_events
 from wuye.voting.v1 import voting_service_pb2 as voting_pb
+from wuye.voting.v1 import voting_service_pb2_grpc as voting_grpc
 
 pytestmark = pytest.mark.e2e
 
-VOTING_TOPIC = "wuye.voting.vote.v1"
 # Exclusive areas as the property register gives them, m².
 AREAS = {"1-1-101": "89.37", "1-1-102": "120.45", "1-2-201": "65.53", "1-2-202": "143.39"}
 
@@ -41,6 +36,12 @@ def fund(platform) -> Iterator[pb_grpc.FundServiceStub]:
     """The fund service at the address the launcher published."""
     with grpc.insecure_channel(platform.description["grpc"]["fund"]) as channel:
         yield pb_grpc.FundServiceStub(channel)
+
+
+@pytest.fixture
+def voting(platform) -> Iterator[voting_grpc.VotingServiceStub]:
+    with grpc.insecure_channel(platform.description["grpc"]["voting"]) as channel:
+        yield voting_grpc.VotingServiceStub(channel)
 
 
 def _as(platform, role: Role, subject: str) -> tuple[tuple[str, str], ...]:
@@ -91,49 +92,68 @@ def _registered_units(platform) -> tuple[str, list[registry_pb.Unit]]:
     return project.project_id, list(units)
 
 
-def _announce_decision(platform, project_id: str, unit_ids: list[str], amount_fen: int) -> None:
-    """DecisionAdopted as the voting service's relay publishes it."""
-    vote_id = f"{DONGSHENG}-V{uuid.uuid4().hex[:12]}"
-    decision = voting_events.DecisionAdopted(
-        vote_id=vote_id,
-        project_id=project_id,
-        district_code=DONGSHENG,
-        matter_id="M1",
-        matter_type=voting_pb.MATTER_TYPE_USE_FUND,
-        title="更换屋面防水层",
-        fund_amount_fen=amount_fen,
-        unit_ids=unit_ids,
-        result=voting_pb.MatterResult(
-            matter_id="M1",
-            participating_area_cm2=4_187_400,
-            participating_owners=4,
-            yes_area_cm2=3_532_100,
-            yes_owners=3,
-            quorum_reached=True,
-            passed=True,
-        ),
-        decision_date=date(dt.date.today()),
-    )
-    producer = Producer({"bootstrap.servers": platform.kafka_bootstrap})
-    producer.produce(
-        VOTING_TOPIC,
-        value=decision.SerializeToString(),
-        key=vote_id.encode(),
-        headers=cloudevent_headers(
-            event_id=str(uuid.uuid4()),
-            event_type=decision.DESCRIPTOR.full_name,
-            source="/wuye/voting",
-            subject=f"votes/{vote_id}",
-            time=time.time(),
-            district=DONGSHENG,
-            trace_id="",
-            sequence=1,
-        ),
-    )
-    assert producer.flush(CALL_TIMEOUT_SECONDS) == 0
+def _decided_by_vote(
+    platform, voting, project_id: str, units: list[registry_pb.Unit], amount: int
+) -> str:
+    """The owners vote to use the fund: the sub-district office opens the vote (no notice in the
+    test city), every owner votes yes with their own token, and the office closes it."""
+    office = _as(platform, Role.SUB_DISTRICT, "天骄街道办事处")
+    close = Timestamp()
+    close.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=7))
+
+    def create() -> voting_pb.Vote | None:
+        try:
+            return voting.CreateVote(
+                voting_pb.CreateVoteRequest(
+                    request_id=request_id(),
+                    vote=voting_pb.Vote(
+                        project_id=project_id,
+                        title="使用维修资金更换屋面防水层",
+                        matters=[
+                            voting_pb.Matter(
+                                type=voting_pb.MATTER_TYPE_USE_FUND,
+                                title="更换屋面防水层",
+                                text="使用专项维修资金 15,000 元更换屋面防水层，按专有面积分摊。",
+                                fund_amount_fen=amount,
+                                unit_ids=[u.unit_id for u in units],
+                            )
+                        ],
+                        close_time=close,
+                    ),
+                ),
+                metadata=office,
+                timeout=CALL_TIMEOUT_SECONDS,
+            ).vote
+        except grpc.RpcError as e:
+            # The project's units are still on their way to voting.
+            if e.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                raise
+            return None
+
+    vote = poll(create, "a vote on the project once voting has learnt of its units")
+    assert vote.roll_owners == len(units)
+    for unit in units:
+        voting.CastBallot(
+            voting_pb.CastBallotRequest(
+                request_id=request_id(),
+                vote_id=vote.vote_id,
+                choices=[voting_pb.MatterChoice(matter_id="M1", choice=voting_pb.CHOICE_YES)],
+            ),
+            metadata=_as(platform, Role.OWNER, unit.owner.owner_key),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+    closed = voting.CloseVote(
+        voting_pb.CloseVoteRequest(vote_id=vote.vote_id),
+        metadata=office,
+        timeout=CALL_TIMEOUT_SECONDS,
+    ).vote
+    assert closed.result.matters[0].passed
+    return vote.vote_id
 
 
-def test_a_decided_use_is_paid_in_exact_shares_and_an_emergency_needs_no_vote(platform, fund):
+def test_a_decided_use_is_paid_in_exact_shares_and_an_emergency_needs_no_vote(
+    platform, fund, voting
+):
     project_id, units = _registered_units(platform)
     authority = _as(platform, Role.DISTRICT_AUTHORITY, "fund-centre")
     call = {"metadata": authority, "timeout": CALL_TIMEOUT_SECONDS}
@@ -168,18 +188,19 @@ def test_a_decided_use_is_paid_in_exact_shares_and_an_emergency_needs_no_vote(pl
     ).account
     assert mine.balance_fen == mine.first_deposit_fen == areas[units[0].unit_id]
 
-    # 3. The owners' decision opens a use.
-    _announce_decision(platform, project_id, [u.unit_id for u in units], 1_500_000)
+    # 3. The owners vote to use the fund; their decision opens a use.
+    vote_id = _decided_by_vote(platform, voting, project_id, units, 1_500_000)
 
     def opened_use() -> pb.Use | None:
         found = fund.ListUses(pb.ListUsesRequest(project_id=project_id), **call).uses
         return found[0] if found else None
 
     use = poll(opened_use, "the use opened by the owners' decision")
-    assert (use.state, use.origin, use.budget_fen) == (
+    assert (use.state, use.origin, use.budget_fen, use.decision.vote_id) == (
         pb.USE_STATE_PENDING_APPROVAL,
         pb.USE_ORIGIN_DECISION,
         1_500_000,
+        vote_id,
     )
 
     # 4. Approved, paid in two stages, completed: every share exact, summing to its payment.
