@@ -457,11 +457,13 @@ class Fund:
         scope = project_id or district_code
         now = self.now()
         locked = store.scope_accounts(connection, project_id, district_code, lock=True)
-        if not store.hold_interest_period(connection, scope, period, fen, len(locked), now):
+        held = store.hold_interest_period(connection, scope, period, fen, len(locked), now)
+        if held:
             raise AlreadyExists(
                 "INTEREST_ALLOCATED",
-                f"the interest of {period} is allocated to {scope} already",
+                f"the interest of {period} is allocated to {held} already",
                 period=period,
+                scope=held,
             )
         with cyclic_gc_paused():
             parts = domain.allocate_interest(fen, {u: a.balance_fen for u, a in locked.items()})

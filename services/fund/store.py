@@ -595,21 +595,30 @@ def project_districts(connection: Connection, project_ids: Iterable[str]) -> dic
 
 def hold_interest_period(
     connection: Connection, scope: str, period: str, interest_fen: int, count: int, at
-) -> bool:
-    """Records the period as allocated for the scope; False if it was already."""
-    exists = connection.execute(
-        sa.select(interest_periods.c.scope).where(
-            interest_periods.c.scope == scope, interest_periods.c.period == period
+) -> str:
+    """Records the period as allocated for the scope (a project, or a district), unless it is
+    already, for the scope or one that overlaps it (the project's district, a district's
+    projects, whose ids start with its code); then answers the scope that holds it."""
+    district = scope[:6]
+    overlapping = (
+        interest_periods.c.scope.in_([scope, district])
+        if scope != district
+        else sa.or_(
+            interest_periods.c.scope == district,
+            interest_periods.c.scope.startswith(f"{district}-", autoescape=True),
         )
+    )
+    held = connection.execute(
+        sa.select(interest_periods.c.scope).where(overlapping, interest_periods.c.period == period)
     ).first()
-    if exists:
-        return False
+    if held:
+        return held.scope
     connection.execute(
         interest_periods.insert().values(
             scope=scope, period=period, interest_fen=interest_fen, accounts=count, allocated_at=at
         )
     )
-    return True
+    return ""
 
 
 def _total(column) -> sa.ColumnElement:

@@ -397,6 +397,14 @@ def test_an_emergency_is_approved_without_a_vote_and_its_first_payment_is_limite
         ),
     )
     assert (again.code, again.reason) == (grpc.StatusCode.ALREADY_EXISTS, "INTEREST_ALLOCATED")
+    # Nor again as part of its district's.
+    district = authority.fails(
+        "AllocateInterest",
+        pb.AllocateInterestRequest(
+            request_id=request_id(), district_code=DONGSHENG, period="2026", interest_fen=1
+        ),
+    )
+    assert (district.reason, district.metadata["scope"]) == ("INTEREST_ALLOCATED", project_id)
     accounts = authority.ListAccounts(pb.ListAccountsRequest(project_id=project_id)).accounts
     assert sum(a.interest_fen for a in accounts) == 12_345
     topped = fund.deposit(ids[0], 7_000, kind=pb.DEPOSIT_KIND_TOP_UP)
