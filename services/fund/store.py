@@ -171,6 +171,26 @@ interest_periods = sa.Table(
 )
 
 
+def _insert_rows(connection: Connection, table: sa.Table, rows: list[dict]) -> None:
+    """Inserts rows of the same keys. On PostgreSQL in one statement, each column's values one
+    array (unnest), as ColumnUpdate updates: a payment across 20,000 units writes as many shares
+    and postings, and a statement a row, even pipelined, took seconds."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        connection.execute(table.insert(), rows)
+        return
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    names = list(rows[0])
+    arrays = ", ".join(f"CAST(:{n} AS {table.c[n].type.compile(dialect)}[])" for n in names)
+    statement = sa.text(
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)}"
+        f" ({', '.join(quote(n) for n in names)}) SELECT * FROM unnest({arrays})"
+    )
+    connection.execute(statement, {n: [row[n] for row in rows] for n in names})
+
+
 # ---------------------------------------------------------------- accounts
 
 
@@ -236,8 +256,8 @@ def open_accounts(connection: Connection, rows: list[dict]) -> list[str]:
         0,
     )
     if fresh:
-        connection.execute(
-            accounts.insert(), [{**zero, "top_up_required": False, **row} for row in fresh]
+        _insert_rows(
+            connection, accounts, [{**zero, "top_up_required": False, **row} for row in fresh]
         )
     return [row["unit_id"] for row in fresh]
 
@@ -470,8 +490,9 @@ def insert_entries(
             for e in posted
         ],
     )
-    connection.execute(
-        postings.insert(),
+    _insert_rows(
+        connection,
+        postings,
         [
             {
                 "entry_id": e.entry_id,
@@ -892,8 +913,9 @@ def insert_payment(
             paid_at=at,
         )
     )
-    connection.execute(
-        shares.insert(),
+    _insert_rows(
+        connection,
+        shares,
         [
             {
                 "use_id": use_id,
@@ -921,8 +943,9 @@ def insert_payment(
     )
     fresh = [s for s in owing if s.unit_id not in held]
     if fresh:
-        connection.execute(
-            unit_owed.insert(),
+        _insert_rows(
+            connection,
+            unit_owed,
             [
                 {"unit_id": s.unit_id, "use_id": use_id, "owed_fen": s.owed_fen, "since": at}
                 for s in fresh
