@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 from wuye.core.auth import Role
 from wuye.core.consumer import EventMeta, Handler
 from wuye.core.context import current
-from wuye.core.db import reader
+from wuye.core.db import KeyLookup, reader
 from wuye.core.errors import (
     AlreadyExists,
     DomainError,
@@ -332,6 +332,7 @@ class Voting:
         self._clock = clock
         self._key = settings.pseudonym_key()
         self.specs = SpecCache(engine)
+        self._member_by_key = KeyLookup(engine, store.MEMBER_BY_OWNER_KEY)
         self.appender = BallotAppender(engine, clock, settings.vote_append_batch, self.specs)
 
     def now(self) -> dt.datetime:
@@ -550,7 +551,8 @@ class Voting:
         spec = self.specs.get(vote_id)
         checked = self._choices(spec, choices)
         owner_key = current().principal.subject
-        member = self._member_of(vote_id, lambda c: store.voter_by_owner_key(c, vote_id, owner_key))
+        found = self._member_by_key.first(vote_id=vote_id, owner_key=owner_key)
+        member = self._member_of(vote_id, lambda _: RollMember(*found) if found else None)
         if member is None:
             raise PermissionDenied(
                 "NOT_ON_ROLL",

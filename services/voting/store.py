@@ -498,6 +498,21 @@ def voter_by_owner_key(connection: Connection, vote_id: str, owner_key: str) -> 
     return _member(connection, vote_id, roll_units.c.owner_key == owner_key)
 
 
+# The caller's place on a roll, read once per ballot (wuye.core.db.KeyLookup): a row per unit
+# of the owner's, each the same.
+MEMBER_BY_OWNER_KEY = (
+    sa.select(roll.c.pseudonym, roll.c.area_cm2, roll.c.unit_count)
+    .join(
+        roll_units,
+        (roll_units.c.vote_id == roll.c.vote_id) & (roll_units.c.pseudonym == roll.c.pseudonym),
+    )
+    .where(
+        (roll.c.vote_id == sa.bindparam("vote_id"))
+        & (roll_units.c.owner_key == sa.bindparam("owner_key"))
+    )
+)
+
+
 def voter_by_unit(connection: Connection, vote_id: str, unit_id: str) -> RollMember | None:
     return _member(connection, vote_id, roll_units.c.unit_id == unit_id)
 
