@@ -31,8 +31,8 @@ printed as strings in proto3 JSON; in canon they are integers.
    for the first entry and the (n-1)-th entry's entry_hash after; and its entry_hash is
    H({"vote_id", "sequence", "pseudonym", "area_cm2", "choices": [[matter_id, choice] in the
    entry's order], "cast_time", "channel", "paper_reference", "previous_hash"}).
-3. Each entry: its pseudonym is on the roll and area_cm2 is that owner's area there; it has at
-   least one choice, each for one of the vote's matters, at most one per matter; open_time <=
+3. Each entry: its pseudonym is on the roll and area_cm2 is that owner's area there; it has
+   exactly one choice for each of the vote's matters and none for anything else; open_time <=
    cast_time < close_time, and no entry is earlier than the one before it.
 4. Only the last ballot counts: of an owner's entries, the one with the highest sequence. The
    number of entries is `ballots`, the number of owners with an entry `counted_ballots`.
@@ -500,7 +500,6 @@ def check_choices(
     spec: VoteSpec, choices: Sequence[tuple[str, Choice | None]], v: Violations, where: str
 ) -> tuple[tuple[str, Choice], ...]:
     """A ballot's choices, in the vote's order of matters; problems go to `v`."""
-    v.check(bool(choices), where, "choose for at least one matter")
     chosen: dict[str, Choice] = {}
     for n, (matter_id, choice) in enumerate(choices):
         if not v.check(
@@ -512,6 +511,13 @@ def check_choices(
         v.check(matter_id not in chosen, f"{where}[{n}].matter_id", "has a choice already")
         if v.check(choice is not None, f"{where}[{n}].choice", "is YES, NO or ABSTAIN"):
             chosen.setdefault(matter_id, choice)
+    named = {matter_id for matter_id, _ in choices}
+    missing = [m.matter_id for m in spec.matters if m.matter_id not in named]
+    v.check(
+        not missing,
+        where,
+        f"has no choice for {', '.join(missing)}: a ballot answers every matter, ABSTAIN included",
+    )
     return tuple((m.matter_id, chosen[m.matter_id]) for m in spec.matters if m.matter_id in chosen)
 
 
@@ -779,8 +785,8 @@ def _log_problems(
         elif area != entry.area_cm2:
             yield f"{where}: {entry.pseudonym} weighs {area} cm² on the roll, not {entry.area_cm2}"
         ids = [matter_id for matter_id, _ in entry.choices]
-        if not ids or len(set(ids)) != len(ids) or not matter_ids.issuperset(ids):
-            yield f"{where} has no choice, two for one matter, or one for a matter not voted on"
+        if len(ids) != len(matter_ids) or set(ids) != matter_ids:
+            yield f"{where} does not have exactly one choice for each matter of the vote"
         if not previous_time <= entry.cast_time < spec.close_time:
             yield (
                 f"{where} was cast at {entry.cast_time.isoformat()}: before the entry ahead of it "

@@ -86,14 +86,13 @@ def random_vote(rng: random.Random, n: int) -> tuple[dict, str, list[str]]:
     digest = domain.roll_digest(spec, roll)
     entries, head = [], digest
     for sequence in range(1, rng.randint(0, 2 * len(voters)) + 1):
-        matters = rng.sample(spec.matters, rng.randint(1, len(spec.matters)))
         paper = rng.random() < 0.2
         entry = domain.append_ballot(
             spec,
             head,
             sequence,
             rng.choice(voters),
-            tuple((m.matter_id, rng.choice(list(Choice))) for m in matters),
+            tuple((m.matter_id, rng.choice(list(Choice))) for m in spec.matters),
             OPEN + dt.timedelta(minutes=sequence, microseconds=rng.randint(0, 999_999)),
             Channel.PAPER if paper else Channel.ONLINE,
             f"纸质票 {sequence} 号" if paper else "",

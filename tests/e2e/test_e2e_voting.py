@@ -189,7 +189,10 @@ def test_owners_vote_and_anyone_verifies_the_count_from_the_published_log(
             request_id=request_id(),
             vote_id=vote.vote_id,
             unit_id=units[-1],
-            choices=[pb.MatterChoice(matter_id="M2", choice=pb.CHOICE_ABSTAIN)],
+            choices=[
+                pb.MatterChoice(matter_id="M1", choice=pb.CHOICE_NO),
+                pb.MatterChoice(matter_id="M2", choice=pb.CHOICE_ABSTAIN),
+            ],
             paper_reference="纸质表决票 001 号",
         ),
         metadata=office,
@@ -199,11 +202,12 @@ def test_owners_vote_and_anyone_verifies_the_count_from_the_published_log(
         pb.CloseVoteRequest(vote_id=vote.vote_id), metadata=office, timeout=CALL_TIMEOUT_SECONDS
     ).vote
     assert closed.state == pb.VOTE_STATE_CLOSED
-    # M1 (special, >= 3/4): A, B, C take part: 3 of 4 owners and 3,810,000 of 5,010,000 cm²
-    # (both >= 2/3); yes 3 of 3 owners: passed.
+    # M1 (special, >= 3/4): all 4 take part; yes A, B, C: exactly 3 of 4 owners and 3,810,000
+    # of 5,010,000 cm² (76%): passed, since exactly 3/4 passes.
     # M2 (ordinary, > 1/2): all 4 take part; yes A and C: 2 of 4 owners is not more than half.
     m1, m2 = closed.result.matters
-    assert (m1.participating_owners, m1.participating_area_cm2) == (3, 3_810_000)
+    assert (m1.participating_owners, m1.participating_area_cm2) == (4, 5_010_000)
+    assert m1.yes_owners == 3
     assert (m1.quorum_reached, m1.passed) == (True, True)
     assert (m2.participating_owners, m2.yes_owners, m2.passed) == (4, 2, False)
 

@@ -56,7 +56,10 @@ def test_a_vote_from_creation_to_a_verified_count(voting, tmp_path):
     retry = pb.CastBallotRequest(
         request_id=request_id(),
         vote_id=vote.vote_id,
-        choices=[pb.MatterChoice(matter_id="M1", choice=YES)],
+        choices=[
+            pb.MatterChoice(matter_id="M1", choice=YES),
+            pb.MatterChoice(matter_id="M2", choice=NO),
+        ],
     )
     once = b.client.CastBallot(retry)
     assert b.client.CastBallot(retry) == once  # a retry answers the same ballot
@@ -84,7 +87,10 @@ def test_a_vote_from_creation_to_a_verified_count(voting, tmp_path):
         pb.CastBallotRequest(
             request_id=request_id(),
             vote_id=vote.vote_id,
-            choices=[pb.MatterChoice(matter_id="M1", choice=YES)],
+            choices=[
+                pb.MatterChoice(matter_id="M1", choice=YES),
+                pb.MatterChoice(matter_id="M2", choice=NO),
+            ],
         ),
     )
     assert (outsider.code, outsider.reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_ON_ROLL")
@@ -100,7 +106,8 @@ def test_a_vote_from_creation_to_a_verified_count(voting, tmp_path):
         ),
     )
     assert bad.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(bad.violations) == {"choices[0].matter_id", "choices[1].choice"}
+    # M9 is no matter of the vote, M1 has no choice, and M2 is not answered at all.
+    assert set(bad.violations) == {"choices[0].matter_id", "choices[1].choice", "choices"}
     empty = c.client.fails(
         "CastBallot", pb.CastBallotRequest(request_id=request_id(), vote_id=vote.vote_id)
     )
@@ -132,7 +139,10 @@ def test_a_vote_from_creation_to_a_verified_count(voting, tmp_path):
         pb.CastBallotRequest(
             request_id=request_id(),
             vote_id=vote.vote_id,
-            choices=[pb.MatterChoice(matter_id="M1", choice=NO)],
+            choices=[
+                pb.MatterChoice(matter_id="M1", choice=NO),
+                pb.MatterChoice(matter_id="M2", choice=NO),
+            ],
         ),
     )
     assert late.reason == "VOTE_NOT_OPEN"
@@ -142,14 +152,16 @@ def test_a_vote_from_creation_to_a_verified_count(voting, tmp_path):
     # Taking part: A 200k, B 200k (M1 only), D 300k, developer 200k -> M1: 4 owners 900k,
     # M2: 3 owners 700k. Quorum 2/3 of 5 owners (>= 10/3) and of 1,000,000 cm².
     # M1 (ordinary, > 1/2): yes A, B, D = 3 of 4 owners, 700k of 900k: passed.
-    # M2 (special, >= 3/4): 3 owners < 10/3: no quorum, not passed.
+    # M2 (special, >= 3/4): the same 4 take part (quorum); yes A and the paper ballot = 2 of 4
+    # owners: not passed.
     result = voting.anonymous.GetResult(pb.GetResultRequest(vote_id=vote.vote_id))
     m1, m2 = result.result.matters
     assert (result.result.ballots, result.result.counted_ballots) == (5, 4)
     assert (m1.participating_owners, m1.participating_area_cm2) == (4, 900_000)
     assert (m1.yes_owners, m1.yes_area_cm2, m1.abstain_owners) == (3, 700_000, 1)
     assert (m1.quorum_reached, m1.passed) == (True, True)
-    assert (m2.participating_owners, m2.quorum_reached, m2.passed) == (3, False, False)
+    assert (m2.participating_owners, m2.yes_owners) == (4, 2)
+    assert (m2.quorum_reached, m2.passed) == (True, False)
     assert result.roll_digest == vote.roll_digest
 
     [closed] = voting.outbox_events(ev.VoteClosed)
@@ -207,7 +219,10 @@ def test_who_may_call_run_and_cancel_a_vote(voting):
         pb.CastBallotRequest(
             request_id=request_id(),
             vote_id=later.vote_id,
-            choices=[pb.MatterChoice(matter_id="M1", choice=YES)],
+            choices=[
+                pb.MatterChoice(matter_id="M1", choice=YES),
+                pb.MatterChoice(matter_id="M2", choice=NO),
+            ],
         ),
     )
     assert not_yet.reason == "VOTE_NOT_OPEN"

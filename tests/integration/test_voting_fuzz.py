@@ -47,7 +47,7 @@ def _seed(voting: VotingServer) -> tuple[list[str], dict[str, tuple]]:
     running = voting.create_vote(project)
     receipt = cast(owner, running.vote_id, pb.CHOICE_YES, pb.CHOICE_NO).receipt
     closed = voting.create_vote(project)
-    cast(other, closed.vote_id, pb.CHOICE_NO)
+    cast(other, closed.vote_id, pb.CHOICE_NO, pb.CHOICE_YES)
     voting.committee(project).CloseVote(pb.CloseVoteRequest(vote_id=closed.vote_id))
     scheduled = voting.create_vote(project, opens_in=dt.timedelta(days=1))
     pool = [

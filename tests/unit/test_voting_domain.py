@@ -549,8 +549,8 @@ def votes(draw):
     # Small areas make ties and exact thresholds likely; a few owners hold several units.
     areas = draw(st.lists(st.integers(1, 6), min_size=1, max_size=8))
     roll = owners(*areas)
-    choice_maps = st.dictionaries(
-        st.sampled_from([m.matter_id for m in matters]), st.sampled_from(list(Choice)), min_size=1
+    choice_maps = st.fixed_dictionaries(
+        {m.matter_id: st.sampled_from(list(Choice)) for m in matters}
     )
     ballots = draw(st.lists(st.tuples(st.sampled_from(roll), choice_maps), max_size=25))
     return spec, roll, ballots

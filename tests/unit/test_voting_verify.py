@@ -75,8 +75,8 @@ BALLOTS: list[tuple[str, dict[str, Choice], str]] = [
     ("buyer-two-units", {"M1": NO, "M2": YES}, ""),
     ("owner-3", {"M1": YES, "M2": YES}, ""),
     ("developer", {"M1": YES, "M2": ABSTAIN}, ""),
-    ("owner-4", {"M1": YES}, "纸质表决票 2026-第 017 号"),
-    ("owner-5", {"M2": NO}, ""),
+    ("owner-4", {"M1": YES, "M2": YES}, "纸质表决票 2026-第 017 号"),
+    ("owner-5", {"M1": YES, "M2": NO}, ""),
     ("buyer-two-units", {"M1": YES, "M2": YES}, ""),
     ("owner-6", {"M1": ABSTAIN, "M2": YES}, ""),
 ]

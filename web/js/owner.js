@@ -183,8 +183,8 @@ async function openVote(card, head, vote, me) {
     const choices = vote.matters
       .map((m) => ({ matterId: m.matterId, choice: form.elements[m.matterId].value }))
       .filter((c) => c.choice);
-    if (!choices.length) {
-      show(problems, el("div", { class: "error" }, "请至少对一个事项作出选择。"));
+    if (choices.length < vote.matters.length) {
+      show(problems, el("div", { class: "error" }, "请对每个事项作出选择（弃权也是一种选择）。"));
       return;
     }
     try {

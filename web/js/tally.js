@@ -440,9 +440,9 @@ async function logProblem(spec, roll, entries, digest) {
       return `${where}：${entry.pseudonym} 在名册上的面积是 ${area} cm²，不是 ${entry.area_cm2}`;
     }
     const ids = entry.choices.map(([matterId]) => matterId);
-    if (ids.length === 0 || new Set(ids).size !== ids.length ||
+    if (ids.length !== matterIds.size || new Set(ids).size !== ids.length ||
         !ids.every((id) => matterIds.has(id))) {
-      return `${where}没有选择、对一事项有两个选择，或选择了不表决的事项`;
+      return `${where}没有对每一表决事项恰好作出一个选择`;
     }
     if (!(previousTime <= entry.cast_time && entry.cast_time < spec.close_time)) {
       return `${where}的投票时间早于前一条或在表决期之外`;
