@@ -109,6 +109,18 @@ class Event:
     district: str
     message: Message
 
+    @classmethod
+    def of_aggregate(cls, topic: str, key: str, district: str, message: Message) -> Event:
+        """An event of the aggregate `key` whose kind the topic names (`wuye.<service>.<kind>.v1`):
+        its subject is `<kind>s/<key>`, e.g. `uses/U1` on `wuye.fund.use.v1`."""
+        return cls(
+            topic=topic,
+            key=key,
+            subject=f"{topic.split('.')[2]}s/{key}",
+            district=district,
+            message=message,
+        )
+
 
 def add_events(connection: Connection, events: Iterable[Event]) -> None:
     """Add `events` to the outbox of the connection's transaction, each with the next version of

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 
-from google.protobuf.message import Message
 from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
@@ -71,16 +70,6 @@ _ROLE_REQUESTERS = {
     Role.ENTERPRISE: EmergencyRequester.ENTERPRISE,
     Role.SUB_DISTRICT: EmergencyRequester.SUB_DISTRICT,
 }
-
-
-def _event(topic: str, key: str, district: str, message: Message) -> Event:
-    return Event(
-        topic=topic,
-        key=key,
-        subject=f"{topic.split('.')[2]}s/{key}",
-        district=district,
-        message=message,
-    )
 
 
 def _pb_enum(enum_type, prefix: str, value) -> int:
@@ -264,7 +253,7 @@ class Fund:
             used=used,
         )
         events = [
-            _event(
+            Event.of_aggregate(
                 ACCOUNT_TOPIC,
                 unit_id,
                 account.district_code,
@@ -296,7 +285,7 @@ class Fund:
 
     def _top_up_requested(self, account: UnitAccount, now: dt.datetime) -> Event:
         threshold = self.rules.top_up_below * account.first_deposit_fen
-        return _event(
+        return Event.of_aggregate(
             ACCOUNT_TOPIC,
             account.unit_id,
             account.district_code,
@@ -405,7 +394,7 @@ class Fund:
         add_events(
             connection,
             [
-                _event(
+                Event.of_aggregate(
                     ACCOUNT_TOPIC if single_unit else INTEREST_TOPIC,
                     key,
                     entry.district_code,
@@ -483,7 +472,7 @@ class Fund:
         add_events(
             connection,
             [
-                _event(
+                Event.of_aggregate(
                     INTEREST_TOPIC,
                     scope,
                     district,
@@ -786,7 +775,7 @@ class Fund:
                 paid_fen=use.paid_fen,
                 owed_fen=use.owed_fen,
             )
-        return _event(USE_TOPIC, use.use_id, use.district_code, message)
+        return Event.of_aggregate(USE_TOPIC, use.use_id, use.district_code, message)
 
     # ------------------------------------------------------------ events of other services
 
@@ -817,7 +806,7 @@ class Fund:
         add_events(
             connection,
             [
-                _event(
+                Event.of_aggregate(
                     ACCOUNT_TOPIC,
                     u.unit_id,
                     message.district_code,

@@ -64,16 +64,6 @@ def timestamp(moment: dt.datetime) -> Timestamp:
     return stamp
 
 
-def _event(topic: str, key: str, district: str, message) -> Event:
-    return Event(
-        topic=topic,
-        key=key,
-        subject=f"{topic.split('.')[2]}s/{key}",
-        district=district,
-        message=message,
-    )
-
-
 def _moment(stamp: Timestamp) -> dt.datetime:
     return stamp.ToDatetime(tzinfo=dt.UTC)
 
@@ -130,7 +120,7 @@ class Inspections:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         INSPECTOR_TOPIC,
                         inspector.inspector_id,
                         inspector.districts[0],
@@ -205,7 +195,7 @@ class Inspections:
         add_events(
             connection,
             [
-                _event(
+                Event.of_aggregate(
                     ROUND_TOPIC,
                     round_id,
                     districts[0],
@@ -267,7 +257,7 @@ class Inspections:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         ROUND_TOPIC,
                         round_id,
                         spec.districts[0],
@@ -314,7 +304,7 @@ class Inspections:
 
     @staticmethod
     def _triggered(project, pending: int, now: dt.datetime) -> Event:
-        return _event(
+        return Event.of_aggregate(
             CHECK_TOPIC,
             project.project_id,
             project.district_code,
@@ -362,7 +352,7 @@ class Inspections:
             orders = domain.orders_of(check, findings, partial(new_id, check.district_code, "O"))
             store.insert_orders(connection, orders, now)
             events = [
-                _event(
+                Event.of_aggregate(
                     CHECK_TOPIC,
                     check.project_id,
                     check.district_code,
@@ -378,7 +368,7 @@ class Inspections:
                     ),
                 ),
                 *(
-                    _event(
+                    Event.of_aggregate(
                         RECTIFICATION_TOPIC,
                         o.order_id,
                         o.district_code,
@@ -435,7 +425,11 @@ class Inspections:
                 )
             add_events(
                 connection,
-                [_event(RECTIFICATION_TOPIC, order.order_id, order.district_code, message)],
+                [
+                    Event.of_aggregate(
+                        RECTIFICATION_TOPIC, order.order_id, order.district_code, message
+                    )
+                ],
             )
         return changed
 
@@ -451,7 +445,7 @@ class Inspections:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         RECTIFICATION_TOPIC,
                         o.order_id,
                         o.district_code,

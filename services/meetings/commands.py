@@ -59,16 +59,6 @@ TIMER_BATCH = 2000
 RAISERS = frozenset({Role.ENTERPRISE, Role.OWNERS_COMMITTEE, Role.RESIDENTS_COMMITTEE, Role.OWNER})
 
 
-def _event(topic: str, key: str, district: str, message) -> Event:
-    return Event(
-        topic=topic,
-        key=key,
-        subject=f"{topic.split('.')[2]}s/{key}",
-        district=district,
-        message=message,
-    )
-
-
 def _moment(stamp: Timestamp) -> dt.datetime:
     return stamp.ToDatetime(tzinfo=dt.UTC)
 
@@ -238,7 +228,7 @@ class Meetings:
         add_events(
             connection,
             [
-                _event(
+                Event.of_aggregate(
                     CASE_TOPIC,
                     case.case_id,
                     case.district_code,
@@ -307,7 +297,11 @@ class Meetings:
             store.update_case(connection, changed)
             add_events(
                 connection,
-                [_event(CASE_TOPIC, case_id, case.district_code, build_event(changed, now))],
+                [
+                    Event.of_aggregate(
+                        CASE_TOPIC, case_id, case.district_code, build_event(changed, now)
+                    )
+                ],
             )
         return changed
 
@@ -354,7 +348,7 @@ class Meetings:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         CASE_TOPIC,
                         case_id,
                         case.district_code,
@@ -391,7 +385,7 @@ class Meetings:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         CASE_TOPIC,
                         case_id,
                         case.district_code,
@@ -459,7 +453,7 @@ class Meetings:
         add_events(
             connection,
             [
-                _event(
+                Event.of_aggregate(
                     MEETING_TOPIC,
                     meeting.meeting_id,
                     meeting.district_code,
@@ -532,7 +526,7 @@ class Meetings:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         MEETING_TOPIC,
                         meeting_id,
                         meeting.district_code,
@@ -595,7 +589,7 @@ class Meetings:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         MEETING_TOPIC,
                         meeting_id,
                         meeting.district_code,
@@ -622,7 +616,7 @@ class Meetings:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         MEETING_TOPIC,
                         meeting_id,
                         meeting.district_code,
@@ -652,7 +646,7 @@ class Meetings:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         TASK_TOPIC,
                         task_id,
                         task.district_code,
@@ -684,7 +678,7 @@ class Meetings:
             changed = replace(task, state=domain.task_transition(task.state, TaskAction.ACCEPT))
             store.update_task(connection, changed)
             events = [
-                _event(
+                Event.of_aggregate(
                     TASK_TOPIC,
                     task_id,
                     task.district_code,
@@ -710,7 +704,7 @@ class Meetings:
                 )
                 store.update_case(connection, case)
                 events.append(
-                    _event(
+                    Event.of_aggregate(
                         CASE_TOPIC,
                         case.case_id,
                         case.district_code,
@@ -733,7 +727,7 @@ class Meetings:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         TASK_TOPIC,
                         task_id,
                         task.district_code,
@@ -803,7 +797,7 @@ class Meetings:
                 if step is Lateness.OVERDUE:
                     enterprise = t.unit.kind == enterprise_kind
                     events.append(
-                        _event(
+                        Event.of_aggregate(
                             TASK_TOPIC,
                             t.task_id,
                             t.district_code,
@@ -825,7 +819,7 @@ class Meetings:
                     )
                 if level != domain.escalation_level(ladder, lateness):
                     events.append(
-                        _event(
+                        Event.of_aggregate(
                             TASK_TOPIC,
                             t.task_id,
                             t.district_code,
@@ -854,7 +848,7 @@ class Meetings:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         TASK_TOPIC,
                         t.task_id,
                         t.district_code,
@@ -964,7 +958,7 @@ class Meetings:
                 add_events(
                     connection,
                     [
-                        _event(
+                        Event.of_aggregate(
                             MEETING_TOPIC,
                             meeting.meeting_id,
                             meeting.district_code,
