@@ -57,6 +57,8 @@ ROUTES: dict[str, Route] = {
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 _ID_LENGTH = 64
+# Two halves of the 80 characters the decision's key holds.
+_DECISION_ID_LENGTH = 39
 # The ranking's members' scores keep one decimal.
 _SCORE_PLACES = 1
 _OUTCOMES = ("DISMISSED", "REEVALUATE", "CANCEL")
@@ -185,6 +187,13 @@ class TendersApi(pb_grpc.TendersServiceServicer):
             v,
             "tender.committee_size",
         )
+        v.check(
+            bool(t.vote_id) == bool(t.matter_id),
+            "tender.matter_id" if t.vote_id else "tender.vote_id",
+            "the owners' decision is named by its vote_id and matter_id together",
+        )
+        for field, value in (("tender.vote_id", t.vote_id), ("tender.matter_id", t.matter_id)):
+            v.check(len(value) <= _DECISION_ID_LENGTH, field, f"at most {_DECISION_ID_LENGTH}")
         v.raise_if_any()
         draft = Tender(
             tender_id="",
@@ -202,6 +211,8 @@ class TendersApi(pb_grpc.TendersServiceServicer):
             representatives=representatives,
             state=State.DRAFT,
             created_at=self._tenders.now(),
+            vote_id=t.vote_id,
+            matter_id=t.matter_id,
         )
 
         def build(connection):
@@ -566,7 +577,8 @@ def tender_message(
         service_standard=t.service_standard,
         max_price_fen=t.max_price_fen,
         weights=_weights(t.weights),
-        price_method=pb.PriceMethod.Value(f"PRICE_METHOD_{t.price_method}"),
+        # A decision's draft has no price method until its committee sets the terms.
+        price_method=pb.PriceMethod.Value(f"PRICE_METHOD_{t.price_method or 'UNSPECIFIED'}"),
         documents_hash=t.documents_hash,
         committee_size=t.committee_size,
         representatives=list(t.representatives),
@@ -593,4 +605,6 @@ def tender_message(
         missed_deadlines=list(t.missed),
         reason=t.reason,
         retendered_as=t.retendered_as,
+        vote_id=t.vote_id,
+        matter_id=t.matter_id,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -20,11 +21,13 @@ from sqlalchemy import Connection, Engine
 
 from wuye.core.calendar import WorkingCalendar
 from wuye.core.client import ServiceClients
+from wuye.core.consumer import EventMeta, Handler
 from wuye.core.context import current, current_or_none
 from wuye.core.db import reader
 from wuye.core.draw import new_seed
 from wuye.core.errors import (
     AlreadyExists,
+    DomainError,
     FailedPrecondition,
     NotFound,
     PermissionDenied,
@@ -33,10 +36,12 @@ from wuye.core.errors import (
 )
 from wuye.core.events import Event, add_events
 from wuye.core.ids import credit_code_problem, new_id
+from wuye.core.logs import log
 from wuye.core.pii import Pseudonymizer
 from wuye.core.wire import timestamp, to_date
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
 from wuye.credit.v1 import credit_service_pb2_grpc as credit_grpc
+from wuye.registry.v1 import events_pb2 as registry_events
 from wuye.tenders import domain, store
 from wuye.tenders.domain import (
     Bid,
@@ -51,15 +56,21 @@ from wuye.tenders.domain import (
 )
 from wuye.tenders.settings import TendersSettings
 from wuye.tenders.v1 import events_pb2 as ev
+from wuye.voting.v1 import events_pb2 as voting_events
+from wuye.voting.v1 import voting_service_pb2 as voting_pb
 
 TENDER_TOPIC = "wuye.tenders.tender.v1"
 EXPERT_TOPIC = "wuye.tenders.expert.v1"
 TOPICS = (TENDER_TOPIC, EXPERT_TOPIC)
+# Consumed: the registry's committees (a project's buyer) and voting's decisions.
+EVENT_TOPICS = ("wuye.registry.project.v1", "wuye.voting.vote.v1")
 # Who opened bids when no one asked: the deadline's timer.
 TIMER = "timer"
 _TIMER_BATCH = 100
 
 CreditLookup = Callable[[str], CreditStanding]
+
+logger = logging.getLogger("wuye.tenders")
 
 
 def _event(topic: str, key: str, district: str, message) -> Event:
@@ -184,6 +195,8 @@ class Tenders:
 
     def create_tender(self, connection: Connection, draft: Tender) -> Tender:
         current().require_district(draft.district_code)
+        if draft.vote_id:
+            return self._set_decision_terms(connection, draft)
         tender = replace(
             draft,
             tender_id=new_id(draft.district_code, "T"),
@@ -194,9 +207,26 @@ class Tenders:
         store.insert_tender(connection, tender)
         return tender
 
+    def _set_decision_terms(self, connection: Connection, terms: Tender) -> Tender:
+        draft = store.decision_tender(
+            connection, domain.decision_key(terms.vote_id, terms.matter_id), lock=True
+        )
+        if draft is None:
+            raise NotFound(
+                "DECISION_TENDER_NOT_FOUND",
+                f"no tender was opened by matter {terms.matter_id} of vote {terms.vote_id}",
+                vote_id=terms.vote_id,
+                matter_id=terms.matter_id,
+            )
+        self._require_buyer(draft)
+        completed = domain.complete_decision_draft(draft, terms)
+        store.save_tender(connection, completed)
+        return completed
+
     def publish(self, tender_id: str, deadline: dt.datetime) -> Tender:
         def act(connection: Connection, tender: Tender) -> Tender:
             self._require_buyer(tender)
+            domain.check_terms_set(tender)
             now = self.now()
             v = Violations()
             enquiry_end = domain.publication_dates(now, deadline, self.periods, v, "bid_deadline")
@@ -939,6 +969,61 @@ class Tenders:
                     )
                 ],
             )
+
+    # ------------------------------------------------------------ events of other services
+
+    def _served(self, district: str) -> bool:
+        return district in self.settings.served_districts
+
+    def on_committee_formed(self, connection: Connection, message, meta: EventMeta) -> None:
+        if self._served(message.district_code):
+            store.set_committee(connection, message.project_id, message.committee_id)
+
+    def on_decision_adopted(self, connection: Connection, message, meta: EventMeta) -> None:
+        """An owners' decision to hire an enterprise opens a draft tender, once; one that
+        cannot be placed is logged with its reason and stores nothing."""
+        if message.matter_type != voting_pb.MATTER_TYPE_HIRE_ENTERPRISE or not self._served(
+            message.district_code
+        ):
+            return
+        key = domain.decision_key(message.vote_id, message.matter_id)
+        if store.decision_tender(connection, key) is not None:
+            return
+        try:
+            draft = domain.draft_from_decision(
+                new_id(message.district_code, "T"),
+                message.district_code,
+                message.project_id,
+                store.project_committee(connection, message.project_id),
+                message.title,
+                message.vote_id,
+                message.matter_id,
+                self.settings.default_weights,
+                self.settings.committee_min_size,
+                self.now(),
+            )
+        except DomainError as refused:
+            log(
+                logger,
+                "decision opens no tender",
+                logging.WARNING,
+                event_id=meta.event_id,
+                event_type=meta.event_type,
+                reason=refused.reason,
+                message=refused.message,
+            )
+            return
+        store.insert_tender(connection, draft)
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "wuye.registry.v1.OwnersCommitteeFormed": Handler(
+                registry_events.OwnersCommitteeFormed, self.on_committee_formed
+            ),
+            "wuye.voting.v1.DecisionAdopted": Handler(
+                voting_events.DecisionAdopted, self.on_decision_adopted
+            ),
+        }
 
     # ------------------------------------------------------------ timers
 

@@ -154,6 +154,9 @@ class Tender:
     missed: tuple[str, ...] = ()
     reason: str = ""
     retendered_as: str = ""
+    # The owners' decision to hire an enterprise that opened the draft (voting's ids).
+    vote_id: str = ""
+    matter_id: str = ""
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -254,6 +257,102 @@ def check_bid_window(tender: Tender, now: dt.datetime) -> None:
             "BID_DEADLINE_PASSED",
             f"the bid deadline of tender {tender.tender_id} was "
             f"{tender.bid_deadline.isoformat(timespec='seconds')}",
+            tender_id=tender.tender_id,
+        )
+
+
+# ---------------------------------------------------------------- the owners' decision
+
+
+def decision_key(vote_id: str, matter_id: str) -> str | None:
+    """One draft per decision: the tenders table holds this key once."""
+    return f"{vote_id}/{matter_id}" if vote_id else None
+
+
+def draft_from_decision(
+    tender_id: str,
+    district_code: str,
+    project_id: str,
+    committee_id: str | None,
+    title: str,
+    vote_id: str,
+    matter_id: str,
+    weights: Weights,
+    committee_size: int,
+    now: dt.datetime,
+) -> Tender:
+    """The draft an owners' decision to hire an enterprise opens, its buyer the project's
+    owners' committee; its terms are the committee's to set. A project outside the decision's
+    district, or without a known committee, has no buyer to give the draft: refused."""
+    if not project_id.startswith(f"{district_code}-"):
+        raise FailedPrecondition(
+            "PROJECT_NOT_IN_DISTRICT",
+            f"project {project_id} is not a project of district {district_code}",
+            project_id=project_id,
+        )
+    if committee_id is None:
+        raise FailedPrecondition(
+            "NO_OWNERS_COMMITTEE",
+            f"no owners' committee of project {project_id} is known to be the buyer",
+            project_id=project_id,
+        )
+    return Tender(
+        tender_id=tender_id,
+        district_code=district_code,
+        project_id=project_id,
+        buyer=committee_id,
+        title=title,
+        scope="",
+        service_standard="",
+        max_price_fen=0,
+        weights=weights,
+        price_method="",
+        documents_hash="",
+        committee_size=committee_size,
+        representatives=(),
+        state=State.DRAFT,
+        created_at=now,
+        vote_id=vote_id,
+        matter_id=matter_id,
+    )
+
+
+def complete_decision_draft(draft: Tender, terms: Tender) -> Tender:
+    """The decision's draft with the terms its committee set; only a draft, of the same
+    project, takes them."""
+    require_state(draft, State.DRAFT, doing="setting the terms")
+    if terms.project_id != draft.project_id:
+        raise FailedPrecondition(
+            "DECISION_OF_ANOTHER_PROJECT",
+            f"the decision's tender {draft.tender_id} is for project {draft.project_id}",
+            tender_id=draft.tender_id,
+        )
+    return replace(
+        draft,
+        **{
+            name: getattr(terms, name)
+            for name in (
+                "title",
+                "scope",
+                "service_standard",
+                "max_price_fen",
+                "weights",
+                "price_method",
+                "documents_hash",
+                "committee_size",
+                "representatives",
+            )
+        },
+    )
+
+
+def check_terms_set(tender: Tender) -> None:
+    """A decision's draft is published once its committee set the terms."""
+    if tender.max_price_fen <= 0:
+        raise FailedPrecondition(
+            "TENDER_TERMS_MISSING",
+            f"tender {tender.tender_id} has no terms yet: CreateTender with its vote_id and "
+            "matter_id sets them",
             tender_id=tender.tender_id,
         )
 

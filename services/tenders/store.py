@@ -22,6 +22,7 @@ from wuye.tenders.domain import (
     State,
     Tender,
     Weights,
+    decision_key,
     next_due,
 )
 
@@ -37,6 +38,16 @@ tenders = sa.Table(
     # Epoch seconds a timer next has something to do; NULL: nothing more.
     sa.Column("due_at", sa.Float, nullable=True, index=True),
     sa.Column("doc", sa.JSON, nullable=False),
+    # "vote/matter" of the owners' decision that opened the tender; one tender per decision.
+    sa.Column("decision", sa.String(80), nullable=True, unique=True),
+)
+# The acting owners' committee of each project, from the registry's events: the buyer of the
+# draft an owners' decision opens.
+committees = sa.Table(
+    "committees",
+    metadata,
+    sa.Column("project_id", sa.String(32), primary_key=True),
+    sa.Column("committee_id", sa.String(32), nullable=False),
 )
 bids = sa.Table(
     "bids",
@@ -141,6 +152,7 @@ def _columns(tender: Tender) -> dict:
         "state": tender.state.value,
         "due_at": _seconds(next_due(tender)),
         "doc": _doc(tender),
+        "decision": decision_key(tender.vote_id, tender.matter_id),
     }
 
 
@@ -164,6 +176,33 @@ def get_tender(
         query = query.with_for_update(read=share)
     doc = connection.execute(query).scalar_one_or_none()
     return None if doc is None else _tender(doc)
+
+
+def decision_tender(connection: Connection, key: str, *, lock: bool = False) -> Tender | None:
+    query = sa.select(tenders.c.doc).where(tenders.c.decision == key)
+    if lock:
+        query = query.with_for_update()
+    doc = connection.execute(query).scalar_one_or_none()
+    return None if doc is None else _tender(doc)
+
+
+def set_committee(connection: Connection, project_id: str, committee_id: str) -> None:
+    """A newly formed committee replaces the one that acted before it."""
+    updated = connection.execute(
+        committees.update()
+        .where(committees.c.project_id == project_id)
+        .values(committee_id=committee_id)
+    )
+    if updated.rowcount == 0:
+        connection.execute(
+            committees.insert().values(project_id=project_id, committee_id=committee_id)
+        )
+
+
+def project_committee(connection: Connection, project_id: str) -> str | None:
+    return connection.execute(
+        sa.select(committees.c.committee_id).where(committees.c.project_id == project_id)
+    ).scalar_one_or_none()
 
 
 def due_tenders(connection: Connection, now: dt.datetime, limit: int) -> list[str]:
