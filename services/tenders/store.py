@@ -39,7 +39,7 @@ tenders = sa.Table(
     sa.Column("due_at", sa.Float, nullable=True, index=True),
     sa.Column("doc", sa.JSON, nullable=False),
     # "vote/matter" of the owners' decision that opened the tender; one tender per decision.
-    sa.Column("decision", sa.String(80), nullable=True, unique=True),
+    sa.Column("decision", sa.String(80), nullable=True, unique=True, index=True),
 )
 # The acting owners' committee of each project, from the registry's events: the buyer of the
 # draft an owners' decision opens.

@@ -17,7 +17,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("tenders", sa.Column("decision", sa.String(80), nullable=True))
-    op.create_unique_constraint(op.f("uq_tenders_decision"), "tenders", ["decision"])
+    # A unique index, not a constraint: SQLite (make run) adds no constraint to a table.
+    op.create_index(op.f("ix_tenders_decision"), "tenders", ["decision"], unique=True)
     op.create_table(
         "committees",
         sa.Column("project_id", sa.String(32), nullable=False),
@@ -28,5 +29,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("committees")
-    op.drop_constraint(op.f("uq_tenders_decision"), "tenders", type_="unique")
+    op.drop_index(op.f("ix_tenders_decision"), table_name="tenders")
     op.drop_column("tenders", "decision")
