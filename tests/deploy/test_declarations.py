@@ -20,6 +20,8 @@ import pytest
 import yaml
 from deploy_support import CITY_VALUES, RELEASE, ROOT, env_of, objects, pod_spec, render, tool
 
+from wuye.core.catalog import service_names
+
 pytestmark = pytest.mark.deploy
 
 GENERATOR = "tools/gendeploy.py"
@@ -42,9 +44,7 @@ def _endpoints(docs: list[dict], deployment: str) -> str | None:
 def test_a_service_gets_the_addresses_of_the_services_it_calls() -> None:
     docs = render(CITY_VALUES, sets=('services.registry.calls=["credit","iot"]',))
     # credit runs city-wide; ordos.yaml gives every district its own iot instance.
-    wanted = (
-        f"credit={RELEASE}-credit.wuye.svc:50051,iot={RELEASE}-iot-{{district}}.wuye.svc:50051"
-    )
+    wanted = f"credit={RELEASE}-credit.wuye.svc:50051,iot={RELEASE}-iot-{{district}}.wuye.svc:50051"
     for part in ("registry", "registry-relay"):
         assert _endpoints(docs, f"{RELEASE}-{part}") == wanted, part
     assert _endpoints(docs, f"{RELEASE}-credit") is None, "credit calls nobody"
@@ -188,7 +188,8 @@ def test_a_new_service_reaches_the_dashboard_and_the_readme(tree: Path) -> None:
     assert "throwaway" in variable["query"].split(",")
     readme = (tree / "deploy/README.md").read_text()
     assert "| `throwaway` | `serve`; `relay`; `timers` | `registry` |" in readme
-    assert "for service in credit inspections iot registry throwaway; do" in readme
+    services = " ".join(sorted([*service_names(), "throwaway"]))
+    assert f"for service in {services}; do" in readme
 
 
 def test_the_deploy_tests_know_a_new_service(tree: Path) -> None:
