@@ -114,6 +114,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "does (default: one worker process per service beside its server)",
     )
 
+    run_parser.add_argument(
+        "--services",
+        type=lambda text: tuple(name.strip() for name in text.split(",") if name.strip()),
+        metavar="NAME,...",
+        default=(),
+        help="start only these services and the services they call (default: every service)",
+    )
+
     token_parser = commands.add_parser(
         "token",
         help="print a signed development bearer token",
@@ -255,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             edge_admin_port=_edge_port(args.edge_admin_port, 9901, args.grpc_port),
             startup_timeout=args.timeout,
             separate_parts=args.separate_parts,
+            services=args.services,
         )
     )
 

@@ -83,6 +83,8 @@ class LaunchOptions:
     # Each relay, consumer and timers part in a process of its own, as in production, rather
     # than one worker process per service.
     separate_parts: bool = False
+    # Only these services and those they call; empty: every declared service.
+    services: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,24 @@ class Child:
 
 # Keys `run` makes once and keeps: tokens, pseudonymised data and gateways' secrets stay valid.
 GENERATED_KEYS = ("WUYE_TOKEN_SECRET", "WUYE_PII_KEY", "WUYE_IOT_GATEWAY_KEY")
+
+
+def chosen_specs(names: tuple[str, ...]) -> list[ServiceSpec]:
+    """The declared services `names` asks for with every service they call, in declaration
+    order; all of them when `names` is empty."""
+    declared = {spec.name: spec for spec in load_specs()}
+    unknown = sorted(set(names) - declared.keys())
+    if unknown:
+        raise LaunchFailed(
+            f"no service named {', '.join(unknown)}: the services are {', '.join(declared)}"
+        )
+    wanted, waiting = set(), list(names or declared)
+    while waiting:
+        name = waiting.pop()
+        if name not in wanted:
+            wanted.add(name)
+            waiting.extend(declared[name].calls)
+    return [spec for name, spec in declared.items() if name in wanted]
 
 
 def read_secrets_file(state_dir: Path) -> dict[str, str]:
@@ -254,7 +274,7 @@ class Launcher:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         _ensure_secrets_file(self.state_dir)
         secret_env = _secret_env(self.settings, self.state_dir)
-        specs = list(load_specs())
+        specs = chosen_specs(self.options.services)
         self.specs = {spec.name: spec for spec in specs}
         use_dev_broker = "kafka_bootstrap" not in self.settings.model_fields_set
         kafka_port = self._plan(specs, use_dev_broker)

@@ -482,8 +482,10 @@ def platform_config(
     settings: EdgeSettings | None = None,
     cors_origins: list[str] | None = None,
 ) -> dict:
-    """The edge of the declared services, reaching them at `upstreams`."""
-    services, files = offered(spec.name for spec in load_specs())
+    """The edge of the declared services that have `upstreams` (a platform started with some
+    services only routes to those), reaching them there."""
+    reached = {u.service for u in upstreams}
+    services, files = offered(spec.name for spec in load_specs() if spec.name in reached)
     return envoy_config(
         services,
         descriptor_set(files),
