@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -19,6 +20,8 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Consumer as ConfluentConsumer
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 from sqlalchemy.engine import make_url
 
 from wuye.core.devbroker import DevBroker
@@ -346,3 +349,54 @@ def make_settings(pg_url: str, pg_schema: str, broker: DevBroker) -> Callable[..
         return _from_arguments_only(settings_type)(**values)
 
     return make
+
+
+# ---------------------------------------------------------------- a phone-sized browser
+
+# Debian's `chromium` and `chromium-driver`, driven by Selenium; screenshots of the pages go to
+# `screenshots/` under pytest's basetemp, at 360x780 CSS pixels: what a reviewer looks at.
+PHONE_WIDTH, PHONE_HEIGHT = 360, 780
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--lang=zh-CN",
+)
+
+
+def _found(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: apt-get install chromium chromium-driver")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = _found("chromium")
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    # The phone's viewport in CSS pixels, whatever the window decorations take.
+    options.add_experimental_option(
+        "mobileEmulation",
+        {"deviceMetrics": {"width": PHONE_WIDTH, "height": PHONE_HEIGHT, "pixelRatio": 1.0}},
+    )
+    driver = webdriver.Chrome(options=options, service=Service(_found("chromedriver")))
+    driver.set_script_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "screenshots"

@@ -49,6 +49,19 @@ PLATFORM_ENV: dict[str, str] = {
     "WUYE_VOTE_NOTICE_DAYS": "0",
     # ... and are closed when the test has voted, not after their week.
     "WUYE_VOTE_ALLOW_EARLY_CLOSE": "true",
+    # Joint-meeting tasks are checked every second, so an overdue one is found at once.
+    "WUYE_TASK_CHECK_SECONDS": "1",
+    # A tender runs in a minute: no minimum periods, a standstill long enough to file a
+    # complaint over sockets, timers that move tenders every half second.
+    "WUYE_MIN_TENDERING_DAYS": "0",
+    "WUYE_ENQUIRY_DAYS": "0",
+    "WUYE_CHANGE_NOTICE_DAYS": "0",
+    "WUYE_STANDSTILL_WORKING_DAYS": "0",
+    "WUYE_STANDSTILL_SHORTEST_SECONDS": "10",
+    "WUYE_TIMER_CHECK_SECONDS": "0.5",
+    # The edge's public calls: a small bucket, so that its rate limit is reached in a few calls.
+    "WUYE_EDGE_PUBLIC_BURST": "20",
+    "WUYE_EDGE_PUBLIC_PER_SECOND": "1",
 }
 
 

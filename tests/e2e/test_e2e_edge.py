@@ -23,7 +23,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import RunningPlatform
+from conftest import PLATFORM_ENV, RunningPlatform
 from e2e_support import CALL_TIMEOUT_SECONDS, poll, served_projects
 from google.api import annotations_pb2
 from google.protobuf import json_format
@@ -35,7 +35,6 @@ from wuye.core.auth import Role
 from wuye.core.catalog import service_names
 from wuye.iot.signing import sign
 from wuye.iot.v1 import intake_service_pb2 as iot_pb
-from wuye.launcher import PLATFORM_FILE
 
 # The fuzz tests' random messages, sent here as JSON.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
@@ -44,9 +43,7 @@ from grpc_support import NASTY, fuzz_settings, messages
 pytestmark = pytest.mark.e2e
 
 # Small, so that the test of the public calls' rate limit needs few requests.
-PUBLIC_BURST = 20
-STARTUP_SECONDS = 180.0
-EDGE_ENV = {"WUYE_EDGE_PUBLIC_BURST": str(PUBLIC_BURST), "WUYE_EDGE_PUBLIC_PER_SECOND": "1"}
+PUBLIC_BURST = int(PLATFORM_ENV["WUYE_EDGE_PUBLIC_BURST"])
 PAGES_ORIGIN = "http://localhost:8080"
 MAX_REQUEST_BYTES = 1024 * 1024
 # The edge's refusals and the services' errors alike: the gRPC codes each HTTP status stands for.
@@ -62,28 +59,9 @@ CODES_OF_STATUS = {
 
 
 @pytest.fixture(scope="module")
-def edge_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
-    running = RunningPlatform(tmp_path_factory.mktemp("edge") / "state", env=EDGE_ENV)
-    # Eight services and the edge start slowly on a busy machine: more time than the shared
-    # fixture gives, then its checks.
-    try:
-        poll(
-            lambda: _started_or_ended(running),
-            "the platform started",
-            timeout=STARTUP_SECONDS,
-        )
-    except BaseException:
-        running.stop(check=False)
-        raise
-    yield running.wait_until_ready()
-    running.stop()
-
-
-def _started_or_ended(running: RunningPlatform) -> bool | None:
-    """None until the launcher wrote its platform file or exited (for poll)."""
-    if (running.state_dir / PLATFORM_FILE).exists() or running.launcher.poll() is not None:
-        return True
-    return None
+def edge_platform(platform: RunningPlatform) -> RunningPlatform:
+    """The shared platform, its edge's public bucket small (PLATFORM_ENV in conftest.py)."""
+    return platform
 
 
 class Answer:

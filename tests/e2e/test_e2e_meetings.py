@@ -31,7 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 MEETINGS = "wuye.meetings.v1.MeetingsService"
 SUB_DISTRICT = "天骄街道"
 # The task timer looks every second here (60 s by default).
-TIMER_ENV = {"WUYE_TASK_CHECK_SECONDS": "1"}
 
 
 class GenericClient:
@@ -69,9 +68,8 @@ class GenericClient:
 
 
 def test_a_committees_case_ends_as_a_bad_credit_record_and_minutes_anyone_can_verify(
-    launch, new_filing, tmp_path
+    platform, new_filing, tmp_path
 ):
-    platform = launch(env=TIMER_ENV).wait_until_ready()
     secret = read_secrets_file(platform.state_dir)["WUYE_TOKEN_SECRET"]
 
     def token(role: Role, subject: str) -> str:

@@ -33,19 +33,11 @@ from wuye.tenders.v1 import tenders_service_pb2 as pb
 from wuye.tenders.v1 import tenders_service_pb2_grpc as pb_grpc
 
 REPO = Path(__file__).resolve().parents[2]
-ZERO_PERIODS = {
-    "WUYE_MIN_TENDERING_DAYS": "0",
-    "WUYE_ENQUIRY_DAYS": "0",
-    "WUYE_CHANGE_NOTICE_DAYS": "0",
-    "WUYE_STANDSTILL_WORKING_DAYS": "0",
-    # Time to file the complaint over sockets.
-    "WUYE_STANDSTILL_SHORTEST_SECONDS": "10",
-    "WUYE_TIMER_CHECK_SECONDS": "0.5",
-}
 # Long enough for the bids to arrive over sockets before it passes.
 BIDDING_SECONDS = 15
 
-pytestmark = [pytest.mark.e2e, pytest.mark.own_platform(env=ZERO_PERIODS)]
+# Its periods are zero on the test platform (PLATFORM_ENV in conftest.py).
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
