@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import grpc
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import Message
 from sqlalchemy import Connection, Engine
 
 from wuye.core.calendar import WorkingCalendar
@@ -73,13 +74,11 @@ CreditLookup = Callable[[str], CreditStanding]
 logger = logging.getLogger("wuye.tenders")
 
 
-def _event(topic: str, key: str, district: str, message) -> Event:
-    return Event(
-        topic=topic,
-        key=key,
-        subject=f"{topic.split('.')[2]}s/{key}",
-        district=district,
-        message=message,
+def _add_tender_event(connection: Connection, tender: Tender, message: Message) -> None:
+    """One event of `tender`, keyed by it, in the connection's transaction."""
+    add_events(
+        connection,
+        [Event.of_aggregate(TENDER_TOPIC, tender.tender_id, tender.district_code, message)],
     )
 
 
@@ -238,25 +237,19 @@ class Tenders:
                 enquiry_end=enquiry_end,
                 bid_deadline=deadline,
             )
-            add_events(
+            _add_tender_event(
                 connection,
-                [
-                    _event(
-                        TENDER_TOPIC,
-                        tender_id,
-                        tender.district_code,
-                        ev.TenderPublished(
-                            tender_id=tender_id,
-                            district_code=tender.district_code,
-                            project_id=tender.project_id,
-                            max_price_fen=tender.max_price_fen,
-                            documents_hash=tender.documents_hash,
-                            enquiry_end_time=timestamp(enquiry_end),
-                            bid_deadline=timestamp(deadline),
-                            occur_time=timestamp(now),
-                        ),
-                    )
-                ],
+                tender,
+                ev.TenderPublished(
+                    tender_id=tender_id,
+                    district_code=tender.district_code,
+                    project_id=tender.project_id,
+                    max_price_fen=tender.max_price_fen,
+                    documents_hash=tender.documents_hash,
+                    enquiry_end_time=timestamp(enquiry_end),
+                    bid_deadline=timestamp(deadline),
+                    occur_time=timestamp(now),
+                ),
             )
             return published
 
@@ -268,23 +261,17 @@ class Tenders:
             domain.require_state(tender, State.ENQUIRIES, State.TENDERING, doing="a change")
             now = self.now()
             deadline = domain.amended_deadline(now, tender.bid_deadline, self.periods)
-            add_events(
+            _add_tender_event(
                 connection,
-                [
-                    _event(
-                        TENDER_TOPIC,
-                        tender_id,
-                        tender.district_code,
-                        ev.TenderAmended(
-                            tender_id=tender_id,
-                            district_code=tender.district_code,
-                            documents_hash=documents_hash,
-                            bid_deadline=timestamp(deadline),
-                            deadline_moved=deadline != tender.bid_deadline,
-                            occur_time=timestamp(now),
-                        ),
-                    )
-                ],
+                tender,
+                ev.TenderAmended(
+                    tender_id=tender_id,
+                    district_code=tender.district_code,
+                    documents_hash=documents_hash,
+                    bid_deadline=timestamp(deadline),
+                    deadline_moved=deadline != tender.bid_deadline,
+                    occur_time=timestamp(now),
+                ),
             )
             return replace(tender, documents_hash=documents_hash, bid_deadline=deadline)
 
@@ -352,7 +339,7 @@ class Tenders:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         TENDER_TOPIC,
                         bid_key(tender_id, credit_code),
                         tender.district_code,
@@ -385,7 +372,7 @@ class Tenders:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         TENDER_TOPIC,
                         bid_key(tender_id, credit_code),
                         tender.district_code,
@@ -455,32 +442,26 @@ class Tenders:
             )
             store.record_opened(connection, tender_id, opened)
             store.save_tender(connection, committed)
-            add_events(
+            _add_tender_event(
                 connection,
-                [
-                    _event(
-                        TENDER_TOPIC,
-                        tender_id,
-                        tender.district_code,
-                        ev.BidsOpened(
-                            tender_id=tender_id,
-                            district_code=tender.district_code,
-                            opened_by=opened_by,
-                            bids=[
-                                ev.OpenedBidSummary(
-                                    credit_code=b.credit_code,
-                                    price_fen=b.content.price_fen,
-                                    receipt=b.receipt,
-                                    abnormally_low=b.abnormally_low,
-                                    rejection=b.rejection,
-                                )
-                                for b in opened
-                            ],
-                            seed_commitment=committed.seed_commitment,
-                            occur_time=timestamp(now),
-                        ),
-                    )
-                ],
+                tender,
+                ev.BidsOpened(
+                    tender_id=tender_id,
+                    district_code=tender.district_code,
+                    opened_by=opened_by,
+                    bids=[
+                        ev.OpenedBidSummary(
+                            credit_code=b.credit_code,
+                            price_fen=b.content.price_fen,
+                            receipt=b.receipt,
+                            abnormally_low=b.abnormally_low,
+                            rejection=b.rejection,
+                        )
+                        for b in opened
+                    ],
+                    seed_commitment=committed.seed_commitment,
+                    occur_time=timestamp(now),
+                ),
             )
         return committed
 
@@ -515,7 +496,7 @@ class Tenders:
         add_events(
             connection,
             [
-                _event(
+                Event.of_aggregate(
                     TENDER_TOPIC,
                     tender.tender_id,
                     tender.district_code,
@@ -547,7 +528,7 @@ class Tenders:
             add_events(
                 connection,
                 [
-                    _event(
+                    Event.of_aggregate(
                         EXPERT_TOPIC,
                         expert.expert_id,
                         expert.districts[0],
@@ -569,24 +550,18 @@ class Tenders:
             domain.require_state(tender, State.OPENED, doing="the committee's draw")
             experts = domain.draw_committee(bytes.fromhex(tender.seed), tender.lists)
             drawn = domain.transition(tender, Step.DRAW_COMMITTEE, experts=experts)
-            add_events(
+            _add_tender_event(
                 connection,
-                [
-                    _event(
-                        TENDER_TOPIC,
-                        tender_id,
-                        tender.district_code,
-                        ev.CommitteeDrawn(
-                            tender_id=tender_id,
-                            district_code=tender.district_code,
-                            seed=tender.seed,
-                            seed_commitment=tender.seed_commitment,
-                            experts=list(experts),
-                            representatives=list(tender.representatives),
-                            occur_time=timestamp(self.now()),
-                        ),
-                    )
-                ],
+                tender,
+                ev.CommitteeDrawn(
+                    tender_id=tender_id,
+                    district_code=tender.district_code,
+                    seed=tender.seed,
+                    seed_commitment=tender.seed_commitment,
+                    experts=list(experts),
+                    representatives=list(tender.representatives),
+                    occur_time=timestamp(self.now()),
+                ),
             )
             return drawn
 
@@ -612,21 +587,15 @@ class Tenders:
                 tender.committee_size * tender.valid_bids
             ):
                 ranked = self._rank(connection, tender, store.opened_bids(connection, tender_id))
-                add_events(
+                _add_tender_event(
                     connection,
-                    [
-                        _event(
-                            TENDER_TOPIC,
-                            tender_id,
-                            tender.district_code,
-                            ev.TenderEvaluated(
-                                tender_id=tender_id,
-                                district_code=tender.district_code,
-                                ranking=[r.credit_code for r in ranked],
-                                occur_time=timestamp(self.now()),
-                            ),
-                        )
-                    ],
+                    tender,
+                    ev.TenderEvaluated(
+                        tender_id=tender_id,
+                        district_code=tender.district_code,
+                        ranking=[r.credit_code for r in ranked],
+                        occur_time=timestamp(self.now()),
+                    ),
                 )
 
     def _rank(self, connection: Connection, tender: Tender, bids: list[Bid]):
@@ -671,24 +640,18 @@ class Tenders:
                 winner=top.credit_code,
                 **domain.award_dates(now, self._standstill_end(now), self.periods),
             )
-            add_events(
+            _add_tender_event(
                 connection,
-                [
-                    _event(
-                        TENDER_TOPIC,
-                        tender_id,
-                        tender.district_code,
-                        ev.TenderAwarded(
-                            tender_id=tender_id,
-                            district_code=tender.district_code,
-                            project_id=tender.project_id,
-                            credit_code=top.credit_code,
-                            price_fen=top.price_fen,
-                            standstill_end_time=timestamp(awarded.standstill_end),
-                            occur_time=timestamp(now),
-                        ),
-                    )
-                ],
+                tender,
+                ev.TenderAwarded(
+                    tender_id=tender_id,
+                    district_code=tender.district_code,
+                    project_id=tender.project_id,
+                    credit_code=top.credit_code,
+                    price_fen=top.price_fen,
+                    standstill_end_time=timestamp(awarded.standstill_end),
+                    occur_time=timestamp(now),
+                ),
             )
             return awarded
 
@@ -710,22 +673,16 @@ class Tenders:
             )
             store.insert_complaint(connection, complaint)
             store.save_tender(connection, replace(tender, suspended=True))
-            add_events(
+            _add_tender_event(
                 connection,
-                [
-                    _event(
-                        TENDER_TOPIC,
-                        tender_id,
-                        tender.district_code,
-                        ev.ComplaintFiled(
-                            tender_id=tender_id,
-                            district_code=tender.district_code,
-                            complaint_id=complaint.complaint_id,
-                            credit_code=credit_code,
-                            occur_time=timestamp(now),
-                        ),
-                    )
-                ],
+                tender,
+                ev.ComplaintFiled(
+                    tender_id=tender_id,
+                    district_code=tender.district_code,
+                    complaint_id=complaint.complaint_id,
+                    credit_code=credit_code,
+                    occur_time=timestamp(now),
+                ),
             )
         return complaint
 
@@ -779,7 +736,10 @@ class Tenders:
             store.save_tender(connection, resumed)
             add_events(
                 connection,
-                [_event(TENDER_TOPIC, tender_id, tender.district_code, m) for m in events],
+                [
+                    Event.of_aggregate(TENDER_TOPIC, tender_id, tender.district_code, m)
+                    for m in events
+                ],
             )
         return decided, resumed
 
@@ -797,7 +757,7 @@ class Tenders:
 
     @staticmethod
     def _completed(tender: Tender, now: dt.datetime) -> Event:
-        return _event(
+        return Event.of_aggregate(
             TENDER_TOPIC,
             tender.tender_id,
             tender.district_code,
@@ -821,25 +781,19 @@ class Tenders:
                     "CONTRACT_SIGNED", f"the contract of tender {tender_id} is signed"
                 )
             now = self.now()
-            add_events(
+            _add_tender_event(
                 connection,
-                [
-                    _event(
-                        TENDER_TOPIC,
-                        tender_id,
-                        tender.district_code,
-                        ev.ContractSigned(
-                            tender_id=tender_id,
-                            district_code=tender.district_code,
-                            project_id=tender.project_id,
-                            credit_code=tender.winner,
-                            contract_hash=contract_hash,
-                            contract_start=to_date(start),
-                            contract_end=to_date(end),
-                            occur_time=timestamp(now),
-                        ),
-                    )
-                ],
+                tender,
+                ev.ContractSigned(
+                    tender_id=tender_id,
+                    district_code=tender.district_code,
+                    project_id=tender.project_id,
+                    credit_code=tender.winner,
+                    contract_hash=contract_hash,
+                    contract_start=to_date(start),
+                    contract_end=to_date(end),
+                    occur_time=timestamp(now),
+                ),
             )
             return replace(
                 tender,
@@ -855,21 +809,15 @@ class Tenders:
         def act(connection: Connection, tender: Tender) -> Tender:
             self._require_buyer(tender)
             cancelled = domain.transition(tender, Step.CANCEL, reason=reason)
-            add_events(
+            _add_tender_event(
                 connection,
-                [
-                    _event(
-                        TENDER_TOPIC,
-                        tender_id,
-                        tender.district_code,
-                        ev.TenderCancelled(
-                            tender_id=tender_id,
-                            district_code=tender.district_code,
-                            reason=reason,
-                            occur_time=timestamp(self.now()),
-                        ),
-                    )
-                ],
+                tender,
+                ev.TenderCancelled(
+                    tender_id=tender_id,
+                    district_code=tender.district_code,
+                    reason=reason,
+                    occur_time=timestamp(self.now()),
+                ),
             )
             return cancelled
 
@@ -951,23 +899,17 @@ class Tenders:
                     f"{credit_code} is not a bidder of tender {tender_id}",
                     credit_code=credit_code,
                 )
-            add_events(
+            _add_tender_event(
                 connection,
-                [
-                    _event(
-                        TENDER_TOPIC,
-                        tender_id,
-                        tender.district_code,
-                        ev.MisconductFound(
-                            tender_id=tender_id,
-                            district_code=tender.district_code,
-                            credit_code=credit_code,
-                            kind=kind,
-                            reason=reason,
-                            occur_time=timestamp(self.now()),
-                        ),
-                    )
-                ],
+                tender,
+                ev.MisconductFound(
+                    tender_id=tender_id,
+                    district_code=tender.district_code,
+                    credit_code=credit_code,
+                    kind=kind,
+                    reason=reason,
+                    occur_time=timestamp(self.now()),
+                ),
             )
 
     # ------------------------------------------------------------ events of other services
@@ -1059,7 +1001,7 @@ class Tenders:
         add_events(
             connection,
             [
-                _event(
+                Event.of_aggregate(
                     TENDER_TOPIC,
                     tender.tender_id,
                     tender.district_code,
