@@ -20,6 +20,23 @@ def timestamp(moment: dt.datetime | None) -> Timestamp | None:
     return stamp
 
 
+def moment_of(
+    v: Violations, field: str, stamp: Timestamp, present: bool = True
+) -> dt.datetime | None:
+    """The time a request gives in `field` (`present`: whether the request set it), or None
+    with the problem added to `v`: missing, or beyond what a Timestamp may hold."""
+    if not present:
+        v.add(field, "is required")
+        return None
+    try:
+        if 0 <= stamp.nanos < 1_000_000_000:  # ToDatetime would carry other nanos over
+            return stamp.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        pass
+    v.add(field, "is not a valid time")
+    return None
+
+
 def to_date(day: dt.date) -> date_pb2.Date:
     return date_pb2.Date(year=day.year, month=day.month, day=day.day)
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from wuye.core.auth import AUTHORITIES, MAX_SUBJECT_LENGTH, Role, allow, public
 from wuye.core.context import current
 from wuye.core.errors import Violations
@@ -15,7 +13,15 @@ from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
 from wuye.core.text import text_problem
-from wuye.core.wire import check_request_id, check_text, date_of, enum_name, timestamp, to_date
+from wuye.core.wire import (
+    check_request_id,
+    check_text,
+    date_of,
+    enum_name,
+    moment_of,
+    timestamp,
+    to_date,
+)
 from wuye.meetings.commands import (
     DistrictReport,
     Meetings,
@@ -65,20 +71,7 @@ ROUTES: dict[str, Route] = {
 
 _ID = re.compile(r"\d{6}-[0-9A-Za-z_-]{1,64}", re.ASCII)
 _PHONE = re.compile(r"\+?[0-9][0-9 -]{5,18}[0-9]", re.ASCII)
-# What a google.protobuf.Timestamp may hold: 0001-01-01 to 9999-12-31.
-_TIMESTAMP_SECONDS = (-62135596800, 253402300799)
 MAX_NAME_LENGTH = 50
-
-
-def _moment(v: Violations, field: str, stamp: Timestamp, present: bool) -> dt.datetime | None:
-    if not present:
-        v.add(field, "is required")
-        return None
-    low, high = _TIMESTAMP_SECONDS
-    if not (low <= stamp.seconds <= high and 0 <= stamp.nanos < 1_000_000_000):
-        v.add(field, "is not a valid time")
-        return None
-    return stamp.ToDatetime(tzinfo=dt.UTC)
 
 
 def _enum(v: Violations, field: str, enum_type, prefix: str, number: int, required: bool) -> str:
@@ -269,7 +262,7 @@ class MeetingsApi(pb_grpc.MeetingsServiceServicer):
         m = request.meeting
         settings = self._settings
         check_request_id(v, request.request_id)
-        held_at = _moment(v, "meeting.hold_time", m.hold_time, m.HasField("hold_time"))
+        held_at = moment_of(v, "meeting.hold_time", m.hold_time, m.HasField("hold_time"))
         self._text(v, "meeting.place", m.place)
         if v.check(
             0 < len(m.case_ids) <= settings.max_cases_per_meeting,

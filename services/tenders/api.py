@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -13,7 +12,7 @@ from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.ids import credit_code_problem
 from wuye.core.paging import next_token, read_page
-from wuye.core.wire import check_request_id, check_text, date_of, enum_name, timestamp
+from wuye.core.wire import check_request_id, check_text, date_of, enum_name, moment_of, timestamp
 from wuye.tenders import domain
 from wuye.tenders.commands import Tenders
 from wuye.tenders.domain import Bid, Complaint, Expert, Question, State, Tender, Weights
@@ -231,9 +230,9 @@ class TendersApi(pb_grpc.TendersServiceServicer):
 
     def PublishTender(self, request: pb.PublishTenderRequest, context):
         v = Violations()
-        v.check(request.HasField("bid_deadline"), "bid_deadline", "is required")
-        v.raise_if_any()
-        deadline = _moment(v, "bid_deadline", request.bid_deadline)
+        deadline = moment_of(
+            v, "bid_deadline", request.bid_deadline, request.HasField("bid_deadline")
+        )
         v.raise_if_any()
         self._tenders.publish(request.tender_id, deadline)
         return pb.PublishTenderResponse(tender=self._public(request.tender_id))
@@ -459,14 +458,6 @@ class TendersApi(pb_grpc.TendersServiceServicer):
 
 def context_subject() -> str:
     return current().principal.subject
-
-
-def _moment(v: Violations, field: str, stamp) -> dt.datetime:
-    try:
-        return stamp.ToDatetime(tzinfo=dt.UTC)
-    except (ValueError, OverflowError):
-        v.add(field, "is not a valid time")
-        return dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def _score(v: Violations, field: str, text: str) -> Decimal:

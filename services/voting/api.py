@@ -3,17 +3,14 @@ times, pages, the log's parts) live here; the rules live in domain.py."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from wuye.core.auth import AUTHORITIES, Role, allow, public
 from wuye.core.errors import Violations
 from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.paging import next_token, read_page
-from wuye.core.wire import check_request_id, check_text, enum_name, timestamp
+from wuye.core.wire import check_request_id, check_text, enum_name, moment_of, timestamp
 from wuye.voting.commands import (
     Accepted,
     VoteDraft,
@@ -54,17 +51,6 @@ ROUTES: dict[str, Route] = {
 }
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
-
-
-def _moment(v: Violations, field: str, stamp: Timestamp, present: bool) -> dt.datetime | None:
-    if not present:
-        v.add(field, "is required")
-        return None
-    try:
-        return stamp.ToDatetime(dt.UTC)
-    except (ValueError, OverflowError):
-        v.add(field, "is not a valid time")
-        return None
 
 
 def _vote(vote: StoredVote) -> pb.Vote:
@@ -208,11 +194,11 @@ class VotingApi(pb_grpc.VotingServiceServicer):
                 )
             )
         open_time = (
-            _moment(v, "vote.open_time", given.open_time, True)
+            moment_of(v, "vote.open_time", given.open_time, True)
             if given.HasField("open_time")
             else None
         )
-        close_time = _moment(v, "vote.close_time", given.close_time, given.HasField("close_time"))
+        close_time = moment_of(v, "vote.close_time", given.close_time, given.HasField("close_time"))
         v.raise_if_any()
         draft = VoteDraft(given.project_id, given.title, tuple(drafts), open_time, close_time)
 
