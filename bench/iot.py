@@ -4,13 +4,15 @@ this machine in the same run, alarm latency at half that load, and the intake's 
 (a) `python -m wuye.iot serve` (and its relay, for alarm events) on a fresh PostgreSQL schema
     and a Tansu broker, fed by load-generator processes: batches of 100 readings over
     StreamReadings, each gateway keeping a window of unacknowledged batches. Acknowledged
-    readings/s over a steady window, and the server's CPU per reading.
+    readings/s over a steady window, the server's CPU per reading, and each batch's
+    acknowledgement latency (written by the gateway → its result read).
 (b) The bare pipeline: a process that only parses the same batches (ReadingBatch.FromString)
     and produces one record per batch, keyed by gateway, to the same broker; with kafka-python
     (with crc32c), which the goal is set against, and with confluent-kafka (librdkafka, the
     intake's client). The median of a few passes.
 (c) Alarm latency at half the measured rate: some readings switch a fire facility off and on;
-    from the off reading's observe time to its AlarmRaised being readable on wuye.iot.alarm.v1.
+    from the off reading's observe time to its AlarmRaised being readable on wuye.iot.alarm.v1;
+    and the acknowledgement latency at that load.
 (d) The intake's RSS at the start and the end of the full-load run (memory must stay flat).
 
 Load generators and the bare pipeline are this module run as a child: `python -m bench.iot`,
@@ -28,6 +30,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,14 +112,28 @@ def _load(config: dict[str, Any]) -> dict[str, Any]:
     since, until = config["measure_from"], config["measure_until"]
     rate_each = config["rate"] / len(config["gateways"]) if config["rate"] else 0.0
     counted = {"readings": 0, "accepted": 0, "rejected": 0, "batches": 0}
-    counted |= {"sent_batches": 0, "unacked_at_end": 0}
+    counted |= {"sent_batches": 0, "unacked_at_end": 0, "ack_untimed": 0}
     errors: list[str] = []
+    # When each batch, (gateway, sequence), was written; and the results that came before
+    # their batch's send returned (not timed, counted).
+    written: dict[tuple[str, int], float] = {}
+    answered_first: set[tuple[str, int]] = set()
+    ack_latencies: list[float] = []
 
-    def on_result(result: Any) -> None:
-        if since <= time.time() < until:
-            counted["batches"] += 1
-            counted["accepted"] += result.accepted
-            counted["rejected"] += len(result.rejected)
+    def on_result_of(gateway_id: str) -> Callable[[Any], None]:
+        def on_result(result: Any) -> None:
+            now = time.time()
+            sent = written.pop((gateway_id, result.sequence), None)
+            if sent is None:
+                answered_first.add((gateway_id, result.sequence))
+            if since <= now < until:
+                counted["batches"] += 1
+                counted["accepted"] += result.accepted
+                counted["rejected"] += len(result.rejected)
+                if sent is not None:
+                    ack_latencies.append(now - sent)
+
+        return on_result
 
     async def feed(channel: Any, gateway: dict[str, Any]) -> None:
         seconds = int(stop_at - start_at) + 2
@@ -128,7 +145,7 @@ def _load(config: dict[str, Any]) -> dict[str, Any]:
             gateway["id"],
             bytes.fromhex(gateway["secret"]),
             window=config["window"],
-            on_result=on_result,
+            on_result=on_result_of(gateway["id"]),
         )
         await asyncio.sleep(max(0.0, start_at - time.time()))
         await stream.connect()
@@ -145,7 +162,12 @@ def _load(config: dict[str, Any]) -> dict[str, Any]:
                     off = int((now - start_at) / TOGGLE_SECONDS) % 2 == 1
                     body += encode_readings([(toggled, 0.0 if off else 1.0, time.time_ns())])
                 try:
-                    await stream.send(body, timeout=30)
+                    sequence = await stream.send(body, timeout=30)
+                    if (gateway["id"], sequence) in answered_first:
+                        answered_first.discard((gateway["id"], sequence))
+                        counted["ack_untimed"] += 1
+                    else:
+                        written[(gateway["id"], sequence)] = time.time()
                 except TimeoutError as e:
                     errors.append(f"{gateway['id']}: {e}")
                     continue
@@ -175,6 +197,7 @@ def _load(config: dict[str, Any]) -> dict[str, Any]:
         "cpu_seconds": round(process_cpu_seconds(os.getpid()) - cpu_before, 2),
         "errors": errors[:10],
         "error_count": len(errors),
+        "ack_latencies": ack_latencies,
     }
 
 
@@ -430,13 +453,11 @@ def _drive(
         thread.join()
     if failures:
         raise failures[0]
-    total: dict[str, Any] = {"errors": []}
+    total: dict[str, Any] = {}
     for result in results:
         for key, value in result.items():
-            if key == "errors":
-                total["errors"] += value
-            elif key != "seconds":
-                total[key] = total.get(key, 0) + value
+            if key != "seconds":  # counts add up, lists join
+                total[key] = total.get(key, type(value)()) + value
     total["seconds"] = results[0]["seconds"]
     return total
 
@@ -504,6 +525,8 @@ def _full_load(
         "stream_errors": load["error_count"],
         "errors": load["errors"][:5],
         "unacked_at_end": load.get("unacked_at_end", 0),
+        "ack_latency_ms": latency_summary_ms(load["ack_latencies"]),
+        "ack_untimed": load["ack_untimed"],
         "rss_mb": {
             "start": mb(samples[0][1]) if samples else 0.0,
             "end": mb(samples[-1][1]) if samples else 0.0,
@@ -547,6 +570,7 @@ def _alarm_latency(
         "expected_alarms": expected,
         "other_alarms": watch.other_kinds,
         "latency_ms": latency_summary_ms(seen),
+        "ack_latency_ms": latency_summary_ms(load["ack_latencies"]),
         "stream_errors": load["error_count"],
     }
 
@@ -709,6 +733,16 @@ def section(figures: dict[str, Any]) -> str:
                 else "",
             ],
         ]
+    rows.append(
+        [
+            "acknowledgement latency, batch written → result read, full load / half load: "
+            "p50 / p99",
+            f"{intake['ack_latency_ms']['p50']:,.1f} / {intake['ack_latency_ms']['p99']:,.1f}; "
+            f"{latency['ack_latency_ms']['p50']:,.1f} / {latency['ack_latency_ms']['p99']:,.1f} "
+            "ms",
+            "",
+        ]
+    )
     flat = rss["end"] <= rss["start"] * RSS_GROWTH_LIMIT
     alarm_p99 = latency["latency_ms"]["p99"]
     rows += [
