@@ -7,9 +7,11 @@ A batch's path:
    to the devices' state (domain.take_readings), hand the record to the readings producer
    (librdkafka) and the conditions to the writer.
 2. The producer's delivery report marks the batch durable on Kafka.
-3. The writer thread, every few milliseconds, commits in one transaction the alarms raised or
-   cleared since its last round (rows and outbox events) and the replay windows of the batches
-   now on Kafka; then it acknowledges those batches and tells alarm watchers.
+3. The writer thread, every few milliseconds while batches are on their way, commits in one
+   transaction the alarms raised or cleared since its last round (rows and outbox events) and
+   the replay windows of the batches now on Kafka; then it acknowledges those batches and
+   tells alarm watchers. With nothing on its way it sleeps until work is given or a timer is
+   due.
 
 So an acknowledged batch is on Kafka, its alarms are committed and its sequence is remembered;
 a batch resent after a lost acknowledgement is acknowledged again without being processed twice.
@@ -159,6 +161,8 @@ class Intake:
         # Gateways whose replay window was reset, to be written down in the next round.
         self._reset: list[GatewayState] = []
         self._stop = threading.Event()
+        # Set by whatever gives the writer work, after queuing it: wakes an idle writer.
+        self._work = threading.Event()
         self._threads: list[threading.Thread] = []
         self._producer: Producer | None = None
         self._max_future_ns = int(settings.iot_max_future_seconds * 1e9)
@@ -246,6 +250,7 @@ class Intake:
         if self._producer is not None:
             self._producer.flush(timeout)
         self._stop.set()
+        self._work.set()
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
@@ -280,6 +285,7 @@ class Intake:
             kept = gateway.window.epoch if epoch is None else epoch
             gateway.window = ReplayWindow(self.settings.iot_replay_window, kept)
             self._reset.append(gateway)
+        self._work.set()
 
     def window_of(self, gateway_id: str) -> tuple[int, int]:
         """(epoch, highest sequence) of the gateway's replay window in memory."""
@@ -376,6 +382,7 @@ class Intake:
             self._produce(gateway, pending, value, received)
         else:
             self._durable_now(pending)
+        self._work.set()
 
     def _parse(self, raw: bytes, signature: bytes | None):
         """(batch, the bytes signed, signature, the batch's protobuf bytes if it came so)."""
@@ -532,18 +539,21 @@ class Intake:
     # -- the writer
 
     def _write_loop(self) -> None:
-        """Rounds of at most every `iot_flush_seconds`: take Kafka's delivery reports, commit,
-        acknowledge; and the timers' work when it is due."""
+        """Rounds of at most every `iot_flush_seconds` while there is work: take Kafka's
+        delivery reports, commit, acknowledge; and the timers' work when it is due. Without
+        work, a round waits for some or for the next timer."""
         assert self._producer is not None
         flush = self.settings.iot_flush_seconds
         due = {"silence": 0.0, "escalation": 0.0}
         while True:
+            busy = self._stop.is_set() or self._wait_for_work(min(due.values()))
             stopping = self._stop.is_set()
-            began = time.monotonic()
-            self._producer.poll(flush)  # wakes at the first report, or after `flush`
-            rest = flush - (time.monotonic() - began)
-            if rest > 0 and not stopping:
-                time.sleep(rest)  # let the round's work gather
+            if busy:
+                began = time.monotonic()
+                self._producer.poll(flush)  # wakes at the first report, or after `flush`
+                rest = flush - (time.monotonic() - began)
+                if rest > 0 and not stopping:
+                    time.sleep(rest)  # let the round's work gather
             self._producer.poll(0)
             if self._producer_failed and not stopping:
                 self._renew_producer()
@@ -569,6 +579,34 @@ class Intake:
                 if self._connection is not None:
                     self._connection.close()
                 return
+
+    def _wait_for_work(self, due: float) -> bool:
+        """Waits until the writer has work or is stopped (True), or until `due` on the
+        monotonic clock (False). The event is cleared before looking: work given after the look
+        sets it again, so none is slept through."""
+        while True:
+            self._work.clear()
+            if self._stop.is_set() or self._has_work():
+                return True
+            rest = due - time.monotonic()
+            if rest <= 0:
+                return False
+            self._work.wait(rest)
+
+    def _has_work(self) -> bool:
+        """Whether a round has something to do: batches or events of the producers to take
+        (len counts records on their way, reports and log lines not yet served), a renewal,
+        or changes, acknowledgements or windows to write."""
+        assert self._producer is not None
+        return bool(
+            len(self._producer)
+            or self._producer_failed
+            or self._retired
+            or self._delivered
+            or self._changes
+            or self._durable
+            or self._reset
+        )
 
     def _write_round(self) -> None:
         delivered, self._delivered = self._delivered, []

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import sys
 import threading
 import time
 
@@ -276,6 +277,45 @@ def test_a_stream_acknowledges_every_batch(iot, read_topic):
         ce_id(gateway, n) for n in range(1, 201)
     ]
     assert iot.replay_highest(gateway.id) == 200
+
+
+def writer_asleep() -> bool:
+    """Whether the intake's writer is waiting for work (in its event's wait)."""
+    [writer] = [t for t in threading.enumerate() if t.name == "iot-writer"]
+    frame = sys._current_frames().get(writer.ident)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names[:1] == ["wait"] and "_wait_for_work" in names
+
+
+def test_a_batch_sent_while_the_writer_sleeps_wakes_it_and_is_acknowledged(
+    start_iot, read_topic, wait_until
+):
+    """With its timers an hour away, nothing but the batch itself can wake the writer: a
+    batch it slept through would not be acknowledged within the call's deadline."""
+    iot = start_iot(iot_silence_check_seconds=3600, iot_escalation_check_seconds=3600)
+    gateway = iot.gateway()
+    device = iot.device(gateway, FACILITY).id
+
+    first = iot.post(gateway.signed([(device, 1.0)]))
+    wait_until(writer_asleep, what="the writer waiting for work")
+    switched_off = iot.post(gateway.signed([(device, 0.0)]))
+    wait_until(writer_asleep, what="the writer waiting again")
+    switched_on = iot.post(gateway.signed([(device, 1.0)]))
+
+    assert [(r.sequence, r.accepted) for r in (first, switched_off, switched_on)] == [
+        (1, 1),
+        (2, 1),
+        (3, 1),
+    ]
+    records = read_topic(READING_TOPIC, 3, key=gateway.id.encode())
+    assert ce_ids(records) == [ce_id(gateway, n) for n in (1, 2, 3)]
+    assert iot.replay_highest(gateway.id) == 3
+    # The alarm the off reading raised, committed by the round the batch woke, then resolved.
+    [alarm] = iot.alarms()
+    assert (alarm.device_id, alarm.state) == (device, pb.ALARM_STATE_RESOLVED)
 
 
 def test_batches_resent_on_a_stream_are_duplicates(iot):
