@@ -13,6 +13,7 @@ import datetime as dt
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from sqlalchemy import Connection, Engine
 from wuye.core.auth import Role
 from wuye.core.consumer import EventMeta, Handler
 from wuye.core.context import current
-from wuye.core.db import KeyLookup, reader
+from wuye.core.db import reader
 from wuye.core.errors import (
     AlreadyExists,
     DomainError,
@@ -144,7 +145,7 @@ class BallotAppender:
     def __init__(
         self, engine: Engine, clock: Callable[[], dt.datetime], batch: int, specs: SpecCache
     ) -> None:
-        self._engine = engine
+        self._log = store.LogWriter(engine)
         self._clock = clock
         self._batch = batch
         self._specs = specs
@@ -181,6 +182,7 @@ class BallotAppender:
         while True:
             first = self._queue.get()
             if first is None:
+                self._log.close()
                 return
             taken = [first]
             while len(taken) < self._batch:
@@ -200,8 +202,8 @@ class BallotAppender:
                     self._append(vote_id, batch)
                 except Exception as e:  # the transaction failed: every ballot of it did
                     for waiting in batch:
-                        if waiting.accepted is None and waiting.error is None:
-                            waiting.error = e
+                        if waiting.error is None:
+                            waiting.accepted, waiting.error = None, e
                 for waiting in batch:
                     outcome = "accepted" if waiting.error is None else "refused"
                     metrics.BALLOTS.labels(waiting.ballot.channel.value.lower(), outcome).inc()
@@ -209,22 +211,25 @@ class BallotAppender:
 
     def _append(self, vote_id: str, batch: list[_Waiting]) -> None:
         spec = self._specs.get(vote_id)
-        with self._engine.begin() as connection:
-            vote = store.get_vote(connection, vote_id, lock=True)
+
+        def extend(
+            vote: store.Head,
+            earlier: dict[str, list[store.Earlier]],
+            entry_at: Callable[[int], LogEntry],
+        ) -> list[tuple[LogEntry, str]]:
             now = self._clock()
             try:
                 domain.check_open(spec, vote.state, now)
             except DomainError as e:
                 for waiting in batch:
                     waiting.error = e
-                return
-            earlier = store.ballots_of(
-                connection, vote_id, (w.ballot.member.pseudonym for w in batch)
-            )
+                return []
             head, sequence = vote.head, vote.sequence
             # A log's times never go back, whatever the clocks of the servers did.
             cast_time = max(now, domain.EPOCH + dt.timedelta(microseconds=vote.last_cast_micros))
             new: list[tuple[LogEntry, str]] = []
+            # This batch's entries by sequence: a retry may name one of them.
+            appended: dict[int, LogEntry] = {}
             for waiting in batch:
                 ballot = waiting.ballot
                 own = earlier.setdefault(ballot.member.pseudonym, [])
@@ -233,7 +238,8 @@ class BallotAppender:
                     None,
                 )
                 if retried is not None:
-                    self._answer_retry(waiting, own, retried)
+                    first = appended.get(retried.sequence) or entry_at(retried.sequence)
+                    self._answer_retry(waiting, own, retried, first)
                     continue
                 entry = domain.append_ballot(
                     spec,
@@ -246,20 +252,23 @@ class BallotAppender:
                     ballot.paper_reference,
                 )
                 waiting.accepted = Accepted(entry, own[-1].entry_hash if own else "")
-                own.append(
-                    store.Earlier(entry.sequence, entry.entry_hash, ballot.request_id, entry)
-                )
+                own.append(store.Earlier(entry.sequence, entry.entry_hash, ballot.request_id))
                 new.append((entry, ballot.request_id))
+                appended[entry.sequence] = entry
                 head, sequence = entry.entry_hash, entry.sequence
-            if new:
-                store.insert_entries(connection, vote_id, new)
+            return new
+
+        new = self._log.append(vote_id, (w.ballot.member.pseudonym for w in batch), extend)
         metrics.APPEND_BATCH.observe(len(new))
 
     @staticmethod
-    def _answer_retry(waiting: _Waiting, own: list[store.Earlier], retried: store.Earlier) -> None:
-        """A retried request gets its first answer; the same id with other choices is refused."""
+    def _answer_retry(
+        waiting: _Waiting, own: list[store.Earlier], retried: store.Earlier, first: LogEntry
+    ) -> None:
+        """A retried request gets its first answer (`first`, the entry of `retried`); the same
+        id with other choices is refused."""
         ballot = waiting.ballot
-        if (retried.entry.choices, retried.entry.channel, retried.entry.paper_reference) != (
+        if (first.choices, first.channel, first.paper_reference) != (
             ballot.choices,
             ballot.channel,
             ballot.paper_reference,
@@ -272,7 +281,50 @@ class BallotAppender:
             )
             return
         position = own.index(retried)
-        waiting.accepted = Accepted(retried.entry, own[position - 1].entry_hash if position else "")
+        waiting.accepted = Accepted(first, own[position - 1].entry_hash if position else "")
+
+
+class Rolls:
+    """Votes' frozen rolls in memory, by owner key: a roll is fixed when its vote opens (a later
+    transfer changes the next vote's roll), so a server reads each once instead of once a
+    ballot. At most `capacity` owner keys are kept, the rolls used least recently giving way."""
+
+    def __init__(self, engine: Engine, capacity: int) -> None:
+        self._reader = reader(engine)
+        self._capacity = capacity
+        self._rolls: OrderedDict[str, dict[str, RollMember]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        # One roll read at a time: the first ballots of a vote arrive together.
+        self._loading = threading.Lock()
+
+    def get(self, vote_id: str) -> dict[str, RollMember] | None:
+        """The vote's roll, or None while it has none (before it opens)."""
+        members = self._cached(vote_id)
+        if members is not None:
+            return members
+        with self._loading:
+            members = self._cached(vote_id)
+            if members is not None:
+                return members
+            with self._reader.connect() as connection:
+                members = store.frozen_roll(connection, vote_id)
+            if members is None:
+                return None
+            with self._lock:
+                self._rolls[vote_id] = members
+                self._size += len(members)
+                while self._size > self._capacity and len(self._rolls) > 1:
+                    _, dropped = self._rolls.popitem(last=False)
+                    self._size -= len(dropped)
+        return members
+
+    def _cached(self, vote_id: str) -> dict[str, RollMember] | None:
+        with self._lock:
+            members = self._rolls.get(vote_id)
+            if members is not None:
+                self._rolls.move_to_end(vote_id)
+            return members
 
 
 class SpecCache:
@@ -332,7 +384,7 @@ class Voting:
         self._clock = clock
         self._key = settings.pseudonym_key()
         self.specs = SpecCache(engine)
-        self._member_by_key = KeyLookup(engine, store.MEMBER_BY_OWNER_KEY)
+        self.rolls = Rolls(engine, settings.vote_roll_cache_owners)
         self.appender = BallotAppender(engine, clock, settings.vote_append_batch, self.specs)
 
     def now(self) -> dt.datetime:
@@ -528,14 +580,11 @@ class Voting:
 
     # ------------------------------------------------------------ ballots
 
-    def _member_of(self, vote_id: str, find) -> RollMember | None:
-        with self.reader.connect() as connection:
-            member = find(connection)
-            if member is None:
-                state = self._vote(connection, vote_id).state
-                if state is not VoteState.OPEN:
-                    domain.check_open(self.specs.get(vote_id), state, self.now())
-        return member
+    def _refuse_if_not_open(self, connection: Connection, vote_id: str) -> None:
+        """A caller missing from a roll hears first that the vote is not open, where it is not."""
+        state = self._vote(connection, vote_id).state
+        if state is not VoteState.OPEN:
+            domain.check_open(self.specs.get(vote_id), state, self.now())
 
     def _choices(
         self, spec: VoteSpec, choices: Sequence[tuple[str, Choice | None]]
@@ -550,10 +599,11 @@ class Voting:
     ) -> Accepted:
         spec = self.specs.get(vote_id)
         checked = self._choices(spec, choices)
-        owner_key = current().principal.subject
-        found = self._member_by_key.first(vote_id=vote_id, owner_key=owner_key)
-        member = self._member_of(vote_id, lambda _: RollMember(*found) if found else None)
+        members = self.rolls.get(vote_id)
+        member = members.get(current().principal.subject) if members is not None else None
         if member is None:
+            with self.reader.connect() as connection:
+                self._refuse_if_not_open(connection, vote_id)
             raise PermissionDenied(
                 "NOT_ON_ROLL",
                 f"the caller owns no unit on the roll of vote {vote_id} (frozen when it opened)",
@@ -573,7 +623,10 @@ class Voting:
         with self.reader.connect() as connection:
             self._require_organiser(connection, spec.project_id)
         checked = self._choices(spec, choices)
-        member = self._member_of(vote_id, lambda c: store.voter_by_unit(c, vote_id, unit_id))
+        with self.reader.connect() as connection:
+            member = store.voter_by_unit(connection, vote_id, unit_id)
+            if member is None:
+                self._refuse_if_not_open(connection, vote_id)
         if member is None:
             raise NotFound(
                 "UNIT_NOT_ON_ROLL",
@@ -606,8 +659,8 @@ class Voting:
                     + (" (it is not open yet)" if vote.state is VoteState.SCHEDULED else ""),
                     vote_id=vote_id,
                 )
-            earlier = store.ballots_of(connection, vote_id, [member.pseudonym])
-        return Participation(member, tuple(e.entry for e in earlier.get(member.pseudonym, [])))
+            entries = store.entries_of(connection, vote_id, member.pseudonym)
+        return Participation(member, tuple(entries))
 
     # ------------------------------------------------------------ the close and the count
 

@@ -52,6 +52,9 @@ class VotingSettings(Settings):
     vote_max_units_per_matter: int = Field(default=5_000, ge=1)
     # Ballots a GetBallotLog part carries; 60,000 ballots are many parts of one message each.
     vote_log_part_entries: int = Field(default=2_000, ge=1)
+    # Owner keys of open votes' frozen rolls a server keeps in memory (about 200 bytes each),
+    # so that a ballot finds its caller on the roll without a query.
+    vote_roll_cache_owners: int = Field(default=500_000, ge=1)
     # CastBallot appends ballots in batches: at most this many per transaction.
     vote_append_batch: int = Field(default=256, ge=1)
     # A casting call waits (outside the GIL) while its batch commits; the batch can only hold

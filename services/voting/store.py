@@ -7,11 +7,14 @@ so that what the database returns is exactly what was hashed on every engine."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy import Connection
+from psycopg.rows import namedtuple_row
+from sqlalchemy import Connection, Engine
 
 from wuye.core.db import service_metadata
 from wuye.voting import domain
@@ -498,19 +501,32 @@ def voter_by_owner_key(connection: Connection, vote_id: str, owner_key: str) -> 
     return _member(connection, vote_id, roll_units.c.owner_key == owner_key)
 
 
-# The caller's place on a roll, read once per ballot (wuye.core.db.KeyLookup): a row per unit
-# of the owner's, each the same.
-MEMBER_BY_OWNER_KEY = (
-    sa.select(roll.c.pseudonym, roll.c.area_cm2, roll.c.unit_count)
-    .join(
-        roll_units,
-        (roll_units.c.vote_id == roll.c.vote_id) & (roll_units.c.pseudonym == roll.c.pseudonym),
+def frozen_roll(connection: Connection, vote_id: str) -> dict[str, RollMember] | None:
+    """The roll frozen when the vote opened, by the owner key of each of its units (a unit of the
+    developer's unsold ones votes as their one owner); None while the vote has no roll."""
+    state = connection.execute(
+        sa.select(votes.c.state).where(votes.c.vote_id == vote_id)
+    ).scalar_one_or_none()
+    # The roll is written with the state OPEN in one transaction: read after it, it is whole.
+    if state not in (VoteState.OPEN.value, VoteState.CLOSED.value):
+        return None
+    rows = connection.execute(
+        sa.select(roll_units.c.owner_key, roll.c.pseudonym, roll.c.area_cm2, roll.c.unit_count)
+        .join(
+            roll_units,
+            (roll_units.c.vote_id == roll.c.vote_id) & (roll_units.c.pseudonym == roll.c.pseudonym),
+        )
+        .where(roll.c.vote_id == vote_id)
+        .order_by(roll_units.c.unit_id)
     )
-    .where(
-        (roll.c.vote_id == sa.bindparam("vote_id"))
-        & (roll_units.c.owner_key == sa.bindparam("owner_key"))
-    )
-)
+    owners: dict[str, RollMember] = {}
+    members: dict[str, RollMember] = {}
+    for owner_key, pseudonym, area_cm2, unit_count in rows:
+        owner = owners.get(pseudonym)
+        if owner is None:
+            owner = owners[pseudonym] = RollMember(pseudonym, area_cm2, unit_count)
+        members.setdefault(owner_key, owner)
+    return members
 
 
 def voter_by_unit(connection: Connection, vote_id: str, unit_id: str) -> RollMember | None:
@@ -557,39 +573,17 @@ def _entry(row) -> LogEntry:
     )
 
 
-def insert_entries(
-    connection: Connection, vote_id: str, entries: Sequence[tuple[LogEntry, str]]
-) -> None:
-    """Appends entries (each with its request id) and moves the vote's head to the last."""
-    connection.execute(
-        ballots.insert(),
-        [
-            {
-                "vote_id": vote_id,
-                "sequence": e.sequence,
-                "pseudonym": e.pseudonym,
-                "area_cm2": e.area_cm2,
-                "choices": [[m, c.value] for m, c in e.choices],
-                "cast_micros": domain.micros(e.cast_time),
-                "channel": e.channel.value,
-                "paper_reference": e.paper_reference,
-                "previous_hash": e.previous_hash,
-                "entry_hash": e.entry_hash,
-                "request_id": request_id,
-            }
-            for e, request_id in entries
-        ],
-    )
-    last = entries[-1][0]
-    connection.execute(
-        votes.update()
-        .where(votes.c.vote_id == vote_id)
-        .values(
-            sequence=last.sequence,
-            head=last.entry_hash,
-            last_cast_micros=domain.micros(last.cast_time),
-        )
-    )
+# ---------------------------------------------------------------- appending to a log
+
+
+@dataclass(frozen=True)
+class Head:
+    """What an append needs of its vote: whether it takes ballots, and the log's last entry."""
+
+    state: VoteState
+    sequence: int
+    head: str
+    last_cast_micros: int
 
 
 @dataclass(frozen=True)
@@ -599,27 +593,201 @@ class Earlier:
     sequence: int
     entry_hash: str
     request_id: str
-    entry: LogEntry
 
 
-def ballots_of(
-    connection: Connection, vote_id: str, pseudonyms: Iterable[str]
-) -> dict[str, list[Earlier]]:
-    """The owners' ballots in the log, oldest first."""
-    wanted = sorted(set(pseudonyms))
+# What an append makes of its batch: from the head, the batch's owners' ballots already in the
+# log (oldest first) and a reader of one entry by sequence, the entries to add, each with its
+# request id.
+Extend = Callable[
+    [Head, dict[str, list[Earlier]], Callable[[int], LogEntry]], list[tuple[LogEntry, str]]
+]
+
+# An entry as a row, the columns in this order (after vote_id).
+_ENTRY_COLUMNS = (
+    ("sequence", "bigint"),
+    ("pseudonym", "text"),
+    ("area_cm2", "bigint"),
+    ("choices", "json"),
+    ("cast_micros", "bigint"),
+    ("channel", "text"),
+    ("paper_reference", "text"),
+    ("previous_hash", "text"),
+    ("entry_hash", "text"),
+    ("request_id", "text"),
+)
+_CHOICES = 3
+_NAMES = ", ".join(name for name, _ in _ENTRY_COLUMNS)
+
+# PostgreSQL: the lock and the reads in one round trip, the writes and the commit in another.
+_LOCK_HEAD_SQL = (
+    "SELECT state, sequence, head, last_cast_micros FROM votes WHERE vote_id = %(vote_id)s"
+    " FOR UPDATE"
+)
+_EARLIER_SQL = (
+    "SELECT pseudonym, sequence, entry_hash, request_id FROM ballots"
+    " WHERE vote_id = %(vote_id)s AND pseudonym = ANY(%(pseudonyms)s::text[]) ORDER BY sequence"
+)
+_ENTRY_SQL = "SELECT * FROM ballots WHERE vote_id = %(vote_id)s AND sequence = %(sequence)s"
+# The entries as arrays, a column each: one statement whatever their number; the head moves
+# in the same statement.
+_APPEND_SQL = (
+    f"WITH appended AS (INSERT INTO ballots (vote_id, {_NAMES}) SELECT %(vote_id)s, {_NAMES}"
+    f" FROM unnest({', '.join(f'%(new_{name})s::{kind}[]' for name, kind in _ENTRY_COLUMNS)})"
+    f" AS e({_NAMES}))"
+    " UPDATE votes SET sequence = %(sequence)s, head = %(head)s,"
+    " last_cast_micros = %(last_cast_micros)s WHERE vote_id = %(vote_id)s"
+)
+
+
+def _entry_row(entry: LogEntry, request_id: str) -> tuple:
+    return (
+        entry.sequence,
+        entry.pseudonym,
+        entry.area_cm2,
+        [[m, c.value] for m, c in entry.choices],
+        domain.micros(entry.cast_time),
+        entry.channel.value,
+        entry.paper_reference,
+        entry.previous_hash,
+        entry.entry_hash,
+        request_id,
+    )
+
+
+def _earlier(rows: Iterable[tuple[str, int, str, str]]) -> dict[str, list[Earlier]]:
     found: dict[str, list[Earlier]] = {}
-    if not wanted:
-        return found
+    for pseudonym, sequence, entry_hash, request_id in rows:
+        found.setdefault(pseudonym, []).append(Earlier(sequence, entry_hash, request_id))
+    return found
+
+
+class LogWriter:
+    """Appends batches of entries to votes' logs, a transaction a batch under the vote's row
+    lock (the chain stays single whatever the number of servers). For one thread, the
+    appender's: on PostgreSQL it keeps a connection of its own and talks to the database twice
+    a batch, since every wait for the database is a wait for the GIL on its return; elsewhere
+    it goes through SQLAlchemy."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._connection: psycopg.Connection | None = None
+
+    def append(
+        self, vote_id: str, pseudonyms: Iterable[str], extend: Extend
+    ) -> list[tuple[LogEntry, str]]:
+        """Entries `extend` makes of the vote's head and its owners' earlier ballots, appended
+        (none if it makes none, or raises)."""
+        owners = sorted(set(pseudonyms))
+        if self._postgres:
+            return self._append_postgres(vote_id, owners, extend)
+        with self._engine.begin() as connection:
+            row = connection.execute(
+                sa.select(votes.c.state, votes.c.sequence, votes.c.head, votes.c.last_cast_micros)
+                .where(votes.c.vote_id == vote_id)
+                .with_for_update()
+            ).one()
+            earlier = _earlier(
+                connection.execute(
+                    sa.select(
+                        ballots.c.pseudonym,
+                        ballots.c.sequence,
+                        ballots.c.entry_hash,
+                        ballots.c.request_id,
+                    )
+                    .where((ballots.c.vote_id == vote_id) & ballots.c.pseudonym.in_(owners))
+                    .order_by(ballots.c.sequence)
+                )
+            )
+            new = extend(
+                Head(VoteState(row.state), row.sequence, row.head, row.last_cast_micros),
+                earlier,
+                lambda sequence: log_entries(connection, vote_id, sequence - 1, 1)[0],
+            )
+            if new:
+                names = [name for name, _ in _ENTRY_COLUMNS]
+                connection.execute(
+                    ballots.insert(),
+                    [
+                        {"vote_id": vote_id, **dict(zip(names, _entry_row(*n), strict=True))}
+                        for n in new
+                    ],
+                )
+                connection.execute(
+                    votes.update().where(votes.c.vote_id == vote_id).values(**_head_of(new))
+                )
+        return new
+
+    def _append_postgres(
+        self, vote_id: str, owners: list[str], extend: Extend
+    ) -> list[tuple[LogEntry, str]]:
+        connection = self._connection
+        if connection is None:
+            pooled = self._engine.raw_connection()
+            pooled.detach()  # the appender's own, for as long as it lives
+            connection = self._connection = pooled.dbapi_connection
+        try:
+            with connection.pipeline() as pipeline:
+                locked = connection.execute(_LOCK_HEAD_SQL, {"vote_id": vote_id}, prepare=True)
+                found = connection.execute(
+                    _EARLIER_SQL, {"vote_id": vote_id, "pseudonyms": owners}, prepare=True
+                )
+                pipeline.sync()
+                state, sequence, head, last_cast_micros = locked.fetchone()
+                new = extend(
+                    Head(VoteState(state), sequence, head, last_cast_micros),
+                    _earlier(found.fetchall()),
+                    lambda at: self._entry(connection, vote_id, at),
+                )
+                if new:
+                    columns = [list(c) for c in zip(*(_entry_row(*n) for n in new), strict=True)]
+                    columns[_CHOICES] = [json.dumps(c) for c in columns[_CHOICES]]
+                    params = {
+                        f"new_{name}": column
+                        for (name, _), column in zip(_ENTRY_COLUMNS, columns, strict=True)
+                    }
+                    connection.execute(
+                        _APPEND_SQL, {"vote_id": vote_id, **params, **_head_of(new)}, prepare=True
+                    )
+                    connection.commit()
+                else:
+                    connection.rollback()
+        except Exception:
+            # Whatever failed, the transaction did: the next batch starts on a new connection.
+            self._connection = None
+            connection.close()
+            raise
+        return new
+
+    @staticmethod
+    def _entry(connection: psycopg.Connection, vote_id: str, sequence: int) -> LogEntry:
+        cursor = connection.cursor(row_factory=namedtuple_row)
+        cursor.execute(_ENTRY_SQL, {"vote_id": vote_id, "sequence": sequence})
+        return _entry(cursor.fetchone())
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def _head_of(new: Sequence[tuple[LogEntry, str]]) -> dict:
+    last = new[-1][0]
+    return {
+        "sequence": last.sequence,
+        "head": last.entry_hash,
+        "last_cast_micros": domain.micros(last.cast_time),
+    }
+
+
+def entries_of(connection: Connection, vote_id: str, pseudonym: str) -> list[LogEntry]:
+    """An owner's entries in the log, oldest first."""
     rows = connection.execute(
         sa.select(ballots)
-        .where((ballots.c.vote_id == vote_id) & ballots.c.pseudonym.in_(wanted))
+        .where((ballots.c.vote_id == vote_id) & (ballots.c.pseudonym == pseudonym))
         .order_by(ballots.c.sequence)
     )
-    for row in rows:
-        found.setdefault(row.pseudonym, []).append(
-            Earlier(row.sequence, row.entry_hash, row.request_id, _entry(row))
-        )
-    return found
+    return [_entry(row) for row in rows]
 
 
 def entry_by_hash(connection: Connection, vote_id: str, entry_hash: str) -> LogEntry | None:
