@@ -1,5 +1,5 @@
 """The relay suite: outbox relay throughput and commit-to-Kafka latency, next to the bare
-produce rate of the same records by the same client (the relay's OutboxProducer, librdkafka):
+produce rate of the same records by the same client (the relay's Publisher, librdkafka):
 the limit of this machine for the relay's pipeline without the database.
 
 The relay runs as production runs it (`python -m wuye.registry relay`) against a Tansu broker
@@ -35,7 +35,7 @@ from bench.watch import TopicWatch
 from wuye.core.db import create_service_engine
 from wuye.core.devbroker import DevBroker, free_port
 from wuye.core.events import add_events, outbox
-from wuye.core.kafka import OutboxProducer, cloudevent_headers
+from wuye.core.kafka import Publisher, cloudevent_headers
 from wuye.core.relay import EPOCH_HEADER
 from wuye.registry.commands import ENTERPRISE_TOPIC
 from wuye.registry.service import SPEC
@@ -214,7 +214,7 @@ def _measure_bare_produce(settings: RegistrySettings, count: int) -> dict[str, A
                 ],
             )
         )
-    producer = OutboxProducer(settings)
+    producer = Publisher(settings)
     broker = child_pids(os.getpid(), "tansu")
     try:
         # Connections and metadata first, as a running relay has them.

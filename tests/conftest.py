@@ -146,8 +146,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevBroker]:
 
     `.stop()` and `.start()` restart it on the same port, but prefer `private_broker` for outage
     tests: a restarted Tansu is empty, so (1) clients of other tests lose their topics and group
-    offsets, (2) a kafka-python idempotent producer (make_producer's default) connected before
-    fails for good (its epoch bump is refused), and (3) it acknowledges, then drops, records
+    offsets, (2) an idempotent producer connected before fails for good (its epoch bump is
+    refused), and (3) it acknowledges, then drops, records
     sent to a topic it no longer has by a producer that still has the topic's metadata:
     re-create topics (wuye.core.kafka.ensure_topics) before producing again.
     """
@@ -197,8 +197,8 @@ def read_records(
     timeout: float = 20.0,
     key: bytes | None = None,
 ) -> list[KafkaRecord]:
-    """Read `topic` from the beginning with librdkafka (confluent-kafka), independently of our
-    kafka-python code, until `count` records (of `key`, if given: other tests may share the
+    """Read `topic` from the beginning, independently of the consumer under test (no group, no
+    handlers), until `count` records (of `key`, if given: other tests may share the
     topic) or `timeout` seconds; returns what was read.
 
     Partitions are assigned by hand: no consumer group, whose joins are slow on Tansu.

@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Message as Record
 from google.protobuf.message import DecodeError, Message
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -31,10 +30,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from wuye.core import metrics
 from wuye.core.db import is_postgres
 from wuye.core.events import inbox, inbox_versions
-from wuye.core.kafka import dead_letter_topic, header_map
+from wuye.core.kafka import Publisher, dead_letter_topic, header_map
 from wuye.core.logs import log
 
 logger = logging.getLogger("wuye.consumer")
+# Records handled between two offset commits at most.
+MAX_POLL_RECORDS = 500
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Consumer:
         self,
         engine: Engine,
         kafka: KafkaConsumer,
-        dead_letters: KafkaProducer,
+        dead_letters: Publisher,
         *,
         name: str,
         handlers: dict[str, Handler],
@@ -141,9 +142,10 @@ class Consumer:
 
     # -- one event
 
-    def _meta(self, record: ConsumerRecord) -> EventMeta:
-        headers = header_map(record.headers)
-        event_id = headers.get("ce_id") or f"{record.topic}/{record.partition}/{record.offset}"
+    def _meta(self, record: Record) -> EventMeta:
+        headers = header_map(record.headers())
+        position = f"{record.topic()}/{record.partition()}/{record.offset()}"
+        event_id = headers.get("ce_id") or position
         return EventMeta(
             event_id=event_id,
             event_type=headers.get("ce_type", ""),
@@ -151,24 +153,24 @@ class Consumer:
             subject=headers.get("ce_subject", ""),
             district=headers.get("ce_district", ""),
             time=headers.get("ce_time", ""),
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
+            topic=record.topic(),
+            partition=record.partition(),
+            offset=record.offset(),
             version=_version(headers.get("ce_sequence")),
         )
 
-    def process(self, record: ConsumerRecord) -> str:
+    def process(self, record: Record) -> str:
         """Handle one record; returns the outcome. Raises only on a transient failure."""
         meta = self._meta(record)
         handler = self._handlers.get(meta.event_type)
         if handler is None:
             return "ignored"
         try:
-            message = handler.message_type.FromString(record.value or b"")
+            message = handler.message_type.FromString(record.value() or b"")
         except DecodeError as e:
             self._dead_letter(record, e, attempts=1)
             return "dead_lettered"
-        position = (record.topic, record.partition, record.offset)
+        position = (record.topic(), record.partition(), record.offset())
         try:
             with self._engine.begin() as connection:
                 if not self._is_newer(connection, record, meta):
@@ -176,8 +178,8 @@ class Consumer:
                         logger,
                         "stale event skipped",
                         logging.DEBUG,
-                        topic=record.topic,
-                        offset=record.offset,
+                        topic=record.topic(),
+                        offset=record.offset(),
                         version=meta.version,
                     )
                     return "stale"
@@ -198,15 +200,15 @@ class Consumer:
         self._failures.pop(position, None)
         return "handled"
 
-    def _is_newer(self, connection: Connection, record: ConsumerRecord, meta: EventMeta) -> bool:
+    def _is_newer(self, connection: Connection, record: Record, meta: EventMeta) -> bool:
         """Raises this consumer's high-water mark for the record's key to the event's version;
         whether it was below (the event is news). Unnumbered events always are."""
-        if meta.version is None or record.key is None:
+        if meta.version is None or record.key() is None:
             return True
-        key = record.key.decode("utf-8", "replace")
+        key = record.key().decode("utf-8", "replace")
         raised = connection.execute(
             self._raise_mark,
-            {"consumer": self._name, "topic": record.topic, "key": key, "version": meta.version},
+            {"consumer": self._name, "topic": record.topic(), "key": key, "version": meta.version},
         ).first()
         return raised is not None
 
@@ -221,7 +223,7 @@ class Consumer:
                 is not None
             )
 
-    def _failed(self, record: ConsumerRecord, position, error: Exception) -> str:
+    def _failed(self, record: Record, position, error: Exception) -> str:
         attempts = self._failures.get(position, 0) + 1
         if attempts < self._max_attempts:
             self._failures[position] = attempts
@@ -229,8 +231,8 @@ class Consumer:
                 logger,
                 "handler failed, will retry",
                 logging.WARNING,
-                topic=record.topic,
-                offset=record.offset,
+                topic=record.topic(),
+                offset=record.offset(),
                 attempt=attempts,
                 error=repr(error)[:300],
             )
@@ -239,25 +241,25 @@ class Consumer:
         self._dead_letter(record, error, attempts)
         return "dead_lettered"
 
-    def _dead_letter(self, record: ConsumerRecord, error: Exception, attempts: int) -> None:
+    def _dead_letter(self, record: Record, error: Exception, attempts: int) -> None:
         headers = [
-            *(record.headers or ()),
+            *(record.headers() or ()),
             ("wuye_error", repr(error)[:1000].encode()),
-            ("wuye_source_topic", record.topic.encode()),
-            ("wuye_source_partition", str(record.partition).encode()),
-            ("wuye_source_offset", str(record.offset).encode()),
+            ("wuye_source_topic", record.topic().encode()),
+            ("wuye_source_partition", str(record.partition()).encode()),
+            ("wuye_source_offset", str(record.offset()).encode()),
             ("wuye_attempts", str(attempts).encode()),
             ("wuye_consumer", self._name.encode()),
         ]
-        self._dead_letters.send(
-            dead_letter_topic(record.topic), value=record.value, key=record.key, headers=headers
-        ).get(timeout=30)
+        self._dead_letters.publish(
+            [(dead_letter_topic(record.topic()), record.key(), record.value(), headers)], timeout=30
+        )
         log(
             logger,
             "event dead-lettered",
             logging.ERROR,
-            topic=record.topic,
-            offset=record.offset,
+            topic=record.topic(),
+            offset=record.offset(),
             error=repr(error)[:300],
         )
 
@@ -266,34 +268,56 @@ class Consumer:
     def poll_once(self, timeout_ms: int = 500, stop: threading.Event | None = None) -> int:
         """Handle what one poll returns and commit it; returns the records handled. A retry's
         pause ends early when `stop` is set."""
-        batches = self._kafka.poll(timeout_ms=timeout_ms)
+        first = self._kafka.poll(timeout_ms / 1000)
+        if first is None:
+            return 0
+        # The rest of what was fetched, without waiting for more.
+        records = [first, *self._kafka.consume(MAX_POLL_RECORDS - 1, 0)]
         done = 0
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        offsets: dict[tuple[str, int], int] = {}
+        held: set[tuple[str, int]] = set()
         retry_in = 0.0
-        for partition, records in batches.items():
-            for record in records:
-                try:
-                    outcome = self.process(record)
-                except (_RetryLater, DBAPIError, KafkaError) as e:
-                    # Come back to this record: later ones of the partition must wait for it.
-                    self._kafka.seek(partition, record.offset)
-                    retry_in = max(retry_in, e.delay if isinstance(e, _RetryLater) else 1.0)
-                    if not isinstance(e, _RetryLater):
-                        log(
-                            logger,
-                            "database or broker unavailable, will retry",
-                            logging.WARNING,
-                            error=repr(e)[:300],
-                        )
-                    break
-                metrics.CONSUMED.labels(record.topic, outcome).inc()
-                offsets[partition] = OffsetAndMetadata(record.offset + 1, "", -1)
-                done += 1
+        for record in records:
+            if record.error() is not None:
+                self._report(record.error())
+                continue
+            partition = (record.topic(), record.partition())
+            if partition in held:
+                continue
+            try:
+                outcome = self.process(record)
+            except (_RetryLater, DBAPIError, KafkaException) as e:
+                # Come back to this record: later ones of the partition must wait for it.
+                self._kafka.seek(TopicPartition(*partition, record.offset()))
+                held.add(partition)
+                retry_in = max(retry_in, e.delay if isinstance(e, _RetryLater) else 1.0)
+                if not isinstance(e, _RetryLater):
+                    log(
+                        logger,
+                        "database or broker unavailable, will retry",
+                        logging.WARNING,
+                        error=repr(e)[:300],
+                    )
+                continue
+            metrics.CONSUMED.labels(record.topic(), outcome).inc()
+            offsets[partition] = record.offset() + 1
+            done += 1
         if offsets:
-            self._kafka.commit(offsets)
+            self._kafka.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=False,
+            )
         if retry_in:
             (stop or threading.Event()).wait(retry_in)
         return done
+
+    @staticmethod
+    def _report(error) -> None:
+        """A fetch's error: the client retries those itself (a topic not created yet, a broker
+        away); fatal ones stop the loop."""
+        if error.fatal():
+            raise KafkaException(error)
+        log(logger, "fetch failed, will retry", logging.WARNING, error=str(error)[:300])
 
     def _housekeeping(self) -> None:
         now = time.time()
@@ -302,10 +326,10 @@ class Consumer:
         self._housekeeping_at = now
         # Only the partitions assigned now: those lost in a rebalance are another member's.
         metrics.CONSUMER_LAG.clear()
-        for partition in self._kafka.assignment():
-            end = self._kafka.highwater(partition)
-            if end is not None:
-                lag = max(0, end - self._kafka.position(partition))
+        for partition in self._kafka.position(self._kafka.assignment()):
+            _low, end = self._kafka.get_watermark_offsets(partition, cached=True)
+            if end >= 0 and partition.offset >= 0:
+                lag = max(0, end - partition.offset)
                 metrics.CONSUMER_LAG.labels(partition.topic, str(partition.partition)).set(lag)
         with self._engine.begin() as connection:
             connection.execute(
@@ -320,11 +344,11 @@ class Consumer:
             try:
                 self.poll_once(stop=stop)
                 self._housekeeping()
-            except (KafkaError, DBAPIError) as e:
+            except (KafkaException, DBAPIError) as e:
                 log(logger, "consumer loop error, will retry", logging.WARNING, error=repr(e)[:300])
                 stop.wait(1.0)
         self._kafka.close()
-        self._dead_letters.close(timeout=5)
+        self._dead_letters.close()
 
 
 def _version(header: str | None) -> int | None:

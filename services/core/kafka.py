@@ -1,58 +1,44 @@
-"""Kafka clients (kafka-python) configured alike everywhere, and the CloudEvents binary-mode
-headers every record carries."""
+"""Kafka clients (librdkafka, through confluent-kafka) configured alike everywhere, and the
+CloudEvents binary-mode headers every record carries.
+
+librdkafka rather than a pure-Python client: its threads wait in C, so an idle consumer costs
+about a tenth of what kafka-python's polling loop did (measured by make bench's idle suite), and
+a record with CloudEvents headers costs the relay about a fifth of the CPU."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
-from confluent_kafka import Producer as ConfluentProducer
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from wuye.core.settings import Settings
 
 CONTENT_TYPE = b"application/protobuf"
+# Bounded waits: a client that cannot reach the broker fails its request rather than hang.
+_CONNECT_TIMEOUT_MS = 5_000
+_RECONNECT_BACKOFF_MAX_MS = 2_000
+_ADMIN_TIMEOUT_SECONDS = 15.0
+# librdkafka's log level (syslog's numbers): warnings and worse, so a broker that went away is
+# reported once per connection rather than at every reconnection attempt.
+_LOG_LEVEL = 4
 
 
-def make_producer(settings: Settings, **overrides) -> KafkaProducer:
-    config = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
-        "client_id": f"wuye-{settings.service}",
-        "acks": "all",
-        "linger_ms": 2,
-        "batch_size": 512 * 1024,
-        "max_request_size": 8 * 1024 * 1024,
-        # No buffer_memory: kafka-python 3 dropped that option and refuses unknown configs.
-        # Bounded waits: the relay keeps events in the outbox and retries; it must not hang.
-        "max_block_ms": 5000,
-        "request_timeout_ms": 10000,
-        "delivery_timeout_ms": 30000,
-        "retry_backoff_ms": 200,
-        "reconnect_backoff_max_ms": 2000,
-    }
-    config.update(overrides)
-    # Building a producer waits for a broker this long (30 s by default): no longer than a send.
-    config.setdefault("bootstrap_timeout_ms", config["max_block_ms"])
-    return KafkaProducer(**config)
-
-
-class PublishFailed(KafkaError):
+class PublishFailed(KafkaException):
     """Some records of a batch were not acknowledged; the relay keeps the batch and retries."""
 
 
-class OutboxProducer:
-    """The relay's producer: librdkafka (confluent-kafka), which costs about a fifth of
-    kafka-python's CPU per record with CloudEvents headers (measured by make bench); the relay
-    is bound by exactly that cost. Records of a batch go out together and are all acknowledged,
-    or the batch fails as a whole."""
+class Publisher:
+    """Publishes batches of records: they go out together and are all acknowledged, or the
+    batch fails as a whole. The relay's producer, and the consumers' for dead letters; `role`
+    names which in the broker's view (client.id)."""
 
-    def __init__(self, settings: Settings, **overrides: object) -> None:
+    def __init__(self, settings: Settings, role: str = "relay", **overrides: object) -> None:
         config: dict[str, object] = {
             "bootstrap.servers": settings.kafka_bootstrap,
-            "client.id": f"wuye-{settings.service}-relay",
+            "client.id": f"wuye-{settings.service}-{role}",
+            "log_level": _LOG_LEVEL,
             "acks": "all",
             # A retried request is not written twice, nor out of order.
             "enable.idempotence": True,
@@ -61,11 +47,11 @@ class OutboxProducer:
             "queue.buffering.max.messages": 200_000,
             # Bounded: an unreachable broker fails the batch, which stays in the outbox.
             "message.timeout.ms": 10_000,
-            "socket.connection.setup.timeout.ms": 5_000,
-            "reconnect.backoff.max.ms": 2_000,
+            "socket.connection.setup.timeout.ms": _CONNECT_TIMEOUT_MS,
+            "reconnect.backoff.max.ms": _RECONNECT_BACKOFF_MAX_MS,
         }
         config.update(overrides)
-        self._producer = ConfluentProducer(config)
+        self._producer = Producer(config)
 
     def publish(
         self,
@@ -101,26 +87,31 @@ class OutboxProducer:
         self._producer.flush(timeout=0)
 
 
-def make_consumer(
-    settings: Settings, group: str, topics: Sequence[str], **overrides
-) -> KafkaConsumer:
-    config = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
-        "client_id": f"wuye-{settings.service}-{group}",
-        "group_id": group,
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        # Short sessions: with longer ones the first group join takes ~25 s on Tansu.
-        "session_timeout_ms": 6000,
-        "heartbeat_interval_ms": 1000,
-        "max_poll_records": 500,
-        "reconnect_backoff_max_ms": 2000,
+def consumer_config(settings: Settings, group: str) -> dict[str, object]:
+    """A member of consumer group `group` that commits offsets by hand (the core consumer
+    commits after each handled batch)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": f"wuye-{settings.service}-{group}",
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "log_level": _LOG_LEVEL,
+        # A new member is assigned its partitions after half the session (Tansu waits that
+        # long for others to join): 6 s keeps a restart's pause at 3 s. Every heartbeat costs
+        # the broker a write of the group's state, so no more often than the session allows.
+        "session.timeout.ms": 6_000,
+        "heartbeat.interval.ms": 2_000,
         # A topic created after the consumer subscribed (its producer's relay started later) is
-        # assigned at the next metadata refresh: within 10 s, not kafka-python's 5 minutes.
-        "metadata_max_age_ms": 10_000,
+        # assigned at the next metadata refresh: within 10 s, not librdkafka's 5 minutes.
+        "topic.metadata.refresh.interval.ms": 10_000,
+        "socket.connection.setup.timeout.ms": _CONNECT_TIMEOUT_MS,
+        "reconnect.backoff.max.ms": _RECONNECT_BACKOFF_MAX_MS,
     }
-    config.update(overrides)
-    consumer = KafkaConsumer(**config)
+
+
+def make_consumer(settings: Settings, group: str, topics: Sequence[str]) -> Consumer:
+    consumer = Consumer(consumer_config(settings, group))
     consumer.subscribe(list(topics))
     return consumer
 
@@ -139,28 +130,38 @@ def ensure_topics(
     """Creates the topics that are missing, each with its dead-letter topic, with `partitions`
     (default: the settings'), the settings' replication factor and their `configs` (e.g.
     retention.ms); topics that exist are left as their operators set them."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap.split(","), client_id="wuye-admin"
+    admin = AdminClient(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "client.id": f"wuye-{settings.service}-admin",
+            "log_level": _LOG_LEVEL,
+            "socket.connection.setup.timeout.ms": _CONNECT_TIMEOUT_MS,
+        }
     )
-    try:
-        existing = set(admin.list_topics())
-        wanted = [name for topic in topics for name in (topic, dead_letter_topic(topic))]
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(
-                    [
-                        NewTopic(
-                            t,
-                            num_partitions=partitions or settings.kafka_topic_partitions,
-                            replication_factor=settings.kafka_replication_factor,
-                            topic_configs=dict((configs or {}).get(t, {})),
-                        )
-                        for t in missing
-                    ]
-                )
-    finally:
-        admin.close()
+    existing = admin.list_topics(timeout=_ADMIN_TIMEOUT_SECONDS).topics
+    wanted = [name for topic in topics for name in (topic, dead_letter_topic(topic))]
+    missing = [t for t in wanted if t not in existing]
+    if not missing:
+        return
+    created = admin.create_topics(
+        [
+            NewTopic(
+                t,
+                num_partitions=partitions or settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_replication_factor,
+                config=dict((configs or {}).get(t, {})),
+            )
+            for t in missing
+        ],
+        request_timeout=_ADMIN_TIMEOUT_SECONDS,
+    )
+    for future in created.values():
+        try:
+            future.result(timeout=_ADMIN_TIMEOUT_SECONDS)
+        except KafkaException as e:
+            # Another process created it meanwhile.
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
 
 
 def cloudevent_headers(

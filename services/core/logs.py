@@ -39,8 +39,6 @@ def configure(level: str, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # kafka-python narrates every reconnect at INFO; keep its warnings only.
-    logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("wuye").info("logging configured", extra={"fields": {"service": service}})
 
 

@@ -36,7 +36,7 @@ from typing import Literal
 
 import psycopg
 import sqlalchemy as sa
-from kafka.errors import KafkaError
+from confluent_kafka import KafkaException
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -45,7 +45,7 @@ from sqlalchemy.exc import DBAPIError
 from wuye.core import metrics
 from wuye.core.db import is_postgres, reader
 from wuye.core.events import OUTBOX_CHANNEL, outbox, outbox_lease
-from wuye.core.kafka import OutboxProducer, cloudevent_headers
+from wuye.core.kafka import Publisher, cloudevent_headers
 from wuye.core.logs import log
 
 logger = logging.getLogger("wuye.relay")
@@ -145,7 +145,7 @@ class Relay:
     def __init__(
         self,
         engine: Engine,
-        new_producer: Callable[[], OutboxProducer],
+        new_producer: Callable[[], Publisher],
         *,
         source: str,
         batch_size: int,
@@ -157,7 +157,7 @@ class Relay:
         self._engine = engine
         self._reader = reader(engine)
         self._new_producer = new_producer
-        self._producer: OutboxProducer | None = None
+        self._producer: Publisher | None = None
         self._source = source
         self._batch_size = batch_size
         self._select = _SELECT.limit(batch_size)
@@ -319,7 +319,7 @@ class Relay:
                     if woken != "stop":
                         self.wakeups[woken] += 1
                         metrics.RELAY_WAKEUPS.labels(woken).inc()
-            except (KafkaError, DBAPIError) as e:
+            except (KafkaException, DBAPIError) as e:
                 metrics.OUTBOX_PUBLISH_FAILURES.inc()
                 log(
                     logger,
@@ -328,7 +328,7 @@ class Relay:
                     error=repr(e)[:300],
                     retry_in_s=round(backoff, 2),
                 )
-                if isinstance(e, KafkaError):
+                if isinstance(e, KafkaException):
                     self._discard_producer()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, _RETRY_MOST_SECONDS)
@@ -350,7 +350,7 @@ class Relay:
         self._discard_producer()
         self._commits.close()
 
-    def _ready_producer(self) -> OutboxProducer:
+    def _ready_producer(self) -> Publisher:
         if self._producer is None:
             self._producer = self._new_producer()
         return self._producer
@@ -360,7 +360,7 @@ class Relay:
         opens a new idempotent session, where the old one may stay fenced for good (a broker
         that restarted does not know its producer id). Nothing it still holds is sent."""
         if self._producer is not None:
-            with contextlib.suppress(KafkaError, OSError):
+            with contextlib.suppress(KafkaException, OSError):
                 self._producer.close()
             self._producer = None
 

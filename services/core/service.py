@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kafka.errors import KafkaError
+from confluent_kafka import KafkaException
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -29,7 +29,7 @@ from wuye.core.consumer import Consumer, Handler
 from wuye.core.db import create_service_engine
 from wuye.core.events import purge_idempotency_keys
 from wuye.core.grpcserver import Route, ServiceDefinition, serve
-from wuye.core.kafka import OutboxProducer, ensure_topics, make_consumer, make_producer
+from wuye.core.kafka import Publisher, ensure_topics, make_consumer
 from wuye.core.logs import log
 from wuye.core.migrate import upgrade
 from wuye.core.relay import Relay
@@ -130,7 +130,7 @@ def _stop_on_signals() -> threading.Event:
 def build_relay(spec: ServiceSpec, settings: Settings, engine: Engine) -> Relay:
     return Relay(
         engine,
-        lambda: OutboxProducer(settings),
+        lambda: Publisher(settings),
         source=f"/wuye/{spec.name}",
         batch_size=settings.relay_batch_size,
         poll_seconds=settings.relay_poll_seconds,
@@ -144,7 +144,7 @@ def build_consumer(consumer: ConsumerSpec, settings: Settings, engine: Engine) -
     return Consumer(
         engine,
         make_consumer(settings, group=f"wuye.{settings.service}.{consumer.name}", topics=topics),
-        make_producer(settings),
+        Publisher(settings, role="dead-letters"),
         name=consumer.name,
         handlers=handlers,
         max_attempts=settings.consumer_max_attempts,
@@ -179,7 +179,7 @@ def run_timers(
 def _ensure_topics_or_warn(spec: ServiceSpec, settings: Settings) -> None:
     try:
         spec.ensure_topics(settings)
-    except KafkaError as e:
+    except KafkaException as e:
         # Topics also appear on first use where the broker auto-creates them.
         log(logger, "could not create topics yet", logging.WARNING, error=repr(e)[:200])
 

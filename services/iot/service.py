@@ -11,7 +11,6 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
-from kafka.errors import KafkaError
 from sqlalchemy import Engine
 
 from wuye.core.consumer import Handler
@@ -160,7 +159,7 @@ def keep_readings_retention(settings: IotSettings, stop: threading.Event) -> Non
         try:
             check_readings_retention(settings)
             return
-        except (KafkaError, KafkaException) as e:
+        except KafkaException as e:
             log(
                 logger,
                 "readings topic not checked yet, will retry",

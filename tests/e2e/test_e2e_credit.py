@@ -1,7 +1,7 @@
 """Credit as a new user meets it on the platform `make run` starts: an enterprise filed and
 approved in the registry gets a credit file, an exit from a project it did not file lowers its
 grade, and the change reaches Kafka for the city credit platform. Only sockets: gRPC to the
-registry and the credit service, and librdkafka (not our kafka-python) to read the topic."""
+registry and the credit service, and a reader of its own (no consumer group) for the topic."""
 
 from __future__ import annotations
 

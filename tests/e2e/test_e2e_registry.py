@@ -92,7 +92,7 @@ def test_server_reflection_lists_the_registry_service(platform):
 def test_a_filing_reaches_kafka_as_a_cloudevent_any_client_can_read(platform, new_filing):
     platform.registry().FileEnterprise(new_filing, metadata=platform.auth(), timeout=10)
     credit_code = new_filing.enterprise.credit_code.encode()
-    # librdkafka, not our kafka-python: an independent client.
+    # A reader independent of the services' consumers.
     [record] = read_events(
         platform.kafka_bootstrap,
         ENTERPRISE_TOPIC,

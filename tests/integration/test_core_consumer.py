@@ -6,14 +6,16 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import TopicPartition
 from google.protobuf import wrappers_pb2
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka_support import EventProducer
 from prometheus_client import REGISTRY
 
 from wuye.core.consumer import Consumer, EventMeta, Handler
 from wuye.core.db import create_service_engine
 from wuye.core.events import event_metadata, inbox, inbox_versions
-from wuye.core.kafka import cloudevent_headers, ensure_topics, make_consumer, make_producer
+from wuye.core.kafka import Publisher, cloudevent_headers, consumer_config, ensure_topics
 from wuye.core.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -61,10 +63,9 @@ def topic(settings: Settings) -> str:
 
 
 @pytest.fixture
-def producer(settings: Settings) -> Iterator[KafkaProducer]:
-    producer = make_producer(settings)
-    yield producer
-    producer.close(timeout=5)
+def producer(settings: Settings) -> Iterator[EventProducer]:
+    with EventProducer(settings) as producer:
+        yield producer
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def group() -> str:
 
 
 def send(
-    producer: KafkaProducer,
+    producer: EventProducer,
     topic: str,
     value: str | bytes,
     *,
@@ -100,7 +101,7 @@ def send(
         trace_id="",
         sequence=version,
     )
-    producer.send(topic, value=payload, key=key.encode(), headers=headers).get(timeout=10)
+    producer.send(topic, payload, key, headers)
     return event_id
 
 
@@ -111,13 +112,13 @@ def start_consumer(
     topic: str,
     group: str,
     handle: Callable[[sa.Connection, object, EventMeta], None] = record_effect,
-    sabotage: Callable[[KafkaConsumer], None] | None = None,
+    kafka_type: type[KafkaConsumer] = KafkaConsumer,
 ):
-    """The consumer `python -m wuye.coretest consume` would run, on a thread."""
-    kafka = make_consumer(settings, group, [topic])
-    if sabotage is not None:
-        sabotage(kafka)
-    dead_letters = make_producer(settings)
+    """The consumer `python -m wuye.coretest consume` would run, on a thread; `kafka_type`: its
+    Kafka client's class (a test's sabotaged one)."""
+    kafka = kafka_type(consumer_config(settings, group))
+    kafka.subscribe([topic])
+    dead_letters = Publisher(settings, role="dead-letters")
     consumer = Consumer(
         engine,
         kafka,
@@ -162,14 +163,11 @@ def outcomes(topic: str) -> dict[str, int]:
 
 def committed(settings: Settings, group: str, topic: str) -> dict[int, int | None]:
     """The group's committed offsets, as a newly started member would find them."""
-    reader = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        group_id=group,
-        enable_auto_commit=False,
-    )
+    reader = KafkaConsumer(consumer_config(settings, group))
     try:
-        partitions = reader.partitions_for_topic(topic) or set()
-        return {p: reader.committed(TopicPartition(topic, p)) for p in sorted(partitions)}
+        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+        found = reader.committed([TopicPartition(topic, p) for p in sorted(partitions)], timeout=10)
+        return {tp.partition: tp.offset if tp.offset >= 0 else None for tp in found}
     finally:
         reader.close()
 
@@ -223,11 +221,12 @@ def test_events_handled_but_not_committed_before_a_crash_have_no_second_effect(
 ) -> None:
     ids = [send(producer, topic, f"event-{n}") for n in range(4)]
 
-    def crash_before_committing(kafka: KafkaConsumer) -> None:
-        kafka.commit = lambda offsets=None: None  # the process dies before each commit
+    class CrashesBeforeCommitting(KafkaConsumer):
+        def commit(self, *_args, **_kwargs) -> None:
+            """The process dies before each commit."""
 
     crashed = start_consumer(
-        start_loop, settings, engine, topic, group, sabotage=crash_before_committing
+        start_loop, settings, engine, topic, group, kafka_type=CrashesBeforeCommitting
     )
     wait_until(lambda: len(effect_rows(engine)) == 4, timeout=30)
     crashed.stop()

@@ -31,11 +31,10 @@ from wuye.core.context import DistrictScope, RequestContext
 from wuye.core.db import create_service_engine
 from wuye.core.events import Event, add_events, event_metadata, outbox, outbox_lease
 from wuye.core.kafka import (
-    OutboxProducer,
+    Publisher,
     PublishFailed,
     ensure_topics,
     make_consumer,
-    make_producer,
 )
 from wuye.core.migrate import upgrade
 from wuye.core.relay import Relay
@@ -141,7 +140,7 @@ def start_relay(start_loop, settings: Settings, engine: sa.Engine, topic: str) -
 
 def start_consumer(start_loop, settings: Settings, engine: sa.Engine, topic: str) -> Consumer:
     """A consumer group of its own recording each StringValue event in `effects`."""
-    dead_letters = make_producer(settings)
+    dead_letters = Publisher(settings, role="dead-letters")
     consumer = Consumer(
         engine,
         make_consumer(settings, f"wuye.coretest.{uuid.uuid4().hex[:8]}", [topic]),
@@ -243,7 +242,7 @@ def test_events_committed_while_the_broker_is_down_wait_and_arrive_once_it_is_ba
     # new producer after each failure.
     relay = Relay(
         engine,
-        lambda: OutboxProducer(settings, **{"message.timeout.ms": 1500}),
+        lambda: Publisher(settings, **{"message.timeout.ms": 1500}),
         source="/wuye/coretest",
         batch_size=100,
         poll_seconds=0.01,
@@ -333,7 +332,7 @@ def test_of_two_relays_on_one_schema_only_one_publishes_until_it_stops(
     def start(name: str):
         relay = Relay(
             engines[name],  # as in a process of its own
-            lambda: OutboxProducer(settings),
+            lambda: Publisher(settings),
             source=f"/wuye/{name}",
             batch_size=100,
             poll_seconds=0.01,
@@ -387,7 +386,7 @@ def sleepy_relay(engine: sa.Engine, settings: Settings) -> Relay:
     """A relay that would look at the outbox by itself only after an hour."""
     return Relay(
         engine,
-        lambda: OutboxProducer(settings),
+        lambda: Publisher(settings),
         source="/wuye/coretest",
         batch_size=100,
         poll_seconds=3600,
@@ -445,7 +444,7 @@ def test_on_sqlite_a_commit_wakes_the_relay_and_writes_to_other_databases_do_not
 def test_a_relay_whose_lease_was_taken_while_it_published_keeps_its_batch_and_stands_by(
     settings, engine, topic, read_topic
 ) -> None:
-    def relay(producer: Callable[[], OutboxProducer]) -> Relay:
+    def relay(producer: Callable[[], Publisher]) -> Relay:
         return Relay(
             engine,
             producer,
@@ -455,9 +454,9 @@ def test_a_relay_whose_lease_was_taken_while_it_published_keeps_its_batch_and_st
             lease_seconds=60,
         )
 
-    successor = relay(lambda: OutboxProducer(settings))
+    successor = relay(lambda: Publisher(settings))
 
-    class TakenOverMeanwhile(OutboxProducer):
+    class TakenOverMeanwhile(Publisher):
         """Kafka takes the batch; meanwhile the lease expires and the successor takes it."""
 
         def publish(self, records, timeout: float = 15.0) -> None:
@@ -484,7 +483,7 @@ def test_a_relay_whose_lease_was_taken_while_it_published_keeps_its_batch_and_st
     assert [r.headers["wuye_relay_epoch"] for r in records] == ["1"] * 3 + ["2"] * 3
 
 
-class FailsOnce(OutboxProducer):
+class FailsOnce(Publisher):
     """Fails its `failing`-th publish after Kafka took the first half of the batch."""
 
     def __init__(self, settings: Settings, failing: int, publishes: list[int]) -> None:

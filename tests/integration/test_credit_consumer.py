@@ -5,15 +5,13 @@ rules of other services' events plugged in through configuration."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from kafka import KafkaProducer, TopicPartition
+from kafka_support import EventProducer, HandDriven
 from test_credit_support import (
-    CONSUMER_NAME,
     DONGSHENG,
     ENTERPRISE_TOPIC,
     PROJECT_TOPIC,
@@ -21,8 +19,6 @@ from test_credit_support import (
     new_credit_code,
 )
 
-from wuye.core.consumer import Consumer
-from wuye.core.kafka import cloudevent_headers, ensure_topics, make_consumer, make_producer
 from wuye.credit.service import SPEC
 from wuye.credit.settings import EventRule, RecordType
 from wuye.credit.v1 import credit_service_pb2 as pb
@@ -45,87 +41,46 @@ def credit(start_credit):
 
 
 @pytest.fixture
-def producer(credit) -> Iterator[KafkaProducer]:
-    producer = make_producer(credit.settings)
-    yield producer
-    producer.close(timeout=5)
-
-
-def produce(producer: KafkaProducer, topic: str, message, key: str, event_id: str):
-    """One event as the registry's relay publishes it; returns (partition, offset)."""
-    headers = cloudevent_headers(
-        event_id=event_id,
-        event_type=message.DESCRIPTOR.full_name,
-        source="/wuye/registry",
-        subject=f"enterprises/{key}",
-        time=time.time(),
-        district=DONGSHENG,
-        trace_id="",
-    )
-    sent = producer.send(
-        topic, value=message.SerializeToString(), key=key.encode(), headers=headers
-    ).get(timeout=10)
-    return sent.partition, sent.offset
+def producer(credit) -> Iterator[EventProducer]:
+    with EventProducer(credit.settings) as producer:
+        yield producer
 
 
 def test_the_registrys_events_through_kafka_open_the_file_once_however_often_delivered(
     credit, producer, wait_until
 ):
-    topics, handlers = SPEC.consumers[0].build(credit.settings, credit.engine)
+    topics, _ = SPEC.consumers[0].build(credit.settings, credit.engine)
     assert {ENTERPRISE_TOPIC, PROJECT_TOPIC} <= set(topics)
-    ensure_topics(credit.settings, topics, partitions=1)
-    # The production wiring (topics and handlers) and client settings, in a group of this
-    # test's own; partitions assigned by hand, since a first group join on Tansu takes from 3 to
-    # 25 s (the join itself is the core consumer tests' subject).
-    kafka = make_consumer(credit.settings, f"wuye.credit.test.{uuid.uuid4().hex[:8]}", topics)
-    kafka.unsubscribe()
-    kafka.assign(
-        [TopicPartition(t, p) for t in topics for p in sorted(kafka.partitions_for_topic(t) or ())]
-    )
-    dead_letters = make_producer(credit.settings)
-    consumer = Consumer(
-        credit.engine,
-        kafka,
-        dead_letters,
-        name=CONSUMER_NAME,
-        handlers=handlers,
-        max_attempts=credit.settings.consumer_max_attempts,
-        inbox_retention_days=credit.settings.inbox_retention_days,
-    )
-
-    def consumed(topic: str, partition: int, offset: int) -> bool:
-        """Poll once; whether the consumer has gone past (topic, partition, offset)."""
-        consumer.poll_once(timeout_ms=200)
-        tp = TopicPartition(topic, partition)
-        return tp in kafka.assignment() and kafka.position(tp) > offset
-
+    # The production wiring (topics and handlers) and client settings; the group join itself
+    # is the core consumer tests' subject.
+    driven = HandDriven.of(SPEC.consumers[0], credit.settings, credit.engine)
+    produce = producer.produce
     try:
         code = new_credit_code()
         filing, filing_id = credit.filing_approved(code), str(uuid.uuid4())
         exited, exit_id = credit.exited(code, filed=False), str(uuid.uuid4())
-        produce(producer, ENTERPRISE_TOPIC, filing, code, filing_id)
+        produce(ENTERPRISE_TOPIC, filing, code, filing_id)
         wait_until(
-            lambda: consumer.poll_once(timeout_ms=200) >= 0 and credit.has_file(code),
+            lambda: driven.poll() >= 0 and credit.has_file(code),
             timeout=POLL_TIMEOUT_SECONDS,
             what="the credit file opened by FilingApproved",
         )
         opened = credit.admin.report(code)
-        where = produce(producer, PROJECT_TOPIC, exited, code, exit_id)
-        wait_until(lambda: consumed(PROJECT_TOPIC, *where), timeout=POLL_TIMEOUT_SECONDS)
+        where = produce(PROJECT_TOPIC, exited, code, exit_id)
+        wait_until(lambda: driven.past(PROJECT_TOPIC, *where), timeout=POLL_TIMEOUT_SECONDS)
         lowered = credit.admin.report(code)
         announced = credit.outbox_count()
 
         # The same events again (same ce_id), as after a producer retry or a rebalance.
         replays = [
-            produce(producer, ENTERPRISE_TOPIC, filing, code, filing_id),
-            produce(producer, PROJECT_TOPIC, exited, code, exit_id),
+            produce(ENTERPRISE_TOPIC, filing, code, filing_id),
+            produce(PROJECT_TOPIC, exited, code, exit_id),
         ]
         for topic, where in zip((ENTERPRISE_TOPIC, PROJECT_TOPIC), replays, strict=True):
-            wait_until(lambda t=topic, w=where: consumed(t, *w), timeout=POLL_TIMEOUT_SECONDS)
+            wait_until(lambda t=topic, w=where: driven.past(t, *w), timeout=POLL_TIMEOUT_SECONDS)
         after = credit.admin.report(code)
     finally:
-        kafka.close()
-        dead_letters.close(timeout=5)
+        driven.close()
 
     assert (opened.filed, opened.grade, opened.score) == (True, pb.GRADE_A, "70.0")
     assert (lowered.grade, lowered.score) == (pb.GRADE_B, "60.0")

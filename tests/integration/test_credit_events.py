@@ -9,10 +9,10 @@ import datetime as dt
 import time
 import uuid
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
+from confluent_kafka import Message
 from sample_data import request_id
 from test_credit_support import (
     CONSUMER_NAME,
@@ -196,7 +196,7 @@ def _process(consumer: Consumer, message, event_id: str, topic: str) -> str:
         district=DONGSHENG,
         trace_id="",
     )
-    record = SimpleNamespace(
+    record = Message(
         topic=topic,
         partition=0,
         offset=0,

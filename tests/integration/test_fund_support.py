@@ -31,7 +31,6 @@ from wuye.voting.v1 import events_pb2 as voting_events
 from wuye.voting.v1 import voting_service_pb2 as voting_pb
 
 DONGSHENG, KANGBASHI = "150602", "150603"
-CONSUMER_NAME = SPEC.consumers[0].name
 EVENT_TYPES = (
     ev.AccountOpened,
     ev.DepositRecorded,

@@ -9,15 +9,13 @@ correction."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 
 import grpc
 import pytest
-from kafka import KafkaProducer, TopicPartition
+from kafka_support import EventProducer, HandDriven
 from sample_data import request_id
 from test_fund_support import (
-    CONSUMER_NAME,
     DONGSHENG,
     KANGBASHI,
     FundServer,
@@ -26,8 +24,6 @@ from test_fund_support import (
 )
 
 from wuye.core.auth import Role
-from wuye.core.consumer import Consumer
-from wuye.core.kafka import cloudevent_headers, ensure_topics, make_consumer, make_producer
 from wuye.fund.commands import Fund
 from wuye.fund.service import SPEC
 from wuye.fund.v1 import events_pb2 as ev
@@ -52,60 +48,22 @@ def fund(start_fund) -> FundServer:
     return start_fund()
 
 
-def produce(producer: KafkaProducer, topic: str, message, key: str, event_id: str):
-    """One event as another service's relay publishes it; returns (partition, offset)."""
-    headers = cloudevent_headers(
-        event_id=event_id,
-        event_type=message.DESCRIPTOR.full_name,
-        source=f"/wuye/{topic.split('.')[1]}",
-        subject=key,
-        time=time.time(),
-        district=DONGSHENG,
-        trace_id="",
-    )
-    sent = producer.send(
-        topic, value=message.SerializeToString(), key=key.encode(), headers=headers
-    ).get(timeout=10)
-    return sent.partition, sent.offset
-
-
 def test_a_decided_use_through_kafka_is_approved_paid_in_two_stages_completed_and_reconciles(
     start_fund, wait_until
 ):
     # Events list the shares of at most 4 units: this project's 5 are left out of WorksPaid.
     fund = start_fund(fund_max_event_shares=4)
-    topics, handlers = SPEC.consumers[0].build(fund.settings, fund.engine)
-    ensure_topics(fund.settings, topics, partitions=1)
-    kafka = make_consumer(fund.settings, f"wuye.fund.test.{uuid.uuid4().hex[:8]}", topics)
-    kafka.unsubscribe()
-    kafka.assign(
-        [TopicPartition(t, p) for t in topics for p in sorted(kafka.partitions_for_topic(t) or ())]
-    )
-    producer = make_producer(fund.settings)
-    dead_letters = make_producer(fund.settings)
-    consumer = Consumer(
-        fund.engine,
-        kafka,
-        dead_letters,
-        name=CONSUMER_NAME,
-        handlers=handlers,
-        max_attempts=fund.settings.consumer_max_attempts,
-        inbox_retention_days=fund.settings.inbox_retention_days,
-    )
-
-    def consumed(topic: str, partition: int, offset: int) -> bool:
-        consumer.poll_once(timeout_ms=200)
-        tp = TopicPartition(topic, partition)
-        return tp in kafka.assignment() and kafka.position(tp) > offset
+    driven = HandDriven.of(SPEC.consumers[0], fund.settings, fund.engine)
+    producer = EventProducer(fund.settings)
 
     authority = fund.authority()
     try:
         units = fund.units_registered(AREAS)
         project_id = units.project_id
-        produce(producer, "wuye.registry.project.v1", units, project_id, str(uuid.uuid4()))
+        producer.produce("wuye.registry.project.v1", units, project_id, str(uuid.uuid4()))
         wait_until(
             lambda: (
-                consumer.poll_once(timeout_ms=200) >= 0
+                driven.poll() >= 0
                 and fund.count("accounts", project_id=project_id) == len(AREAS)
             ),
             timeout=POLL_TIMEOUT_SECONDS,
@@ -131,10 +89,10 @@ def test_a_decided_use_through_kafka_is_approved_paid_in_two_stages_completed_an
 
         decision = fund.decision_adopted(project_id, 1_000_000, ids)
         event_id = str(uuid.uuid4())
-        produce(producer, "wuye.voting.vote.v1", decision, decision.vote_id, event_id)
+        producer.produce("wuye.voting.vote.v1", decision, decision.vote_id, event_id)
         wait_until(
             lambda: (
-                consumer.poll_once(timeout_ms=200) >= 0
+                driven.poll() >= 0
                 and fund.count("uses", project_id=project_id) == 1
             ),
             timeout=POLL_TIMEOUT_SECONDS,
@@ -143,12 +101,11 @@ def test_a_decided_use_through_kafka_is_approved_paid_in_two_stages_completed_an
         # Delivered again, as after a rebalance, and once more under a new event id: nothing
         # opens twice.
         for again in (event_id, str(uuid.uuid4())):
-            where = produce(producer, "wuye.voting.vote.v1", decision, decision.vote_id, again)
-            wait_until(lambda w=where: consumed("wuye.voting.vote.v1", *w))
+            where = producer.produce("wuye.voting.vote.v1", decision, decision.vote_id, again)
+            wait_until(lambda w=where: driven.past("wuye.voting.vote.v1", *w))
     finally:
-        kafka.close()
-        producer.close(timeout=5)
-        dead_letters.close(timeout=5)
+        driven.close()
+        producer.close()
     assert fund.count("uses", project_id=project_id) == 1
     assert len(fund.outbox_events(ev.UseOpened)) == 1
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka_support import EventProducer, HandDriven
 from sqlalchemy.engine import make_url
 from test_inspections_support import (
     CONSUMER_NAME,
@@ -31,11 +31,11 @@ from test_inspections_support import (
     timestamp,
 )
 
-from wuye.core.consumer import Consumer, EventMeta, message_class
+from wuye.core.consumer import EventMeta, message_class
 from wuye.core.db import create_service_engine
 from wuye.core.events import inbox
 from wuye.core.ids import new_id
-from wuye.core.kafka import cloudevent_headers, ensure_topics, make_consumer, make_producer
+from wuye.core.kafka import ensure_topics
 from wuye.core.migrate import upgrade
 from wuye.core.service import build_relay
 from wuye.credit import store as credit_store
@@ -98,44 +98,6 @@ def credit(make_settings, credit_schema) -> Iterator[Credit]:
     engine.dispose()
 
 
-def assigned_consumer(engine, settings, name: str, topics, handlers) -> tuple[Consumer, object]:
-    """The production Consumer on `topics` from their beginning, partitions assigned by hand (a
-    group join is slow on Tansu); returns it and its Kafka client."""
-    ensure_topics(settings, topics, partitions=1)
-    kafka: KafkaConsumer = make_consumer(
-        settings, f"wuye.{settings.service}.test.{uuid.uuid4().hex[:8]}", topics
-    )
-    kafka.unsubscribe()
-    kafka.assign(
-        [TopicPartition(t, p) for t in topics for p in sorted(kafka.partitions_for_topic(t) or ())]
-    )
-    consumer = Consumer(
-        engine,
-        kafka,
-        make_producer(settings),
-        name=name,
-        handlers=handlers,
-        max_attempts=settings.consumer_max_attempts,
-        inbox_retention_days=settings.inbox_retention_days,
-    )
-    return consumer, kafka
-
-
-def produce(producer: KafkaProducer, topic: str, key: str, message, event_id: str) -> None:
-    headers = cloudevent_headers(
-        event_id=event_id,
-        event_type=message.DESCRIPTOR.full_name,
-        source="/wuye/registry",
-        subject=key,
-        time=time.time(),
-        district=DONGSHENG,
-        trace_id="",
-    )
-    producer.send(topic, value=message.SerializeToString(), key=key.encode(), headers=headers).get(
-        timeout=10
-    )
-
-
 def listed(inspections: InspectionsServer) -> dict[str, object]:
     with inspections.engine.connect() as connection:
         since = inspections.clock() - dt.timedelta(days=365)
@@ -148,10 +110,8 @@ def listed(inspections: InspectionsServer) -> dict[str, object]:
 def test_the_registrys_and_credits_events_through_kafka_fill_the_lists(inspections, wait_until):
     topics, handlers = SPEC.consumers[0].build(inspections.settings, inspections.engine)
     assert {PROJECT_TOPIC, GRADE_TOPIC} <= set(topics)
-    consumer, kafka = assigned_consumer(
-        inspections.engine, inspections.settings, CONSUMER_NAME, topics, handlers
-    )
-    producer = make_producer(inspections.settings)
+    driven = HandDriven(inspections.settings, inspections.engine, CONSUMER_NAME, topics, handlers)
+    producer = EventProducer(inspections.settings)
     try:
         project, code = new_id(DONGSHENG), new_credit_code()
         now = inspections.clock()
@@ -162,29 +122,26 @@ def test_the_registrys_and_credits_events_through_kafka_fill_the_lists(inspectio
         ]
         ids = [str(uuid.uuid4()) for _ in sent]
         for (topic, key, message), event_id in zip(sent, ids, strict=True):
-            produce(producer, topic, key, message, event_id)
+            producer.produce(topic, message, key, event_id)
 
         def graded():
-            consumer.poll_once(timeout_ms=200)
+            driven.poll()
             entity = listed(inspections).get(project)
             return entity is not None and entity.grade == "B"
 
         wait_until(graded, timeout=POLL_TIMEOUT_SECONDS, what="the project listed with grade B")
         # The same events again (same ce_id): each was handled once.
         for (topic, key, message), event_id in zip(sent, ids, strict=True):
-            produce(producer, topic, key, message, event_id)
+            producer.produce(topic, message, key, event_id)
         with inspections.engine.connect() as connection:
             handled = sa.select(sa.func.count()).where(inbox.c.event_id.in_(ids))
             wait_until(
-                lambda: (
-                    consumer.poll_once(timeout_ms=200) == 0
-                    and connection.execute(handled).scalar_one() == 3
-                ),
+                lambda: driven.poll() == 0 and connection.execute(handled).scalar_one() == 3,
                 timeout=POLL_TIMEOUT_SECONDS,
             )
     finally:
-        kafka.close()
-        producer.close(timeout=5)
+        driven.close()
+        producer.close()
 
     entity = listed(inspections)[project]
     assert (entity.project_type, entity.credit_code, entity.grade) == ("OFFICE", code, "B")
@@ -200,10 +157,8 @@ def test_events_replayed_after_the_inbox_forgot_them_change_nothing(inspections,
     row)."""
     topics, handlers = SPEC.consumers[0].build(inspections.settings, inspections.engine)
     assert {PRACTITIONER_TOPIC, ALARM_TOPIC} <= set(topics)
-    consumer, kafka = assigned_consumer(
-        inspections.engine, inspections.settings, CONSUMER_NAME, topics, handlers
-    )
-    producer = make_producer(inspections.settings)
+    driven = HandDriven(inspections.settings, inspections.engine, CONSUMER_NAME, topics, handlers)
+    producer = EventProducer(inspections.settings)
     project, old, new = new_id(DONGSHENG), new_credit_code(), new_credit_code()
     t0 = inspections.clock()
     t1 = t0 + dt.timedelta(hours=1)
@@ -212,14 +167,14 @@ def test_events_replayed_after_the_inbox_forgot_them_change_nothing(inspections,
     def deliver(events) -> None:
         """Produce the events and wait until the consumer has handled every one."""
         for topic, key, message, event_id in events:
-            produce(producer, topic, key, message, event_id)
+            producer.produce(topic, message, key, event_id)
         ids = [event_id for *_, event_id in events]
         seen = sa.select(sa.func.count()).where(
             (inbox.c.consumer == CONSUMER_NAME) & inbox.c.event_id.in_(ids)
         )
 
         def handled() -> bool:
-            consumer.poll_once(timeout_ms=200)
+            driven.poll()
             with inspections.engine.connect() as connection:
                 return connection.execute(seen).scalar_one() == len(ids)
 
@@ -301,8 +256,8 @@ def test_events_replayed_after_the_inbox_forgot_them_change_nothing(inspections,
         deliver(first + alarms)
         assert state() == after
     finally:
-        kafka.close()
-        producer.close(timeout=5)
+        driven.close()
+        producer.close()
 
 
 # ---------------------------------------------------------------- into credit
@@ -390,12 +345,12 @@ def test_the_same_flow_over_kafka_relay_to_credits_consumer(
     topics, handlers = CREDIT_SPEC.consumers[0].build(credit.settings, credit.engine)
     assert {CHECK_TOPIC, RECTIFICATION_TOPIC} <= set(topics)
     topics = tuple(t for t in topics if t.startswith("wuye.inspections."))
-    consumer, kafka = assigned_consumer(
-        credit.engine, credit.settings, CREDIT_SPEC.consumers[0].name, topics, handlers
+    driven = HandDriven(
+        credit.settings, credit.engine, CREDIT_SPEC.consumers[0].name, topics, handlers
     )
 
     def recorded() -> list[str]:
-        consumer.poll_once(timeout_ms=200)
+        driven.poll()
         with credit.engine.connect() as connection:
             records = credit_store.records_of(connection, f"enterprise:{code}")
         return sorted(r.record_type for r in records) == [
@@ -406,7 +361,7 @@ def test_the_same_flow_over_kafka_relay_to_credits_consumer(
     try:
         wait_until(recorded, timeout=POLL_TIMEOUT_SECONDS, what="two bad records in credit")
     finally:
-        kafka.close()
+        driven.close()
     # The relay emptied the outbox.
     wait_until(lambda: inspections.outbox_rows() == [], timeout=POLL_TIMEOUT_SECONDS)
 

@@ -19,7 +19,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from google.protobuf import json_format
-from kafka import TopicPartition
+from kafka_support import HandDriven
 from sample_data import date
 from sqlalchemy.engine import make_url
 from test_meetings_support import (
@@ -34,9 +34,8 @@ from test_meetings_support import (
 )
 
 from wuye.core.auth import Role
-from wuye.core.consumer import Consumer
 from wuye.core.db import create_service_engine
-from wuye.core.kafka import ensure_topics, make_consumer, make_producer
+from wuye.core.kafka import ensure_topics
 from wuye.core.migrate import upgrade
 from wuye.core.service import build_relay
 from wuye.credit import store as credit_store
@@ -81,26 +80,12 @@ def credit(make_settings, pg_url: str) -> Iterator[Credit]:
         admin.dispose()
 
 
-def credit_consumer(credit: Credit) -> tuple[Consumer, object]:
-    """Credit's production consumer on the meetings' task topic from its beginning, partitions
-    assigned by hand (a group join is slow on Tansu)."""
+def credit_consumer(credit: Credit) -> HandDriven:
+    """Credit's production consumer on the meetings' task topic from its beginning."""
     topics, handlers = CREDIT_SPEC.consumers[0].build(credit.settings, credit.engine)
     assert TASK_TOPIC in topics and "wuye.meetings.v1.TaskOverdue" in handlers
-    kafka = make_consumer(credit.settings, f"wuye.credit.test.{uuid.uuid4().hex[:8]}", [TASK_TOPIC])
-    kafka.unsubscribe()
-    kafka.assign(
-        [TopicPartition(TASK_TOPIC, p) for p in sorted(kafka.partitions_for_topic(TASK_TOPIC))]
-    )
-    consumer = Consumer(
-        credit.engine,
-        kafka,
-        make_producer(credit.settings),
-        name=CREDIT_SPEC.consumers[0].name,
-        handlers=handlers,
-        max_attempts=credit.settings.consumer_max_attempts,
-        inbox_retention_days=credit.settings.inbox_retention_days,
-    )
-    return consumer, kafka
+    name = CREDIT_SPEC.consumers[0].name
+    return HandDriven(credit.settings, credit.engine, name, [TASK_TOPIC], handlers)
 
 
 def verify(path: Path, published: str | None) -> subprocess.CompletedProcess:
@@ -171,19 +156,12 @@ def test_the_issues_case_from_a_committee_to_a_bad_credit_record_and_verified_mi
             return credit_store.records_of(connection, f"enterprise:{code}")
 
     for _restart in range(2):
-        consumer, kafka = credit_consumer(credit)
-        try:
+        with credit_consumer(credit) as driven:
             wait_until(
-                lambda c=consumer, k=kafka: (
-                    c.poll_once(timeout_ms=200) >= 0
-                    and all(k.position(tp) >= k.end_offsets([tp])[tp] for tp in k.assignment())
-                    and records()
-                ),
+                lambda d=driven: d.at_end() and records(),
                 timeout=POLL_TIMEOUT_SECONDS,
                 what="the task topic read to its end and a credit record",
             )
-        finally:
-            kafka.close()
         [record] = records()
         assert (record.record_type, record.direction.value) == ("MEETING_TASK_OVERDUE", "BAD")
 

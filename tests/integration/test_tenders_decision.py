@@ -7,19 +7,16 @@ the draft's terms with CreateTender naming the decision, and publishes it."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 
 import grpc
 import pytest
 from google.type import date_pb2
 from grpc_support import started_servers
-from kafka import TopicPartition
+from kafka_support import EventProducer, HandDriven
 from test_tenders_support import DONGSHENG, PROJECT, TendersServer, digest
 
 from wuye.core.auth import Role
-from wuye.core.consumer import Consumer
-from wuye.core.kafka import cloudevent_headers, ensure_topics, make_consumer, make_producer
 from wuye.registry.v1 import events_pb2 as registry_events
 from wuye.tenders.service import SPEC
 from wuye.tenders.v1 import tenders_service_pb2 as pb
@@ -60,44 +57,9 @@ def decision(project_id: str, matter_type: int, vote_id: str) -> voting_events.D
 def test_a_hire_decision_opens_one_draft_of_the_committee_which_sets_its_terms(
     tenders: TendersServer, wait_until
 ) -> None:
-    topics, handlers = SPEC.consumers[0].build(tenders.settings, tenders.engine)
-    ensure_topics(tenders.settings, topics, partitions=1)
-    kafka = make_consumer(tenders.settings, f"wuye.tenders.test.{uuid.uuid4().hex[:8]}", topics)
-    kafka.unsubscribe()
-    kafka.assign(
-        [TopicPartition(t, p) for t in topics for p in sorted(kafka.partitions_for_topic(t) or ())]
-    )
-    producer = make_producer(tenders.settings)
-    dead_letters = make_producer(tenders.settings)
-    consumer = Consumer(
-        tenders.engine,
-        kafka,
-        dead_letters,
-        name=SPEC.consumers[0].name,
-        handlers=handlers,
-        max_attempts=tenders.settings.consumer_max_attempts,
-        inbox_retention_days=tenders.settings.inbox_retention_days,
-    )
-
-    def produce(topic: str, message, key: str, event_id: str) -> tuple[int, int]:
-        headers = cloudevent_headers(
-            event_id=event_id,
-            event_type=message.DESCRIPTOR.full_name,
-            source=f"/wuye/{topic.split('.')[1]}",
-            subject=key,
-            time=time.time(),
-            district=DONGSHENG,
-            trace_id="",
-        )
-        sent = producer.send(
-            topic, value=message.SerializeToString(), key=key.encode(), headers=headers
-        ).get(timeout=10)
-        return sent.partition, sent.offset
-
-    def consumed(topic: str, partition: int, offset: int) -> bool:
-        consumer.poll_once(timeout_ms=200)
-        tp = TopicPartition(topic, partition)
-        return tp in kafka.assignment() and kafka.position(tp) > offset
+    driven = HandDriven.of(SPEC.consumers[0], tenders.settings, tenders.engine)
+    producer = EventProducer(tenders.settings)
+    produce, consumed = producer.produce, driven.past
 
     hire_vote = f"{DONGSHENG}-V{uuid.uuid4().hex[:8]}"
     hire = decision(PROJECT, voting_pb.MATTER_TYPE_HIRE_ENTERPRISE, hire_vote)
@@ -111,7 +73,7 @@ def test_a_hire_decision_opens_one_draft_of_the_committee_which_sets_its_terms(
         produce(VOTING_TOPIC, hire, hire_vote, event_id)
         wait_until(
             lambda: (
-                consumer.poll_once(timeout_ms=200) >= 0
+                driven.poll() >= 0
                 and tenders.count("tenders", project_id=PROJECT) == 1
             ),
             timeout=POLL_TIMEOUT_SECONDS,
@@ -133,9 +95,8 @@ def test_a_hire_decision_opens_one_draft_of_the_committee_which_sets_its_terms(
             where = produce(VOTING_TOPIC, message, key, again or str(uuid.uuid4()))
         wait_until(lambda: consumed(VOTING_TOPIC, *where), timeout=POLL_TIMEOUT_SECONDS)
     finally:
-        kafka.close()
-        producer.close(timeout=5)
-        dead_letters.close(timeout=5)
+        driven.close()
+        producer.close()
     assert tenders.count("tenders") == 1
     assert tenders.count("tenders", project_id=NO_COMMITTEE_PROJECT) == 0
 

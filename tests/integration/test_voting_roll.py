@@ -6,14 +6,12 @@ roll and not this one's."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 import grpc
 import pytest
-from kafka import TopicPartition
+from kafka_support import HandDriven
 from sample_data import date, request_id
 from test_voting_support import (
-    PROJECT_TOPIC,
     cast,
     timestamp,
     voting_schema,
@@ -21,8 +19,7 @@ from test_voting_support import (
 )
 
 from wuye.core.auth import Role
-from wuye.core.consumer import Consumer
-from wuye.core.kafka import ensure_topics, make_consumer, make_producer
+from wuye.core.kafka import ensure_topics
 from wuye.core.service import build_relay
 from wuye.registry.service import SPEC as REGISTRY_SPEC
 from wuye.registry.v1 import registry_service_pb2 as registry_pb
@@ -41,29 +38,6 @@ def voting(make_settings, pg_url):
     """A voting server with a database of its own: the registry's is the test's schema."""
     with voting_schema(pg_url) as schema, voting_servers(make_settings, schema) as start:
         yield start()
-
-
-def _consumer(voting):
-    """The production Consumer of voting's events group, on every partition of the registry's
-    project topic from its beginning (assigned by hand: a group join is slow on Tansu)."""
-    topics, handlers = SPEC.consumers[0].build(voting.settings, voting.engine)
-    assert topics == (PROJECT_TOPIC,)
-    ensure_topics(voting.settings, topics)
-    kafka = make_consumer(voting.settings, f"wuye.voting.test.{uuid.uuid4().hex[:8]}", topics)
-    kafka.unsubscribe()
-    kafka.assign(
-        [TopicPartition(t, p) for t in topics for p in sorted(kafka.partitions_for_topic(t) or ())]
-    )
-    consumer = Consumer(
-        voting.engine,
-        kafka,
-        make_producer(voting.settings),
-        name=SPEC.consumers[0].name,
-        handlers=handlers,
-        max_attempts=voting.settings.consumer_max_attempts,
-        inbox_retention_days=voting.settings.inbox_retention_days,
-    )
-    return consumer, kafka
 
 
 def _owner_of(voting, unit_id: str) -> str | None:
@@ -110,11 +84,11 @@ def test_registry_events_build_the_roll_and_a_transfer_after_the_freeze_waits_fo
     ensure_topics(registry.settings, REGISTRY_SPEC.topics)
     relay = build_relay(REGISTRY_SPEC, registry.settings, registry.engine)
     start_loop(relay.run, "registry-relay", after=[relay.close])
-    consumer, kafka = _consumer(voting)
+    driven = HandDriven.of(SPEC.consumers[0], voting.settings, voting.engine)
     try:
 
         def owner_now(unit_id: str) -> str | None:
-            consumer.poll_once(timeout_ms=200)
+            driven.poll()
             return _owner_of(voting, unit_id)
 
         wait_until(
@@ -164,7 +138,7 @@ def test_registry_events_build_the_roll_and_a_transfer_after_the_freeze_waits_fo
             what="the transfer in voting's read model",
         )
     finally:
-        kafka.close()
+        driven.close()
 
     # This vote keeps the roll it opened with: B votes, C does not.
     assert cast(b, vote.vote_id, YES).sequence == 1
