@@ -180,10 +180,12 @@ def issue_token(
 
 class TokenVerifier:
     """Verifies tokens, remembering recent verdicts: a busy client sends the same token on every
-    call, and checking its signature each time would cost more than the call itself."""
+    call, and checking its signature each time would cost more than the call itself. The cache
+    holds a large project's owners, each casting and re-casting a ballot with a token of their
+    own (about 1 KB a token)."""
 
     def __init__(
-        self, secret: str, issuer: str, cache_size: int = 4096, previous_secret: str = ""
+        self, secret: str, issuer: str, cache_size: int = 32_768, previous_secret: str = ""
     ) -> None:
         if not secret:
             raise ValueError("a token secret is required (WUYE_TOKEN_SECRET)")
