@@ -602,7 +602,7 @@ Extend = Callable[
     [Head, dict[str, list[Earlier]], Callable[[int], LogEntry]], list[tuple[LogEntry, str]]
 ]
 
-# An entry as a row, the columns in this order (after vote_id).
+# An entry's columns as the appender writes them (besides vote_id), with their types.
 _ENTRY_COLUMNS = (
     ("sequence", "bigint"),
     ("pseudonym", "text"),
@@ -615,7 +615,6 @@ _ENTRY_COLUMNS = (
     ("entry_hash", "text"),
     ("request_id", "text"),
 )
-_CHOICES = 3
 _NAMES = ", ".join(name for name, _ in _ENTRY_COLUMNS)
 
 # PostgreSQL: the lock and the reads in one round trip, the writes and the commit in another.
@@ -623,35 +622,36 @@ _LOCK_HEAD_SQL = (
     "SELECT state, sequence, head, last_cast_micros FROM votes WHERE vote_id = %(vote_id)s"
     " FOR UPDATE"
 )
+# Lists go in binary: psycopg quotes text arrays element by element in Python.
 _EARLIER_SQL = (
     "SELECT pseudonym, sequence, entry_hash, request_id FROM ballots"
-    " WHERE vote_id = %(vote_id)s AND pseudonym = ANY(%(pseudonyms)s::text[]) ORDER BY sequence"
+    " WHERE vote_id = %(vote_id)s AND pseudonym = ANY(%(pseudonyms)b) ORDER BY sequence"
 )
 _ENTRY_SQL = "SELECT * FROM ballots WHERE vote_id = %(vote_id)s AND sequence = %(sequence)s"
-# The entries as arrays, a column each: one statement whatever their number; the head moves
-# in the same statement.
+# The entries as one JSON array (encoded in C): one statement whatever their number, the head
+# moved in the same statement.
 _APPEND_SQL = (
     f"WITH appended AS (INSERT INTO ballots (vote_id, {_NAMES}) SELECT %(vote_id)s, {_NAMES}"
-    f" FROM unnest({', '.join(f'%(new_{name})s::{kind}[]' for name, kind in _ENTRY_COLUMNS)})"
-    f" AS e({_NAMES}))"
+    " FROM json_to_recordset(%(entries)s::json)"
+    f" AS e({', '.join(f'{name} {kind}' for name, kind in _ENTRY_COLUMNS)}))"
     " UPDATE votes SET sequence = %(sequence)s, head = %(head)s,"
     " last_cast_micros = %(last_cast_micros)s WHERE vote_id = %(vote_id)s"
 )
 
 
-def _entry_row(entry: LogEntry, request_id: str) -> tuple:
-    return (
-        entry.sequence,
-        entry.pseudonym,
-        entry.area_cm2,
-        [[m, c.value] for m, c in entry.choices],
-        domain.micros(entry.cast_time),
-        entry.channel.value,
-        entry.paper_reference,
-        entry.previous_hash,
-        entry.entry_hash,
-        request_id,
-    )
+def _entry_row(entry: LogEntry, request_id: str) -> dict:
+    return {
+        "sequence": entry.sequence,
+        "pseudonym": entry.pseudonym,
+        "area_cm2": entry.area_cm2,
+        "choices": [[m, c.value] for m, c in entry.choices],
+        "cast_micros": domain.micros(entry.cast_time),
+        "channel": entry.channel.value,
+        "paper_reference": entry.paper_reference,
+        "previous_hash": entry.previous_hash,
+        "entry_hash": entry.entry_hash,
+        "request_id": request_id,
+    }
 
 
 def _earlier(rows: Iterable[tuple[str, int, str, str]]) -> dict[str, list[Earlier]]:
@@ -705,13 +705,8 @@ class LogWriter:
                 lambda sequence: log_entries(connection, vote_id, sequence - 1, 1)[0],
             )
             if new:
-                names = [name for name, _ in _ENTRY_COLUMNS]
                 connection.execute(
-                    ballots.insert(),
-                    [
-                        {"vote_id": vote_id, **dict(zip(names, _entry_row(*n), strict=True))}
-                        for n in new
-                    ],
+                    ballots.insert(), [{"vote_id": vote_id, **_entry_row(*n)} for n in new]
                 )
                 connection.execute(
                     votes.update().where(votes.c.vote_id == vote_id).values(**_head_of(new))
@@ -740,14 +735,11 @@ class LogWriter:
                     lambda at: self._entry(connection, vote_id, at),
                 )
                 if new:
-                    columns = [list(c) for c in zip(*(_entry_row(*n) for n in new), strict=True)]
-                    columns[_CHOICES] = [json.dumps(c) for c in columns[_CHOICES]]
-                    params = {
-                        f"new_{name}": column
-                        for (name, _), column in zip(_ENTRY_COLUMNS, columns, strict=True)
-                    }
+                    entries = json.dumps([_entry_row(*n) for n in new])
                     connection.execute(
-                        _APPEND_SQL, {"vote_id": vote_id, **params, **_head_of(new)}, prepare=True
+                        _APPEND_SQL,
+                        {"vote_id": vote_id, "entries": entries, **_head_of(new)},
+                        prepare=True,
                     )
                     connection.commit()
                 else:
