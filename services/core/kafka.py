@@ -103,8 +103,10 @@ def consumer_config(settings: Settings, group: str) -> dict[str, object]:
         "session.timeout.ms": 6_000,
         "heartbeat.interval.ms": 2_000,
         # A topic created after the consumer subscribed (its producer's relay started later) is
-        # assigned at the next metadata refresh: within 10 s, not librdkafka's 5 minutes.
-        "topic.metadata.refresh.interval.ms": 10_000,
+        # assigned at the next metadata refresh: within a minute, not librdkafka's 5 minutes.
+        # Not more often: each refresh lists every topic, which costs an idle broker more than
+        # all the fetches and heartbeats (`make run` creates the topics before anything starts).
+        "topic.metadata.refresh.interval.ms": 60_000,
         "socket.connection.setup.timeout.ms": _CONNECT_TIMEOUT_MS,
         "reconnect.backoff.max.ms": _RECONNECT_BACKOFF_MAX_MS,
     }

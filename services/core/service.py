@@ -1,5 +1,5 @@
 """What every service's `python -m wuye.<service>` does: serve | relay | consume | timers |
-worker | migrate.
+all | migrate.
 
 A service describes itself once (`ServiceSpec`): its settings, migrations, gRPC servicers,
 topics and consumers; this module wires them to the database, Kafka and the process signals.
@@ -186,9 +186,10 @@ def _ensure_topics_or_warn(spec: ServiceSpec, settings: Settings) -> None:
 
 def run_worker(spec: ServiceSpec, settings: Settings, engine: Engine, stop: threading.Event) -> int:
     """The relay (with the core's housekeeping), every consumer and the timers as threads of one
-    process: `make run`'s way of running a service's background parts, which idle in the same
-    few waits whether apart or together. Any of them ending on its own ends the others, and
-    the process exits 1, so whoever supervises it sees the failure."""
+    process, beside the server under `all`: `make run`'s way of running a service, whose parts
+    idle in the same few waits whether apart or together. Any of them ending on its own ends
+    the others and the server, and the process exits 1, so whoever supervises it sees the
+    failure."""
     parts: dict[str, Callable[[], None]] = {
         "relay": lambda: build_relay(spec, settings, engine).run(stop),
         "housekeeping": lambda: run_timers(CORE_TIMERS, settings, engine, stop),
@@ -229,6 +230,24 @@ def run_together(parts: dict[str, Callable[[], None]], stop: threading.Event) ->
     return 1 if failed else 0
 
 
+def _serve_and_work(
+    spec: ServiceSpec, settings: Settings, engine: Engine, stop: threading.Event
+) -> int:
+    """The server and run_worker's parts in one process; 1 if a part failed."""
+    _ensure_topics_or_warn(spec, settings)
+    outcome: list[int] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(run_worker(spec, settings, engine, stop)), name="worker"
+    )
+    worker.start()
+    try:
+        serve(settings, spec.definitions(settings, engine), stop)
+    finally:
+        stop.set()
+        worker.join()
+    return max(outcome, default=1)
+
+
 def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m wuye.{spec.name}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -237,7 +256,9 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
     consume = sub.add_parser("consume", help="run one consumer group")
     consume.add_argument("consumer", nargs="?", choices=[c.name for c in spec.consumers] or None)
     sub.add_parser("timers", help="run the service's timers (expiries, overdue checks)")
-    sub.add_parser("worker", help="relay, consumers and timers in one process (make run)")
+    sub.add_parser(
+        "all", help="the server, the relay, the consumers and the timers in one process (make run)"
+    )
     sub.add_parser("migrate", help="bring the database schema up to date")
     args = parser.parse_args(argv)
 
@@ -249,16 +270,14 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> int:
         return 0
 
     engine = create_service_engine(settings)
+    stop = _stop_on_signals()
     if args.command == "serve":
-        serve(settings, spec.definitions(settings, engine))
+        serve(settings, spec.definitions(settings, engine), stop)
         return 0
+    if args.command == "all":
+        return _serve_and_work(spec, settings, engine, stop)
 
     metrics_port = metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
-    stop = _stop_on_signals()
-    if args.command == "worker":
-        _ensure_topics_or_warn(spec, settings)
-        log(logger, "working", service=spec.name, metrics_port=metrics_port)
-        return run_worker(spec, settings, engine, stop)
 
     if args.command == "relay":
         _ensure_topics_or_warn(spec, settings)

@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     pii_key: SecretStr = SecretStr("")
 
     relay_batch_size: int = Field(default=2000, ge=1)
-    # The relay wakes when a command commits; it also looks at the outbox at least this often.
-    relay_poll_seconds: float = Field(default=1.0, gt=0)
+    # The relay wakes when a command commits; it also looks at the outbox at least this often
+    # (a safety net: a relay at rest wakes only for that and to renew its lease).
+    relay_poll_seconds: float = Field(default=5.0, gt=0)
     # How long the active relay's lease runs unless renewed; a dead relay's standby takes over
     # after it. The relay gives each publish half of it.
     relay_lease_seconds: float = Field(default=10.0, gt=0)

@@ -1,4 +1,4 @@
-"""python -m wuye.fund serve | relay | consume events | timers | worker | migrate"""
+"""python -m wuye.fund serve | relay | consume events | timers | all | migrate"""
 
 from wuye.core.service import run_module
 

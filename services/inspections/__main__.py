@@ -1,4 +1,4 @@
-"""python -m wuye.inspections serve | relay | consume events | timers | worker | migrate |
+"""python -m wuye.inspections serve | relay | consume events | timers | all | migrate |
 verify-draw"""
 
 import sys

@@ -1,4 +1,4 @@
-"""python -m wuye.iot serve | relay | consume events | worker | migrate"""
+"""python -m wuye.iot serve | relay | consume events | all | migrate"""
 
 from wuye.core.service import run_module
 

@@ -1,4 +1,4 @@
-"""python -m wuye.meetings serve | relay | consume events | timers | worker | migrate |
+"""python -m wuye.meetings serve | relay | consume events | timers | all | migrate |
 verify-minutes"""
 
 import sys

@@ -1,4 +1,4 @@
-"""python -m wuye.registry serve | relay | worker | migrate"""
+"""python -m wuye.registry serve | relay | consume events | all | migrate"""
 
 from wuye.core.service import run_module
 

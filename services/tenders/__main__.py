@@ -1,4 +1,4 @@
-"""python -m wuye.tenders serve | relay | timers | worker | migrate | verify-committee"""
+"""python -m wuye.tenders serve | relay | consume events | timers | all | migrate | verify-committee"""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""python -m wuye.voting serve | relay | consume events | timers | worker | migrate |
+"""python -m wuye.voting serve | relay | consume events | timers | all | migrate |
 verify-tally LOG.json [--roll-digest D] [--receipt R]"""
 
 import sys
