@@ -3,7 +3,10 @@ times, pages, the log's parts) live here; the rules live in domain.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from wuye.core.auth import AUTHORITIES, Role, allow, public
 from wuye.core.errors import Violations
@@ -11,6 +14,7 @@ from wuye.core.events import run_idempotent
 from wuye.core.grpcserver import Route
 from wuye.core.paging import next_token, read_page
 from wuye.core.wire import check_request_id, check_text, enum_name, moment_of, timestamp
+from wuye.voting import domain
 from wuye.voting.commands import (
     Accepted,
     VoteDraft,
@@ -51,6 +55,17 @@ ROUTES: dict[str, Route] = {
 }
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+# Choices by wire number: the unspecified one, and numbers the enum lacks, are None.
+_CHOICE_OF = {
+    number: Choice(name.removeprefix("CHOICE_")) for name, number in pb.Choice.items() if number
+}
+
+
+def _log_time(moment: dt.datetime) -> Timestamp:
+    """A time of the log (UTC, whole microseconds) on the wire: straight from its microseconds,
+    a tenth of FromDatetime's cost, which every ballot's receipt and every exported entry pay."""
+    micros = domain.micros(moment)
+    return Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1_000)
 
 
 def _vote(vote: StoredVote) -> pb.Vote:
@@ -115,7 +130,7 @@ def _log_entry(e: LogEntry) -> pb.LogEntry:
         pseudonym=e.pseudonym,
         area_cm2=e.area_cm2,
         choices=_choices(e),
-        cast_time=timestamp(e.cast_time),
+        cast_time=_log_time(e.cast_time),
         channel=wire_enum(pb.BallotChannel, "BALLOT_CHANNEL", e.channel),
         paper_reference=e.paper_reference,
         previous_hash=e.previous_hash,
@@ -149,11 +164,10 @@ class VotingApi(pb_grpc.VotingServiceServicer):
         """Choices as the domain checks them; the shape of each is checked here."""
         read: list[tuple[str, Choice | None]] = []
         for n, c in enumerate(choices):
-            v.check(
-                len(c.matter_id) <= 16, f"choices[{n}].matter_id", "is not a matter of this vote"
-            )
-            name = enum_name(pb.Choice, "CHOICE", c.choice)
-            read.append((c.matter_id, Choice(name) if name else None))
+            matter_id = c.matter_id
+            if len(matter_id) > 16:
+                v.add(f"choices[{n}].matter_id", "is not a matter of this vote")
+            read.append((matter_id, _CHOICE_OF.get(c.choice)))
         return read
 
     # ------------------------------------------------------------ votes
@@ -299,7 +313,7 @@ class VotingApi(pb_grpc.VotingServiceServicer):
             in_log=True,
             last_ballot=found.last_ballot,
             sequence=found.entry.sequence,
-            cast_time=timestamp(found.entry.cast_time),
+            cast_time=_log_time(found.entry.cast_time),
             vote_state=state,
         )
 
@@ -317,7 +331,7 @@ class VotingApi(pb_grpc.VotingServiceServicer):
                 pb.MyBallot(
                     receipt=e.entry_hash,
                     sequence=e.sequence,
-                    cast_time=timestamp(e.cast_time),
+                    cast_time=_log_time(e.cast_time),
                     channel=wire_enum(pb.BallotChannel, "BALLOT_CHANNEL", e.channel),
                     choices=_choices(e),
                     last_ballot=e.sequence == last,
@@ -368,6 +382,6 @@ def _receipt(accepted: Accepted) -> dict:
     return {
         "receipt": accepted.entry.entry_hash,
         "sequence": accepted.entry.sequence,
-        "cast_time": timestamp(accepted.entry.cast_time),
+        "cast_time": _log_time(accepted.entry.cast_time),
         "replaced_receipt": accepted.replaced_receipt,
     }

@@ -500,25 +500,27 @@ def check_choices(
     spec: VoteSpec, choices: Sequence[tuple[str, Choice | None]], v: Violations, where: str
 ) -> tuple[tuple[str, Choice], ...]:
     """A ballot's choices, in the vote's order of matters; problems go to `v`."""
+    matter_ids = [m.matter_id for m in spec.matters]
     chosen: dict[str, Choice] = {}
     for n, (matter_id, choice) in enumerate(choices):
-        if not v.check(
-            spec.matter(matter_id) is not None,
-            f"{where}[{n}].matter_id",
-            "is not a matter of this vote",
-        ):
+        if matter_id not in matter_ids:
+            v.add(f"{where}[{n}].matter_id", "is not a matter of this vote")
             continue
-        v.check(matter_id not in chosen, f"{where}[{n}].matter_id", "has a choice already")
-        if v.check(choice is not None, f"{where}[{n}].choice", "is YES, NO or ABSTAIN"):
+        if matter_id in chosen:
+            v.add(f"{where}[{n}].matter_id", "has a choice already")
+        if choice is None:
+            v.add(f"{where}[{n}].choice", "is YES, NO or ABSTAIN")
+        else:
             chosen.setdefault(matter_id, choice)
     named = {matter_id for matter_id, _ in choices}
-    missing = [m.matter_id for m in spec.matters if m.matter_id not in named]
-    v.check(
-        not missing,
-        where,
-        f"has no choice for {', '.join(missing)}: a ballot answers every matter, ABSTAIN included",
-    )
-    return tuple((m.matter_id, chosen[m.matter_id]) for m in spec.matters if m.matter_id in chosen)
+    missing = [m for m in matter_ids if m not in named]
+    if missing:
+        v.add(
+            where,
+            f"has no choice for {', '.join(missing)}: a ballot answers every matter, "
+            "ABSTAIN included",
+        )
+    return tuple((m, chosen[m]) for m in matter_ids if m in chosen)
 
 
 def check_open(spec: VoteSpec, state: VoteState, now: dt.datetime) -> None:
