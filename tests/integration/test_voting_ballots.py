@@ -9,10 +9,12 @@ import datetime as dt
 
 import grpc
 import pytest
-from sample_data import request_id
-from test_voting_support import VotingServer, cast, export, verify_tally, voting_servers
+from sample_data import DONGSHENG, request_id
+from test_voting_support import Owner, VotingServer, cast, export, verify_tally, voting_servers
 
 from wuye.core.auth import Role
+from wuye.registry.v1 import events_pb2 as registry_events
+from wuye.registry.v1 import registry_service_pb2 as registry_pb
 from wuye.voting.v1 import events_pb2 as ev
 from wuye.voting.v1 import voting_service_pb2 as pb
 
@@ -211,7 +213,7 @@ def test_who_may_call_run_and_cancel_a_vote(voting):
     )
     assert owner_creates.code == grpc.StatusCode.PERMISSION_DENIED
 
-    office = voting.client(Role.SUB_DISTRICT, "天骄街道", ["150602"])
+    office = voting.client(Role.SUB_DISTRICT, "天骄街道", [DONGSHENG])
     later = voting.create_vote(project, opens_in=dt.timedelta(hours=1), client=office)
     assert later.state == pb.VOTE_STATE_SCHEDULED
     not_yet = a.client.fails(
@@ -241,3 +243,73 @@ def test_who_may_call_run_and_cancel_a_vote(voting):
         later.vote_id: pb.VOTE_STATE_CANCELLED,
         running.vote_id: pb.VOTE_STATE_OPEN,
     }
+
+
+def test_every_server_holds_a_ballot_to_the_roll_frozen_at_opening(start_voting, tmp_path):
+    """A server keeps a vote's roll from its first ballot on: before the opening there is none
+    to keep, and a transfer after it changes the roll on no server, whether that server read it
+    before the transfer or after. Two servers extend one chain, and a retry that reaches the
+    other server gets its first answer."""
+    first = start_voting()
+    a, b = first.owner(), first.owner()
+    buyer = first.owner().key
+    project = first.project([(a.key, 100_000), (b.key, 80_000)])
+    vote = first.create_vote(project, opens_in=dt.timedelta(hours=1))
+    not_yet = a.client.fails("CastBallot", _ballot(vote.vote_id, YES, NO))
+    assert not_yet.reason == "VOTE_NOT_OPEN"
+    first.clock.advance(hours=2)
+    assert first.voting.open_due() == 1
+    cast_first = cast(a, vote.vote_id, YES, NO, request="ballot-of-a")
+    assert cast_first.sequence == 1
+
+    # A sells her unit after the roll was frozen; a second server starts after the sale.
+    (sold,) = (unit for unit, (key, _) in project.units.items() if key == a.key)
+    first.deliver(
+        registry_events.UnitOwnershipTransferred(
+            unit_id=sold,
+            project_id=project.project_id,
+            district_code=DONGSHENG,
+            owner_kind=registry_pb.OWNER_KIND_PERSON,
+            owner_key=buyer,
+            exclusive_area_cm2=100_000,
+        )
+    )
+    second = start_voting()
+    second.clock.advance(hours=2)
+    for server in (first, second):
+        refused = server.client(Role.OWNER, buyer, [DONGSHENG]).fails(
+            "CastBallot", _ballot(vote.vote_id, YES, YES)
+        )
+        assert (refused.code, refused.reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_ON_ROLL")
+    a_there = Owner(a.id_number, a.key, second.client(Role.OWNER, a.key, [DONGSHENG]))
+
+    again = cast(a_there, vote.vote_id, NO, NO)
+    assert (again.sequence, again.replaced_receipt) == (2, cast_first.receipt)
+    retried = cast(a_there, vote.vote_id, YES, NO, request="ballot-of-a")
+    assert (retried.receipt, retried.sequence, retried.replaced_receipt) == (
+        cast_first.receipt,
+        1,
+        "",
+    )
+    reused = a_there.client.fails(
+        "CastBallot", _ballot(vote.vote_id, NO, YES, request="ballot-of-a")
+    )
+    assert (reused.code, reused.reason) == (grpc.StatusCode.ALREADY_EXISTS, "REQUEST_ID_REUSED")
+    assert cast(b, vote.vote_id, ABSTAIN, YES).sequence == 3
+
+    first.clock.advance(days=8)
+    assert first.voting.close_due() == 1
+    closed = first.anonymous.GetVote(pb.GetVoteRequest(vote_id=vote.vote_id)).vote
+    assert (closed.result.ballots, closed.result.counted_ballots) == (3, 2)
+    log = tmp_path / "log.json"
+    log.write_text(export(first, vote.vote_id))
+    verdict = verify_tally(log, "--roll-digest", closed.roll_digest, "--receipt", again.receipt)
+    assert verdict.code == 0, verdict.output
+
+
+def _ballot(vote_id: str, *choices: int, request: str | None = None) -> pb.CastBallotRequest:
+    return pb.CastBallotRequest(
+        request_id=request or request_id(),
+        vote_id=vote_id,
+        choices=[pb.MatterChoice(matter_id=f"M{n + 1}", choice=c) for n, c in enumerate(choices)],
+    )
