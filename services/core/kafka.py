@@ -107,6 +107,7 @@ def consumer_config(settings: Settings, group: str) -> dict[str, object]:
         # Not more often: each refresh lists every topic, which costs an idle broker more than
         # all the fetches and heartbeats (`make run` creates the topics before anything starts).
         "topic.metadata.refresh.interval.ms": 60_000,
+        "fetch.wait.max.ms": settings.kafka_fetch_wait_ms,
         "socket.connection.setup.timeout.ms": _CONNECT_TIMEOUT_MS,
         "reconnect.backoff.max.ms": _RECONNECT_BACKOFF_MAX_MS,
     }

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     # is right only for the development broker.
     kafka_topic_partitions: int = Field(default=6, ge=1)
     kafka_replication_factor: int = Field(default=1, ge=1)
+    # How long a consumer's fetch may wait at the broker for new records. Kafka answers as soon
+    # as one arrives, so a longer wait only spares it idle requests; the development broker
+    # (Tansu) looks again only at halves of the wait, so there it bounds how late a record is
+    # seen, and `make run` chooses (2 s: each idle fetch costs Tansu a read of every partition).
+    kafka_fetch_wait_ms: int = Field(default=500, ge=10, le=30_000)
 
     city_districts: dict[str, str] = ORDOS_DISTRICTS
     # Deadlines and "today" are the city's calendar days, not UTC's.

@@ -41,8 +41,10 @@ class VotingSettings(Settings):
     vote_allow_early_close: bool = False
     # Years within which an owner may ask a court to revoke a decision (Civil Code Art. 280).
     vote_challenge_years: int = Field(default=1, ge=1)
-    # How often the timers look for votes due to open or close.
-    vote_timer_seconds: float = Field(default=2.0, gt=0)
+    # How often the timers look for votes due to open or close: a vote opens and its result is
+    # counted within this of its time (the rules allow a day), and a service at rest looks
+    # seldom.
+    vote_timer_seconds: float = Field(default=10.0, gt=0)
     # Key of the per-vote pseudonyms in the ballot log; empty: derived from the PII key.
     vote_pseudonym_key: SecretStr = SecretStr("")
     vote_max_matters: int = Field(default=20, ge=1)
