@@ -617,15 +617,15 @@ _ENTRY_COLUMNS = (
 )
 _NAMES = ", ".join(name for name, _ in _ENTRY_COLUMNS)
 
-# PostgreSQL: the lock and the reads in one round trip, the writes and the commit in another.
-_LOCK_HEAD_SQL = (
-    "SELECT state, sequence, head, last_cast_micros FROM votes WHERE vote_id = %(vote_id)s"
-    " FOR UPDATE"
-)
-# Lists go in binary: psycopg quotes text arrays element by element in Python.
-_EARLIER_SQL = (
-    "SELECT pseudonym, sequence, entry_hash, request_id FROM ballots"
-    " WHERE vote_id = %(vote_id)s AND pseudonym = ANY(%(pseudonyms)b) ORDER BY sequence"
+# PostgreSQL: the transaction's start, the lock and the reads as one message, the writes and the
+# commit as another (parameters bound by psycopg, so that one message may hold several
+# statements).
+_OPEN_SQL = (
+    "BEGIN;"
+    " SELECT state, sequence, head, last_cast_micros FROM votes WHERE vote_id = %(vote_id)s"
+    " FOR UPDATE;"
+    " SELECT pseudonym, sequence, entry_hash, request_id FROM ballots WHERE vote_id = %(vote_id)s"
+    " AND pseudonym IN (SELECT json_array_elements_text(%(pseudonyms)s::json)) ORDER BY sequence"
 )
 _ENTRY_SQL = "SELECT * FROM ballots WHERE vote_id = %(vote_id)s AND sequence = %(sequence)s"
 # The entries as one JSON array (encoded in C): one statement whatever their number, the head
@@ -635,7 +635,8 @@ _APPEND_SQL = (
     " FROM json_to_recordset(%(entries)s::json)"
     f" AS e({', '.join(f'{name} {kind}' for name, kind in _ENTRY_COLUMNS)}))"
     " UPDATE votes SET sequence = %(sequence)s, head = %(head)s,"
-    " last_cast_micros = %(last_cast_micros)s WHERE vote_id = %(vote_id)s"
+    " last_cast_micros = %(last_cast_micros)s WHERE vote_id = %(vote_id)s;"
+    " COMMIT"
 )
 
 
@@ -721,29 +722,26 @@ class LogWriter:
             pooled = self._engine.raw_connection()
             pooled.detach()  # the appender's own, for as long as it lives
             connection = self._connection = pooled.dbapi_connection
+            # Its transactions are begun and committed by the statements it sends.
+            connection.autocommit = True
         try:
-            with connection.pipeline() as pipeline:
-                locked = connection.execute(_LOCK_HEAD_SQL, {"vote_id": vote_id}, prepare=True)
-                found = connection.execute(
-                    _EARLIER_SQL, {"vote_id": vote_id, "pseudonyms": owners}, prepare=True
+            cursor = psycopg.ClientCursor(connection)
+            cursor.execute(_OPEN_SQL, {"vote_id": vote_id, "pseudonyms": json.dumps(owners)})
+            cursor.nextset()
+            state, sequence, head, last_cast_micros = cursor.fetchone()
+            cursor.nextset()
+            new = extend(
+                Head(VoteState(state), sequence, head, last_cast_micros),
+                _earlier(cursor.fetchall()),
+                lambda at: self._entry(connection, vote_id, at),
+            )
+            if new:
+                entries = json.dumps([_entry_row(*n) for n in new])
+                cursor.execute(
+                    _APPEND_SQL, {"vote_id": vote_id, "entries": entries, **_head_of(new)}
                 )
-                pipeline.sync()
-                state, sequence, head, last_cast_micros = locked.fetchone()
-                new = extend(
-                    Head(VoteState(state), sequence, head, last_cast_micros),
-                    _earlier(found.fetchall()),
-                    lambda at: self._entry(connection, vote_id, at),
-                )
-                if new:
-                    entries = json.dumps([_entry_row(*n) for n in new])
-                    connection.execute(
-                        _APPEND_SQL,
-                        {"vote_id": vote_id, "entries": entries, **_head_of(new)},
-                        prepare=True,
-                    )
-                    connection.commit()
-                else:
-                    connection.rollback()
+            else:
+                cursor.execute("ROLLBACK")
         except Exception:
             # Whatever failed, the transaction did: the next batch starts on a new connection.
             self._connection = None
