@@ -30,7 +30,9 @@ STARTUP_SECONDS = 240.0
 @dataclass(frozen=True)
 class IdleOptions:
     settle_seconds: float = 10.0
-    measure_seconds: float = 20.0
+    # A process's CPU is counted in ticks of 10 ms: over 60 s one tick is 0.017 % of a core,
+    # fine enough for processes that each take a few tenths of a percent.
+    measure_seconds: float = 60.0
 
 
 def _descendants(root: int) -> set[int]:
