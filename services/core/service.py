@@ -200,6 +200,7 @@ def run_worker(spec: ServiceSpec, settings: Settings, engine: Engine, stop: thre
         )
     if spec.timers:
         parts["timers"] = lambda: run_timers(spec.timers, settings, engine, stop)
+    log(logger, "working", service=spec.name, parts=",".join(parts))
     return run_together(parts, stop)
 
 

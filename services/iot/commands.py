@@ -48,7 +48,7 @@ def device_event(gateway_id: str, subject: str, district: str, message: Message)
     return Event(DEVICE_TOPIC, gateway_id, subject, district, message)
 
 
-def gateway_message(row) -> pb.Gateway:
+def gateway_message(row, credit_code: str) -> pb.Gateway:
     return pb.Gateway(
         id=row.gateway_id,
         project_id=row.project_id,
@@ -56,6 +56,7 @@ def gateway_message(row) -> pb.Gateway:
         name=row.name,
         mqtt_topic=mqtt_topic(row.district_code, row.gateway_id),
         create_time=timestamp(utc(row.created_at)),
+        credit_code=credit_code,
     )
 
 
@@ -118,7 +119,7 @@ class Iot:
                 "clock_skewed": False,
             }
             connection.execute(store.gateways.insert().values(values))
-            gateway = gateway_message(SimpleNamespace(**values))
+            gateway = gateway_message(SimpleNamespace(**values), project.credit_code)
             add_events(
                 connection,
                 [
@@ -161,7 +162,8 @@ class Iot:
 
     def get_gateway(self, gateway_id: str) -> pb.Gateway:
         with self.reader.connect() as connection:
-            return gateway_message(self._gateway_row(connection, gateway_id))
+            row = self._gateway_row(connection, gateway_id)
+            return gateway_message(row, store.credit_code_of(connection, row.project_id))
 
     def rotate_secret(self, gateway_id: str) -> pb.RotateGatewaySecretResponse:
         """A new key version, and a replay window starting afresh (epoch 0): every batch signed
@@ -172,7 +174,7 @@ class Iot:
             row = self._gateway_row(connection, gateway_id, lock=True)
             version = row.key_version + 1
             self._write_window(connection, gateway_id, 0, key_version=version)
-            gateway = gateway_message(row)
+            gateway = gateway_message(row, store.credit_code_of(connection, row.project_id))
             add_events(
                 connection,
                 [
@@ -203,7 +205,7 @@ class Iot:
             row = self._gateway_row(connection, gateway_id, lock=True)
             epoch, highest = self.intake.window_of(gateway_id)
             self._write_window(connection, gateway_id, epoch)
-            gateway = gateway_message(row)
+            gateway = gateway_message(row, store.credit_code_of(connection, row.project_id))
             add_events(
                 connection,
                 [

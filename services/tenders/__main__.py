@@ -1,4 +1,5 @@
-"""python -m wuye.tenders serve | relay | consume events | timers | all | migrate | verify-committee"""
+"""python -m wuye.tenders serve | relay | consume events | timers | all | migrate |
+verify-committee"""
 
 import sys
 

@@ -256,14 +256,14 @@ def test_make_run_starts_a_new_service(tree: Path, tmp_path: Path) -> None:
             time.sleep(0.2)
         platform = json.loads(platform_file.read_text())
         pids = {p["name"]: p["pid"] for p in platform["processes"]}
-        environ = Path(f"/proc/{pids['throwaway serve']}/environ").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pids['throwaway all']}/environ").read_bytes().split(b"\0")
     finally:
         launcher.terminate()
         launcher.wait(60)
     assert "throwaway" in platform["grpc"]
-    assert {"throwaway serve", "throwaway worker"} <= set(pids)
+    assert "throwaway all" in pids
     # It calls the registry, so it is told where the registry listens.
     endpoints = f"WUYE_SERVICE_ENDPOINTS=registry={platform['grpc']['registry']}".encode()
     assert endpoints in environ
-    worker_log = (state / "logs" / "throwaway-worker.log").read_text()
-    assert '"event": "working"' in worker_log
+    log = (state / "logs" / "throwaway-all.log").read_text()
+    assert '"event": "serving"' in log and '"event": "working"' in log

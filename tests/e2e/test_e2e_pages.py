@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -30,7 +31,7 @@ from wuye.core.auth import Role, issue_token
 from wuye.core.pii import OwnerKeys
 from wuye.iot.signing import sign
 from wuye.iot.v1 import intake_service_pb2 as iot_pb
-from wuye.launcher import read_secrets_file
+from wuye.launcher import SERVING_PARTS, read_secrets_file
 from wuye.registry.v1 import registry_service_pb2 as registry_pb
 from wuye.voting.v1 import voting_service_pb2 as voting_pb
 from wuye.voting.v1 import voting_service_pb2_grpc as voting_grpc
@@ -265,7 +266,11 @@ class City:
 
     def logged_code(self, masked: str) -> str | None:
         """The one-time code the registry logged for an ID number shown as `masked`."""
-        log = self.platform.state_dir / "logs" / "registry-serve.log"
+        log = next(
+            Path(process["log"])
+            for process in self.platform.description["processes"]
+            if process["name"] in {f"registry {part}" for part in SERVING_PARTS}
+        )
         codes = [
             event.split(" code=")[1].split()[0]
             for line in log.read_text().splitlines()

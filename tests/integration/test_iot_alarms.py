@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import REGISTRY
+from sample_data import request_id
 from test_iot_support import (
     ALARM_TOPIC,
     CREDIT_CODE,
@@ -123,6 +124,23 @@ def test_the_enterprise_serving_a_project_is_kept_until_it_exits(iot):
 
     assert (after_registration, after_other_exit) == (1, 1)
     assert iot.count("projects", project_id=project_id, credit_code="") == 1
+
+
+def test_a_gateway_names_the_enterprise_its_alarms_will_name(iot):
+    """The installer can see which enterprise the intake attributes the gateway's alarms to."""
+    project_id = iot.project(DONGSHENG, CREDIT_CODE)
+    registered = iot.admin.RegisterGateway(
+        pb.RegisterGatewayRequest(request_id=request_id(), project_id=project_id, name="网关")
+    ).gateway
+    iot.deliver(
+        registry_events.EnterpriseExited(
+            project_id=project_id, district_code=DONGSHENG, credit_code=CREDIT_CODE
+        )
+    )
+    after_exit = iot.admin.GetGateway(pb.GetGatewayRequest(gateway_id=registered.id))
+
+    assert registered.credit_code == CREDIT_CODE
+    assert after_exit.credit_code == ""
 
 
 def test_an_old_assignment_replayed_after_the_inbox_forgot_it_changes_nothing(iot):
