@@ -803,17 +803,21 @@ def last_sequence_of(connection: Connection, vote_id: str, pseudonym: str) -> in
 
 
 def counted_ballots(connection: Connection, vote_id: str) -> list[CountedBallot]:
-    """The log as the count reads it: sequence, owner and choices of every entry."""
-    choice_of = _CHOICE_OF
+    """The log as the count reads it: sequence, owner and choices of every entry. The choices
+    come as their text: a vote's ballots repeat a few combinations, each decoded once."""
+    decoded: dict[str, tuple[tuple[str, Choice], ...]] = {}
+    counted = []
     rows = connection.execute(
-        sa.select(ballots.c.sequence, ballots.c.pseudonym, ballots.c.choices)
+        sa.select(ballots.c.sequence, ballots.c.pseudonym, sa.cast(ballots.c.choices, sa.Text))
         .where(ballots.c.vote_id == vote_id)
         .order_by(ballots.c.sequence)
     )
-    return [
-        CountedBallot(sequence, pseudonym, tuple((m, choice_of[c]) for m, c in choices))
-        for sequence, pseudonym, choices in rows
-    ]
+    for sequence, pseudonym, text in rows:
+        choices = decoded.get(text)
+        if choices is None:
+            choices = decoded[text] = tuple((m, _CHOICE_OF[c]) for m, c in json.loads(text))
+        counted.append(CountedBallot(sequence, pseudonym, choices))
+    return counted
 
 
 def log_entries(
