@@ -1,5 +1,5 @@
 """python -m wuye.fund serve | relay | consume events | timers | all | migrate"""
 
-from wuye.core.service import run_module
+from wuye.core.entry import run
 
-run_module(__package__)
+run(__package__)

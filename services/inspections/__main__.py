@@ -1,11 +1,6 @@
 """python -m wuye.inspections serve | relay | consume events | timers | all | migrate |
 verify-draw"""
 
-import sys
+from wuye.core.entry import run
 
-from wuye.core.service import run_module
-from wuye.inspections.verify import main as verify_draw
-
-if sys.argv[1:2] == ["verify-draw"]:
-    sys.exit(verify_draw(sys.argv[2:]))
-run_module(__package__)
+run(__package__, {"verify-draw": "wuye.inspections.verify"})

@@ -69,9 +69,9 @@ def test_calling_a_service_that_is_not_deployed_is_refused() -> None:
 THROWAWAY = {
     "__init__.py": '"""A service that exists only to show what a new one needs."""\n',
     "__main__.py": """\
-        from wuye.core.service import run_module
+        from wuye.core.entry import run
 
-        run_module(__package__)
+        run(__package__)
         """,
     "settings.py": """\
         from wuye.core.settings import Settings
