@@ -57,7 +57,8 @@ def test_a_moment_counts_from_the_citys_day_not_utcs() -> None:
         CALENDAR.add_working_days(dt.datetime(2026, 2, 13, 17, 0), 1)
 
 
-@given(st.dates(D(2004, 1, 1), D(2026, 12, 1)), st.integers(0, 30))
+# Thirty working days after the last start stay within 2026, the package's last known year.
+@given(st.dates(D(2004, 1, 1), D(2026, 11, 1)), st.integers(0, 30))
 def test_n_working_days_later_has_exactly_n_working_days_in_between(start, days) -> None:
     end = CALENDAR.add_working_days(start, days)
     between = [start + dt.timedelta(n) for n in range(1, (end - start).days + 1)]
