@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from wuye.core import metrics
 from wuye.core.db import is_postgres
+from wuye.core.errors import DomainError
 from wuye.core.events import inbox, inbox_versions
 from wuye.core.kafka import Publisher, dead_letter_topic, header_map
 from wuye.core.logs import log
@@ -61,6 +62,20 @@ class EventMeta:
 class Handler:
     message_type: type[Message]
     handle: Callable[[Connection, Message, EventMeta], None]
+
+
+def log_refused(meta: EventMeta, refused: DomainError, outcome: str) -> None:
+    """An event the rules refuse to act on: handled (retrying changes nothing), stores nothing,
+    and says why. `outcome` is what did not happen ("decision opens no tender")."""
+    log(
+        logger,
+        outcome,
+        logging.WARNING,
+        event_id=meta.event_id,
+        event_type=meta.event_type,
+        reason=refused.reason,
+        message=refused.message,
+    )
 
 
 def message_class(full_name: str) -> type[Message] | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,13 +17,12 @@ from sqlalchemy import Connection, Engine
 
 from wuye.core.auth import Role
 from wuye.core.calendar import WorkingCalendar
-from wuye.core.consumer import EventMeta, Handler
+from wuye.core.consumer import EventMeta, Handler, log_refused
 from wuye.core.context import current
 from wuye.core.db import reader
 from wuye.core.errors import AlreadyExists, DomainError, NotFound, PermissionDenied, Violations
 from wuye.core.events import Event, add_events
 from wuye.core.ids import new_id
-from wuye.core.logs import log
 from wuye.core.wire import enum_name, timestamp, to_date
 from wuye.fund import domain, store
 from wuye.fund.domain import (
@@ -51,8 +49,6 @@ from wuye.iot.v1 import intake_service_pb2 as iot_pb
 from wuye.registry.v1 import events_pb2 as registry_events
 from wuye.voting.v1 import events_pb2 as voting_events
 from wuye.voting.v1 import voting_service_pb2 as voting_pb
-
-logger = logging.getLogger("wuye.fund")
 
 ACCOUNT_TOPIC = "wuye.fund.account.v1"
 INTEREST_TOPIC = "wuye.fund.interest.v1"
@@ -903,15 +899,7 @@ class Fund:
         try:
             change = opening()
         except DomainError as refused:
-            log(
-                logger,
-                "event opens no use",
-                logging.WARNING,
-                event_id=meta.event_id,
-                event_type=meta.event_type,
-                reason=refused.reason,
-                message=refused.message,
-            )
+            log_refused(meta, refused, "event opens no use")
             return
         if change is None:
             return

@@ -4,9 +4,7 @@ transaction starts (a bid, the opening), never while a lock is held."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -22,7 +20,7 @@ from sqlalchemy import Connection, Engine
 
 from wuye.core.calendar import WorkingCalendar
 from wuye.core.client import ServiceClients
-from wuye.core.consumer import EventMeta, Handler
+from wuye.core.consumer import EventMeta, Handler, log_refused
 from wuye.core.context import current, current_or_none
 from wuye.core.db import reader
 from wuye.core.draw import new_seed
@@ -37,7 +35,6 @@ from wuye.core.errors import (
 )
 from wuye.core.events import Event, add_events
 from wuye.core.ids import credit_code_problem, new_id
-from wuye.core.logs import log
 from wuye.core.pii import Pseudonymizer
 from wuye.core.wire import timestamp, to_date
 from wuye.credit.v1 import credit_service_pb2 as credit_pb
@@ -70,8 +67,6 @@ TIMER = "timer"
 _TIMER_BATCH = 100
 
 CreditLookup = Callable[[str], CreditStanding]
-
-logger = logging.getLogger("wuye.tenders")
 
 
 def _add_tender_event(connection: Connection, tender: Tender, message: Message) -> None:
@@ -835,30 +830,7 @@ class Tenders:
                     f"({tender.retendered_as or 'a direct appointment'})",
                     tender_id=tender_id,
                 )
-            draft = Tender(
-                **{
-                    f.name: getattr(tender, f.name)
-                    for f in dataclasses.fields(Tender)
-                    if f.name
-                    in (
-                        "district_code",
-                        "project_id",
-                        "buyer",
-                        "title",
-                        "scope",
-                        "service_standard",
-                        "max_price_fen",
-                        "weights",
-                        "price_method",
-                        "documents_hash",
-                        "committee_size",
-                        "representatives",
-                    )
-                },
-                tender_id=new_id(tender.district_code, "T"),
-                state=State.DRAFT,
-                created_at=self.now(),
-            )
+            draft = domain.retender_draft(tender, new_id(tender.district_code, "T"), self.now())
             store.insert_tender(connection, draft)
             store.save_tender(connection, replace(tender, retendered_as=draft.tender_id))
         return draft
@@ -945,15 +917,7 @@ class Tenders:
                 self.now(),
             )
         except DomainError as refused:
-            log(
-                logger,
-                "decision opens no tender",
-                logging.WARNING,
-                event_id=meta.event_id,
-                event_type=meta.event_type,
-                reason=refused.reason,
-                message=refused.message,
-            )
+            log_refused(meta, refused, "decision opens no tender")
             return
         store.insert_tender(connection, draft)
 

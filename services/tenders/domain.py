@@ -317,6 +317,33 @@ def draft_from_decision(
     )
 
 
+# What a buyer (or a decision's committee) sets of a tender, and a re-tender takes over.
+TERMS = (
+    "title",
+    "scope",
+    "service_standard",
+    "max_price_fen",
+    "weights",
+    "price_method",
+    "documents_hash",
+    "committee_size",
+    "representatives",
+)
+
+
+def retender_draft(tender: Tender, tender_id: str, now: dt.datetime) -> Tender:
+    """A new tender for an unsuccessful one: a draft of the same buyer, project and terms."""
+    return Tender(
+        district_code=tender.district_code,
+        project_id=tender.project_id,
+        buyer=tender.buyer,
+        **{name: getattr(tender, name) for name in TERMS},
+        tender_id=tender_id,
+        state=State.DRAFT,
+        created_at=now,
+    )
+
+
 def complete_decision_draft(draft: Tender, terms: Tender) -> Tender:
     """The decision's draft with the terms its committee set; only a draft, of the same
     project, takes them."""
@@ -327,23 +354,7 @@ def complete_decision_draft(draft: Tender, terms: Tender) -> Tender:
             f"the decision's tender {draft.tender_id} is for project {draft.project_id}",
             tender_id=draft.tender_id,
         )
-    return replace(
-        draft,
-        **{
-            name: getattr(terms, name)
-            for name in (
-                "title",
-                "scope",
-                "service_standard",
-                "max_price_fen",
-                "weights",
-                "price_method",
-                "documents_hash",
-                "committee_size",
-                "representatives",
-            )
-        },
-    )
+    return replace(draft, **{name: getattr(terms, name) for name in TERMS})
 
 
 def check_terms_set(tender: Tender) -> None:
