@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
+import grpc
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from sample_data import request_id
 
 from wuye.core.wire import to_date
 from wuye.registry.v1 import registry_service_pb2 as registry_pb
+from wuye.voting.v1 import voting_service_pb2 as voting_pb
 
 DONGSHENG = "150602"
 
@@ -40,6 +42,25 @@ def poll(
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout} s")
         time.sleep(interval)
+
+
+def create_vote_once_known(voting, vote: voting_pb.Vote, metadata) -> voting_pb.Vote:
+    """CreateVote as soon as the voting service has learnt of the project and its units from the
+    registry's events (until then it refuses with NOT_FOUND or FAILED_PRECONDITION)."""
+
+    def create() -> voting_pb.Vote | None:
+        try:
+            return voting.CreateVote(
+                voting_pb.CreateVoteRequest(request_id=request_id(), vote=vote),
+                metadata=metadata,
+                timeout=CALL_TIMEOUT_SECONDS,
+            ).vote
+        except grpc.RpcError as e:
+            if e.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                raise
+            return None
+
+    return poll(create, "a vote on the project once voting has learnt of its units")
 
 
 def served_projects(platform, new_filing, count: int) -> tuple[str, list[str], list[str]]:

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import grpc
 import pytest
-from e2e_support import CALL_TIMEOUT_SECONDS, DONGSHENG, poll
+from e2e_support import CALL_TIMEOUT_SECONDS, DONGSHENG, create_vote_once_known, poll
 from google.protobuf.timestamp_pb2 import Timestamp
 from sample_data import new_resident_id, request_id
 
@@ -101,36 +101,24 @@ def _decided_by_vote(
     close = Timestamp()
     close.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=7))
 
-    def create() -> voting_pb.Vote | None:
-        try:
-            return voting.CreateVote(
-                voting_pb.CreateVoteRequest(
-                    request_id=request_id(),
-                    vote=voting_pb.Vote(
-                        project_id=project_id,
-                        title="使用维修资金更换屋面防水层",
-                        matters=[
-                            voting_pb.Matter(
-                                type=voting_pb.MATTER_TYPE_USE_FUND,
-                                title="更换屋面防水层",
-                                text="使用专项维修资金 15,000 元更换屋面防水层，按专有面积分摊。",
-                                fund_amount_fen=amount,
-                                unit_ids=[u.unit_id for u in units],
-                            )
-                        ],
-                        close_time=close,
-                    ),
-                ),
-                metadata=office,
-                timeout=CALL_TIMEOUT_SECONDS,
-            ).vote
-        except grpc.RpcError as e:
-            # The project's units are still on their way to voting.
-            if e.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-                raise
-            return None
-
-    vote = poll(create, "a vote on the project once voting has learnt of its units")
+    vote = create_vote_once_known(
+        voting,
+        voting_pb.Vote(
+            project_id=project_id,
+            title="使用维修资金更换屋面防水层",
+            matters=[
+                voting_pb.Matter(
+                    type=voting_pb.MATTER_TYPE_USE_FUND,
+                    title="更换屋面防水层",
+                    text="使用专项维修资金 15,000 元更换屋面防水层，按专有面积分摊。",
+                    fund_amount_fen=amount,
+                    unit_ids=[u.unit_id for u in units],
+                )
+            ],
+            close_time=close,
+        ),
+        office,
+    )
     assert vote.roll_owners == len(units)
     for unit in units:
         voting.CastBallot(

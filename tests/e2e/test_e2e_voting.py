@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from e2e_support import CALL_TIMEOUT_SECONDS, DONGSHENG, poll
+from e2e_support import CALL_TIMEOUT_SECONDS, DONGSHENG, create_vote_once_known
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from sample_data import new_credit_code, new_resident_id, request_id
@@ -127,40 +127,28 @@ def test_owners_vote_and_anyone_verifies_the_count_from_the_published_log(
     close = Timestamp()
     close.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(days=7))
 
-    def create() -> pb.Vote | None:
-        try:
-            return voting.CreateVote(
-                pb.CreateVoteRequest(
-                    request_id=request_id(),
-                    vote=pb.Vote(
-                        project_id=project,
-                        title="2027 年业主大会",
-                        matters=[
-                            pb.Matter(
-                                type=pb.MATTER_TYPE_RAISE_FUND,
-                                title="续筹维修资金",
-                                text="按每平方米 30 元续筹专项维修资金。",
-                                fund_amount_fen=1_500_000,
-                            ),
-                            pb.Matter(
-                                type=pb.MATTER_TYPE_COVENANT,
-                                title="修订管理规约",
-                                text="修订管理规约第十二条。",
-                            ),
-                        ],
-                        close_time=close,
-                    ),
+    vote = create_vote_once_known(
+        voting,
+        pb.Vote(
+            project_id=project,
+            title="2027 年业主大会",
+            matters=[
+                pb.Matter(
+                    type=pb.MATTER_TYPE_RAISE_FUND,
+                    title="续筹维修资金",
+                    text="按每平方米 30 元续筹专项维修资金。",
+                    fund_amount_fen=1_500_000,
                 ),
-                metadata=office,
-                timeout=CALL_TIMEOUT_SECONDS,
-            ).vote
-        except grpc.RpcError as e:
-            # The project's events are still on their way.
-            if e.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-                raise
-            return None
-
-    vote = poll(create, "a vote on the project once voting has learnt of it")
+                pb.Matter(
+                    type=pb.MATTER_TYPE_COVENANT,
+                    title="修订管理规约",
+                    text="修订管理规约第十二条。",
+                ),
+            ],
+            close_time=close,
+        ),
+        office,
+    )
     assert vote.state == pb.VOTE_STATE_OPEN
     assert (vote.roll_owners, vote.roll_area_cm2) == (4, 5_010_000)
 
