@@ -38,9 +38,6 @@ logger = logging.getLogger("wuye.consumer")
 # Records handled between two offset commits at most.
 MAX_POLL_RECORDS = 500
 LAG_EVERY_SECONDS = 10.0
-# The inbox keeps ids for days (inbox_retention_days): an hourly purge is plenty, and a
-# consumer at rest writes to its database once an hour rather than every few seconds.
-INBOX_PURGE_EVERY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +126,7 @@ class Consumer:
         handlers: dict[str, Handler],
         max_attempts: int,
         inbox_retention_days: int,
+        inbox_purge_seconds: float,
     ) -> None:
         self._engine = engine
         self._kafka = kafka
@@ -137,6 +135,7 @@ class Consumer:
         self._handlers = handlers
         self._max_attempts = max_attempts
         self._retention_seconds = inbox_retention_days * 86400
+        self._purge_seconds = inbox_purge_seconds
         self._failures: dict[tuple[str, int, int], int] = {}
         self._lag_due = self._purge_due = 0.0
         insert = (postgresql.insert if is_postgres(engine) else sqlite.insert)(inbox_versions)
@@ -344,7 +343,7 @@ class Consumer:
             self._lag_due = now + LAG_EVERY_SECONDS
             self._report_lag()
         if now >= self._purge_due:
-            self._purge_due = now + INBOX_PURGE_EVERY_SECONDS
+            self._purge_due = now + self._purge_seconds
             with self._engine.begin() as connection:
                 connection.execute(
                     inbox.delete().where(

@@ -149,6 +149,7 @@ def build_consumer(consumer: ConsumerSpec, settings: Settings, engine: Engine) -
         handlers=handlers,
         max_attempts=settings.consumer_max_attempts,
         inbox_retention_days=settings.inbox_retention_days,
+        inbox_purge_seconds=settings.inbox_purge_seconds,
     )
 
 

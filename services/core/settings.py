@@ -106,8 +106,10 @@ class Settings(BaseSettings):
     # after it. The relay gives each publish half of it.
     relay_lease_seconds: float = Field(default=10.0, gt=0)
     consumer_max_attempts: int = Field(default=5, ge=1)
-    # Processed event ids are remembered this long to drop redeliveries.
+    # Processed event ids are remembered this long to drop redeliveries, and purged this often
+    # (a consumer at rest writes to its database only then).
     inbox_retention_days: int = Field(default=14, ge=1)
+    inbox_purge_seconds: float = Field(default=3600.0, gt=0)
     # A Create call's answer is replayed to retries of its request_id this long, then forgotten
     # (checked every idempotency_purge_seconds, beside the relay).
     idempotency_retention_days: int = Field(default=7, ge=1)

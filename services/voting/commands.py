@@ -62,13 +62,7 @@ _DEVELOPER_UNSOLD_KIND = registry_pb.OWNER_KIND_DEVELOPER_UNSOLD
 
 
 def _event(vote_id: str, district: str, message: Message) -> Event:
-    return Event(
-        topic=VOTE_TOPIC,
-        key=vote_id,
-        subject=f"votes/{vote_id}",
-        district=district,
-        message=message,
-    )
+    return Event.of_aggregate(VOTE_TOPIC, vote_id, district, message)
 
 
 def wire_enum(enum_type, prefix: str, value) -> int:

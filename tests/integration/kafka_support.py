@@ -50,6 +50,7 @@ class HandDriven:
             handlers=handlers,
             max_attempts=settings.consumer_max_attempts,
             inbox_retention_days=settings.inbox_retention_days,
+            inbox_purge_seconds=settings.inbox_purge_seconds,
         )
 
     @classmethod

@@ -127,6 +127,7 @@ def start_consumer(
         handlers={STRING_VALUE: Handler(wrappers_pb2.StringValue, handle)},
         max_attempts=settings.consumer_max_attempts,
         inbox_retention_days=settings.inbox_retention_days,
+        inbox_purge_seconds=settings.inbox_purge_seconds,
     )
     return start_loop(consumer.run, f"consumer-{group}", after=[dead_letters.close])
 

@@ -149,6 +149,7 @@ def start_consumer(start_loop, settings: Settings, engine: sa.Engine, topic: str
         handlers={STRING_VALUE: Handler(wrappers_pb2.StringValue, record_effect)},
         max_attempts=3,
         inbox_retention_days=1,
+        inbox_purge_seconds=3600,
     )
     start_loop(consumer.run, "consumer", after=[dead_letters.close])
     return consumer

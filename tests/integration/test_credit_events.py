@@ -216,6 +216,7 @@ def test_a_replayed_event_changes_nothing(credit):
         handlers=credit.handlers,
         max_attempts=1,
         inbox_retention_days=1,
+        inbox_purge_seconds=3600,
     )
     code = new_credit_code()
     filing = credit.filing_approved(code)
@@ -251,6 +252,7 @@ def test_an_event_replayed_after_its_inbox_row_is_gone_is_a_duplicate_by_its_own
         handlers=credit.handlers,
         max_attempts=1,
         inbox_retention_days=1,
+        inbox_purge_seconds=3600,
     )
     code = new_credit_code()
     events = [
