@@ -449,14 +449,13 @@ class Launcher:
         """Every service's topics before any consumer subscribes to them: consumers look for
         topics created later only at their next metadata refresh, a minute apart."""
         began = time.monotonic()
+        # The parts' broker and partitions; the rest of their settings from this environment,
+        # which theirs extends.
+        given = {"kafka_bootstrap": self.kafka_bootstrap}
+        if "WUYE_KAFKA_TOPIC_PARTITIONS" in self.base_env:
+            given["kafka_topic_partitions"] = self.base_env["WUYE_KAFKA_TOPIC_PARTITIONS"]
         for spec in specs:
-            settings = spec.settings_type(
-                **{
-                    key.removeprefix("WUYE_").lower(): value
-                    for key, value in self.base_env.items()
-                    if key.startswith("WUYE_")
-                }
-            )
+            settings = spec.settings_type(**given)
             try:
                 spec.ensure_topics(settings)
             except KafkaException as e:
