@@ -82,10 +82,15 @@ def test_a_facility_switched_off_by_mqtt_is_an_alarm_for_the_duty_desk_and_on_ka
     assert gateway.mqtt_topic == f"wuye/150602/{gateway.id}/readings"
     # The project's enterprise comes in a later registry event than the project itself.
     poll(
-        lambda: iot.GetGateway(
-            pb.GetGatewayRequest(gateway_id=gateway.id), metadata=auth, timeout=CALL_TIMEOUT_SECONDS
-        ).credit_code
-        == code,
+        lambda: (
+            iot.GetGateway(
+                pb.GetGatewayRequest(gateway_id=gateway.id),
+                metadata=auth,
+                timeout=CALL_TIMEOUT_SECONDS,
+            ).credit_code
+            == code
+            or None
+        ),  # poll waits while the probe gives None
         "the intake learnt the project's enterprise",
     )
     facility = iot.RegisterDevice(

@@ -238,7 +238,8 @@ class City:
                 timeout=CALL_SECONDS,
             ).vote.vote_id
         except grpc.RpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:  # the project is on its way as an event
+            # The project, then its units, are on their way to voting as events.
+            if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 return None
             raise
 
