@@ -62,6 +62,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from fractions import Fraction
+from json.encoder import encode_basestring
 from typing import NamedTuple, TypeVar
 
 from wuye.core.errors import FailedPrecondition, Violations
@@ -430,6 +431,8 @@ def _by_pseudonym(entry: RollEntry) -> str:
 
 
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# A string as _CANONICAL_JSON writes it (the function it uses when ensure_ascii is off).
+_json_string = encode_basestring
 
 
 def _canon(value: object) -> bytes:
@@ -479,21 +482,34 @@ class LogEntry:
     entry_hash: str
 
 
+# canon of step 2's object, its keys in sorted order: the bytes _canon gives, written without
+# building the object and encoding it generically, since a log's every entry is hashed.
+_ENTRY_CANON = (
+    '{"area_cm2":%d,"cast_time":%d,"channel":%s,"choices":[%s],"paper_reference":%s,'
+    '"previous_hash":%s,"pseudonym":%s,"sequence":%d,"vote_id":%s}'
+)
+
+
 def entry_hash(vote_id: str, entry: LogEntry) -> str:
     """Step 2: the hash of an entry (its own entry_hash field aside): the ballot's receipt."""
-    return _hash(
-        {
-            "vote_id": vote_id,
-            "sequence": entry.sequence,
-            "pseudonym": entry.pseudonym,
-            "area_cm2": entry.area_cm2,
-            "choices": [[matter_id, choice.value] for matter_id, choice in entry.choices],
-            "cast_time": micros(entry.cast_time),
-            "channel": entry.channel.value,
-            "paper_reference": entry.paper_reference,
-            "previous_hash": entry.previous_hash,
-        }
+    choices = ",".join(
+        [
+            f"[{_json_string(matter_id)},{_json_string(choice.value)}]"
+            for matter_id, choice in entry.choices
+        ]
     )
+    canonical = _ENTRY_CANON % (
+        entry.area_cm2,
+        micros(entry.cast_time),
+        _json_string(entry.channel.value),
+        choices,
+        _json_string(entry.paper_reference),
+        _json_string(entry.previous_hash),
+        _json_string(entry.pseudonym),
+        entry.sequence,
+        _json_string(vote_id),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def check_choices(

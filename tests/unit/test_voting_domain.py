@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import random
 from fractions import Fraction
 
@@ -207,6 +208,64 @@ def test_each_entry_links_to_the_one_before_and_the_first_to_the_roll_digest():
     assert entries[0].previous_hash == domain.roll_digest(spec, domain.published_roll(roll))
     assert entries[1].previous_hash == entries[0].entry_hash
     assert [e.entry_hash == domain.entry_hash(spec.vote_id, e) for e in entries] == [True, True]
+
+
+def test_an_entry_hashes_to_the_digest_logs_already_published_carry():
+    """Receipts handed out and logs exported stay valid only while these bytes stay the same."""
+    entry = LogEntry(
+        sequence=7,
+        pseudonym='p"seudo\\nymé\n',
+        area_cm2=12_345_600,
+        choices=(("M1", YES), ("M2", ABSTAIN)),
+        cast_time=dt.datetime(2026, 6, 1, 1, 0, 0, 1, tzinfo=dt.UTC),
+        channel=Channel.PAPER,
+        paper_reference="纸质表决票 第 017 号\t\x01",
+        previous_hash="ab" * 32,
+        entry_hash="",
+    )
+    assert (
+        domain.entry_hash("150602-V0123456789ab", entry)
+        == "9b9ed6e7072bcb5589b27db6a3bd9fad15f804f761d542b20fe718ada6e08a39"
+    )
+
+
+def canonical_hash(value: object) -> str:
+    """H(x) of the algorithm, spelled as its docstring states it."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    vote_id=st.text(),
+    entry=st.builds(
+        LogEntry,
+        sequence=st.integers(1, 2**63 - 1),
+        pseudonym=st.text(),
+        area_cm2=st.integers(1, 2**63 - 1),
+        choices=st.lists(st.tuples(st.text(), st.sampled_from(Choice))).map(tuple),
+        cast_time=st.datetimes(timezones=st.just(dt.UTC)),
+        channel=st.sampled_from(Channel),
+        paper_reference=st.text(),
+        previous_hash=st.text(),
+        entry_hash=st.just(""),
+    ),
+)
+def test_an_entry_hash_is_h_of_the_object_step_2_names(vote_id, entry):
+    expected = canonical_hash(
+        {
+            "vote_id": vote_id,
+            "sequence": entry.sequence,
+            "pseudonym": entry.pseudonym,
+            "area_cm2": entry.area_cm2,
+            "choices": [[matter_id, choice.value] for matter_id, choice in entry.choices],
+            "cast_time": domain.micros(entry.cast_time),
+            "channel": entry.channel.value,
+            "paper_reference": entry.paper_reference,
+            "previous_hash": entry.previous_hash,
+        }
+    )
+    assert domain.entry_hash(vote_id, entry) == expected
 
 
 def test_a_receipt_of_a_replaced_ballot_is_in_the_log_but_not_counted():
