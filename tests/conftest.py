@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from wuye.core.devbroker import DevBroker
 from wuye.core.settings import Settings
+from wuye.core.stop import Stop
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TEST_TOKEN_SECRET = "wuye-test-token-secret-0123456789abcdef"
@@ -78,7 +79,7 @@ class LoopThread:
         name: str,
         after: Iterable[Callable[[], object]] = (),
     ) -> None:
-        self.stop_event = threading.Event()
+        self.stop_event = Stop()
         self.error: BaseException | None = None
         self._run = run
         self._after = list(after)

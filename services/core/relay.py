@@ -26,7 +26,6 @@ import os
 import select
 import socket
 import struct
-import threading
 import time
 import uuid
 from collections import Counter
@@ -47,6 +46,7 @@ from wuye.core.db import is_postgres, reader
 from wuye.core.events import OUTBOX_CHANNEL, outbox, outbox_lease
 from wuye.core.kafka import Publisher, cloudevent_headers
 from wuye.core.logs import log
+from wuye.core.stop import Stop
 
 logger = logging.getLogger("wuye.relay")
 
@@ -70,9 +70,6 @@ _SELECT = sa.select(
     outbox.c.version,
 ).order_by(outbox.c.id)
 
-
-# A stop request is noticed within this long while the relay waits for a commit.
-_SLICE_SECONDS = 0.25
 
 # Why a wait for commits ended.
 Wakeup = Literal["commit", "poll", "stop"]
@@ -205,8 +202,14 @@ class Relay:
         self._renewed()
         return self._epoch is not None
 
+    @property
+    def _idle_renewal_seconds(self) -> float:
+        """An idle holder renews its lease once half of it has passed: the other half is the
+        margin for a renewal that is slow to land."""
+        return self._lease.seconds / 2
+
     def _renewed(self) -> None:
-        self._renew_at = time.monotonic() + self._lease.seconds / 3
+        self._renew_at = time.monotonic() + self._idle_renewal_seconds
 
     def publish_batch(self) -> int:
         """Publish up to one batch if this relay holds the lease (taking it if it is free);
@@ -214,7 +217,7 @@ class Relay:
         to another relay meanwhile, the batch stays for the new holder and this relay stands
         by.
 
-        The lease is renewed before each batch; with nothing to publish, only once a third of it
+        The lease is renewed before each batch; with nothing to publish, only once half of it
         has passed (on SQLite each renewal is a write, which the relay then looks at again)."""
         renew_first = self._epoch is None or time.monotonic() >= self._renew_at
         if renew_first and not self.hold_lease():
@@ -298,7 +301,7 @@ class Relay:
         metrics.OUTBOX_BACKLOG.set(count)
         metrics.OUTBOX_OLDEST_AGE.set(time.time() - oldest if oldest else 0.0)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: Stop) -> None:
         backoff = _RETRY_FIRST_SECONDS
         while not stop.is_set():
             try:
@@ -314,7 +317,7 @@ class Relay:
                     continue
                 if published < self._batch_size:
                     woken = self._commits.wait(
-                        stop, min(self._poll_seconds, self._lease.seconds / 3)
+                        stop, min(self._poll_seconds, self._idle_renewal_seconds)
                     )
                     if woken != "stop":
                         self.wakeups[woken] += 1
@@ -390,21 +393,25 @@ class Notifications:
         """A notification arrives after its commit: nothing is ever half-visible."""
         return False
 
-    def wait(self, stop: threading.Event, timeout: float) -> Wakeup:
-        """Until a commit notifies, `stop` is set, or `timeout` seconds have passed."""
+    def wait(self, stop: Stop, timeout: float) -> Wakeup:
+        """Until a commit notifies, `stop` is set, or `timeout` seconds have passed: asleep in
+        one poll of the connection's socket and the stop request meanwhile."""
         if self._connection is None:
             return "stop" if stop.wait(timeout) else "poll"
         driver = self._connection.connection.driver_connection
+        waiting = select.poll()
+        waiting.register(driver.fileno(), select.POLLIN)
+        waiting.register(stop, select.POLLIN)
         deadline = time.monotonic() + timeout
         try:
             while not stop.is_set():
+                # Several commits may have notified: one look at the outbox serves them all.
+                if list(driver.notifies(timeout=0)):
+                    return "commit"
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return "poll"
-                if list(driver.notifies(timeout=min(left, _SLICE_SECONDS), stop_after=1)):
-                    # Several commits may have notified: one look at the outbox serves them all.
-                    list(driver.notifies(timeout=0))
-                    return "commit"
+                waiting.poll(left * 1000)
         except psycopg.Error as e:
             log(logger, "lost the notifications' connection", logging.WARNING, error=repr(e)[:300])
             self.close()
@@ -497,19 +504,20 @@ class FileWrites:
             pass
         return True
 
-    def wait(self, stop: threading.Event, timeout: float) -> Wakeup:
+    def wait(self, stop: Stop, timeout: float) -> Wakeup:
         """Until the database's files are written, `stop` is set, or `timeout` seconds have
-        passed."""
+        passed: asleep in one poll of the watch and the stop request meanwhile."""
         if self._descriptor is None:
             return "stop" if stop.wait(timeout) else "poll"
         waiting = select.poll()
         waiting.register(self._descriptor, select.POLLIN)
+        waiting.register(stop, select.POLLIN)
         deadline = time.monotonic() + timeout
         while not stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 return "poll"
-            if waiting.poll(min(left, _SLICE_SECONDS) * 1000) and self._database_written():
+            if waiting.poll(left * 1000) and self._database_written():
                 self._written = True
                 return "commit"
         return "stop"

@@ -34,6 +34,7 @@ from wuye.core.logs import log
 from wuye.core.migrate import upgrade
 from wuye.core.relay import Relay
 from wuye.core.settings import Settings
+from wuye.core.stop import Stop
 
 logger = logging.getLogger("wuye")
 
@@ -115,8 +116,8 @@ def one_servicer(
     ]
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+def _stop_on_signals() -> Stop:
+    stop = Stop()
 
     def handle(signum, _frame) -> None:
         log(logger, "stopping", signal=signal.Signals(signum).name)
@@ -185,7 +186,7 @@ def _ensure_topics_or_warn(spec: ServiceSpec, settings: Settings) -> None:
         log(logger, "could not create topics yet", logging.WARNING, error=repr(e)[:200])
 
 
-def run_worker(spec: ServiceSpec, settings: Settings, engine: Engine, stop: threading.Event) -> int:
+def run_worker(spec: ServiceSpec, settings: Settings, engine: Engine, stop: Stop) -> int:
     """The relay (with the core's housekeeping), every consumer and the timers as threads of one
     process, beside the server under `all`: `make run`'s way of running a service, whose parts
     idle in the same few waits whether apart or together. Any of them ending on its own ends
@@ -232,9 +233,7 @@ def run_together(parts: dict[str, Callable[[], None]], stop: threading.Event) ->
     return 1 if failed else 0
 
 
-def _serve_and_work(
-    spec: ServiceSpec, settings: Settings, engine: Engine, stop: threading.Event
-) -> int:
+def _serve_and_work(spec: ServiceSpec, settings: Settings, engine: Engine, stop: Stop) -> int:
     """The server and run_worker's parts in one process; 1 if a part failed."""
     _ensure_topics_or_warn(spec, settings)
     outcome: list[int] = []
