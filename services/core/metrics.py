@@ -6,7 +6,12 @@ already know; the event pipeline's are ours (wuye_*).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import socket
+import threading
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -83,7 +88,24 @@ CONSUMER_HANDLE_SECONDS = Histogram(
 )
 
 
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """A scrape is no news: the service's log stays its own."""
+
+
 def serve_metrics(host: str, port: int) -> int:
-    """Start /metrics in a background thread; returns the bound port (0 picks a free one)."""
-    server, _thread = start_http_server(port, addr=host)
+    """Start /metrics in a background thread; returns the bound port (0 picks a free one).
+
+    The thread sleeps until a scrape arrives. Only the process's exit ends it, so it does not
+    look for a shutdown request twice a second as prometheus_client's own server does."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    server_type = type("MetricsServer", (_MetricsServer,), {"address_family": family})
+    server = make_server(host, port, make_wsgi_app(), server_type, handler_class=_QuietHandler)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": None}, name="metrics", daemon=True
+    ).start()
     return server.server_address[1]
