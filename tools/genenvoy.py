@@ -63,8 +63,11 @@ class EdgeSettings(BaseSettings):
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
     # The largest JSON response the edge buffers to transcode.
     max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    # Active gRPC health checks of every upstream.
+    # Active gRPC health checks of every upstream; until a first call has been routed to it,
+    # once a minute (Envoy's own default), so that an idle platform is not kept awake: each
+    # sparse check costs a Python server a few milliseconds of gRPC's threads waking.
     health_check_seconds: float = Field(default=5.0, gt=0)
+    health_check_before_traffic_seconds: float = Field(default=60.0, gt=0)
 
 
 # ---------------------------------------------------------------- what the services offer
@@ -225,7 +228,7 @@ def _cluster(name: str, host: str, port: int | str, settings: EdgeSettings, grpc
             {
                 "timeout": "1s",
                 "interval": f"{settings.health_check_seconds}s",
-                "no_traffic_interval": f"{settings.health_check_seconds}s",
+                "no_traffic_interval": f"{settings.health_check_before_traffic_seconds}s",
                 "unhealthy_threshold": 2,
                 "healthy_threshold": 1,
                 "grpc_health_check": {},
