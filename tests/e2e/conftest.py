@@ -62,8 +62,8 @@ PLATFORM_ENV: dict[str, str] = {
     # The edge's public calls: a small bucket, so that its rate limit is reached in a few calls.
     "WUYE_EDGE_PUBLIC_BURST": "20",
     "WUYE_EDGE_PUBLIC_PER_SECOND": "1",
-    # Events reach consumers within a quarter second instead of a second: the tests follow
-    # chains of them.
+    # Events reach consumers within a quarter second instead of make run's 1.5 s: the tests
+    # follow chains of them.
     "WUYE_KAFKA_FETCH_WAIT_MS": "500",
 }
 
