@@ -1,6 +1,6 @@
 """The SQLite relay's wake-up (inotify on the database's folder), without Kafka: a commit to its
 database wakes it, writes to a neighbour database do not, and a write seen before the look is
-waited out once."""
+waited out once; a stop request ends a wait at once."""
 
 import threading
 from pathlib import Path
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from wuye.core.db import create_service_engine
 from wuye.core.relay import FileWrites
 from wuye.core.settings import Settings
+from wuye.core.stop import Stop
 
 things = sa.Table("things", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
 
@@ -36,7 +37,7 @@ def engines(tmp_path: Path):
 
 def test_a_commit_to_its_database_wakes_the_watch_and_a_neighbours_does_not(engines) -> None:
     own, neighbour = engines
-    watch, stop = FileWrites(own), threading.Event()
+    watch, stop = FileWrites(own), Stop()
     try:
         watch.start()
         assert watch.settle()  # a commit may have been under way as the watch began
@@ -55,7 +56,7 @@ def test_a_commit_to_its_database_wakes_the_watch_and_a_neighbours_does_not(engi
 
 def test_writes_read_before_a_look_need_no_wake_up_but_are_settled_once(engines) -> None:
     own, _ = engines
-    watch, stop = FileWrites(own), threading.Event()
+    watch, stop = FileWrites(own), Stop()
     try:
         watch.start()
         watch.settle()
@@ -64,5 +65,19 @@ def test_writes_read_before_a_look_need_no_wake_up_but_are_settled_once(engines)
         assert watch.wait(stop, timeout=0.01) == "poll"
         assert watch.settle()
         assert not watch.settle()
+    finally:
+        watch.close()
+
+
+def test_a_stop_requested_by_another_thread_ends_a_wait_with_no_poll_due(engines) -> None:
+    own, _ = engines
+    watch, stop = FileWrites(own), Stop()
+    try:
+        watch.start()
+        watch.settle()
+        requester = threading.Thread(target=stop.set)
+        requester.start()
+        assert watch.wait(stop, timeout=3600) == "stop"
+        requester.join()
     finally:
         watch.close()
