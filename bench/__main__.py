@@ -178,9 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             results["iot"] = iot.run(iot_options, log_dir)
         if args.only in (None, "idle"):
             _say("idle: make run's whole platform at rest, grouped and apart ...")
-            quick = idle.IdleOptions(measure_seconds=20.0)
-            idle_options = quick if args.quick else idle.IdleOptions()
-            results["idle"] = idle.run(idle_options, log_dir)
+            options = idle.IdleOptions(measure_seconds=20.0) if args.quick else idle.IdleOptions()
+            results["idle"] = idle.run(options, log_dir)
         if args.only in (None, "edge"):
             _say("edge: GetEnterprise by gRPC directly, by gRPC and by JSON through Envoy ...")
             results["edge"] = edge.run(

@@ -368,6 +368,13 @@ class Relay:
             self._producer = None
 
 
+def _poll_of(descriptor: int, stop: Stop) -> select.poll:
+    """A poll(2) that returns when `descriptor` is readable or the stop is requested."""
+    waiting = select.poll()
+    waiting.register(descriptor, select.POLLIN)
+    waiting.register(stop, select.POLLIN)
+    return waiting
+
 class Notifications:
     """PostgreSQL: the notifications add_events raises at commit, on a connection kept for
     them (LISTEN belongs to a session)."""
@@ -399,9 +406,7 @@ class Notifications:
         if self._connection is None:
             return "stop" if stop.wait(timeout) else "poll"
         driver = self._connection.connection.driver_connection
-        waiting = select.poll()
-        waiting.register(driver.fileno(), select.POLLIN)
-        waiting.register(stop, select.POLLIN)
+        waiting = _poll_of(driver.fileno(), stop)
         deadline = time.monotonic() + timeout
         try:
             while not stop.is_set():
@@ -509,9 +514,7 @@ class FileWrites:
         passed: asleep in one poll of the watch and the stop request meanwhile."""
         if self._descriptor is None:
             return "stop" if stop.wait(timeout) else "poll"
-        waiting = select.poll()
-        waiting.register(self._descriptor, select.POLLIN)
-        waiting.register(stop, select.POLLIN)
+        waiting = _poll_of(self._descriptor, stop)
         deadline = time.monotonic() + timeout
         while not stop.is_set():
             left = deadline - time.monotonic()

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     # How long a consumer's fetch may wait at the broker for new records. Kafka answers as soon
     # as one arrives, so a longer wait only spares it idle requests; the development broker
     # (Tansu) looks again only at halves of the wait, so there it bounds how late a record is
-    # seen, and `make run` chooses (2 s: each idle fetch costs Tansu a read of every partition).
+    # seen, and `make run` chooses (3 s: each idle fetch costs Tansu reads of every partition).
     kafka_fetch_wait_ms: int = Field(default=500, ge=10, le=30_000)
 
     city_districts: dict[str, str] = ORDOS_DISTRICTS

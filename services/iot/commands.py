@@ -81,6 +81,10 @@ def device_message(device: DeviceState) -> pb.Device:
     return message
 
 
+def _stored_gateway(connection: Connection, row) -> pb.Gateway:
+    """A stored gateway with the enterprise its project is served by, as last heard of."""
+    return gateway_message(row, store.credit_code_of(connection, row.project_id))
+
 class Iot:
     def __init__(self, engine: Engine, settings: IotSettings, intake: Intake | None = None):
         self.engine = engine
@@ -163,7 +167,7 @@ class Iot:
     def get_gateway(self, gateway_id: str) -> pb.Gateway:
         with self.reader.connect() as connection:
             row = self._gateway_row(connection, gateway_id)
-            return gateway_message(row, store.credit_code_of(connection, row.project_id))
+            return _stored_gateway(connection, row)
 
     def rotate_secret(self, gateway_id: str) -> pb.RotateGatewaySecretResponse:
         """A new key version, and a replay window starting afresh (epoch 0): every batch signed
@@ -174,7 +178,7 @@ class Iot:
             row = self._gateway_row(connection, gateway_id, lock=True)
             version = row.key_version + 1
             self._write_window(connection, gateway_id, 0, key_version=version)
-            gateway = gateway_message(row, store.credit_code_of(connection, row.project_id))
+            gateway = _stored_gateway(connection, row)
             add_events(
                 connection,
                 [
@@ -205,7 +209,7 @@ class Iot:
             row = self._gateway_row(connection, gateway_id, lock=True)
             epoch, highest = self.intake.window_of(gateway_id)
             self._write_window(connection, gateway_id, epoch)
-            gateway = gateway_message(row, store.credit_code_of(connection, row.project_id))
+            gateway = _stored_gateway(connection, row)
             add_events(
                 connection,
                 [
